@@ -1,0 +1,225 @@
+//! Options of every stage, as plain values passed down from the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::metadata::DatasetVersion;
+
+/// `--rewrite FROM=TO`: fetch `TO...` instead of `FROM...`; artifacts keep the original URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub from: String,
+    pub to: String,
+}
+
+impl Rewrite {
+    /// Apply the first rewrite whose prefix matches.
+    pub fn apply<'a>(rewrites: &[Rewrite], url: &'a str) -> std::borrow::Cow<'a, str> {
+        for r in rewrites {
+            if let Some(rest) = url.strip_prefix(r.from.as_str()) {
+                return format!("{}{rest}", r.to).into();
+            }
+        }
+        url.into()
+    }
+}
+
+impl std::str::FromStr for Rewrite {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (from, to) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected FROM=TO, got '{s}'"))?;
+        if from.is_empty() || to.is_empty() {
+            return Err(format!(
+                "expected FROM=TO with both sides non-empty, got '{s}'"
+            ));
+        }
+        if !(to.starts_with("http://") || to.starts_with("https://")) {
+            return Err(format!(
+                "rewrite target must be an http(s) URL prefix, got '{to}'"
+            ));
+        }
+        Ok(Rewrite {
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+    }
+}
+
+/// How the fetch stage talks to the IIIF servers.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub rewrites: Vec<Rewrite>,
+    /// Most requests in flight to one host.
+    pub per_host: usize,
+    /// Most requests in flight overall.
+    pub concurrency: usize,
+    /// Retries of a transient failure.
+    pub retries: u32,
+    /// Limit for one whole request, body included.
+    pub timeout: Duration,
+    /// Largest accepted response body.
+    pub max_body_bytes: u64,
+    /// Largest accepted image edge, checked before decoding.
+    pub max_image_edge: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub backoff_base: Duration,
+    /// Longest single wait, whether from backoff or a server's Retry-After.
+    pub backoff_max: Duration,
+    pub user_agent: String,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            rewrites: Vec::new(),
+            per_host: 4,
+            concurrency: 32,
+            retries: 5,
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 32 << 20,
+            max_image_edge: 8192,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            user_agent: format!(
+                "kaokore/{} (+https://crates.io/crates/kaokore)",
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+}
+
+/// Which artifacts to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    pub idx: bool,
+    pub npz: bool,
+    pub parquet: bool,
+    /// `images_S/NNNNNNNN.jpg`, the layout of upstream's own loader.
+    pub images: bool,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats {
+            idx: true,
+            npz: true,
+            parquet: true,
+            images: false,
+        }
+    }
+}
+
+impl std::str::FromStr for Formats {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut f = Formats {
+            idx: false,
+            npz: false,
+            parquet: false,
+            images: false,
+        };
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "idx" => f.idx = true,
+                "npz" => f.npz = true,
+                "parquet" => f.parquet = true,
+                "images" => f.images = true,
+                other => {
+                    return Err(format!(
+                        "unknown format '{other}' (expected idx, npz, parquet, images)"
+                    ));
+                }
+            }
+        }
+        if f == (Formats {
+            idx: false,
+            npz: false,
+            parquet: false,
+            images: false,
+        }) {
+            return Err("no format given".into());
+        }
+        Ok(f)
+    }
+}
+
+/// How the CPU stages normalize, encode and pack.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Normalized edge length S: every image becomes S x S RGB.
+    pub size: u32,
+    pub formats: Formats,
+    /// CPU worker threads.
+    pub jobs: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            size: 256,
+            formats: Formats::default(),
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            row_group_rows: 100,
+        }
+    }
+}
+
+/// Everything `build`, `fetch` and `pack` need.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    pub version: DatasetVersion,
+    /// An upstream-layout directory to use instead of the embedded files.
+    pub metadata_dir: Option<PathBuf>,
+    pub out: PathBuf,
+    pub cache: PathBuf,
+    pub fetch: FetchOptions,
+    pub pack: PackOptions,
+    /// Any image that could not be fetched fails the build.
+    pub strict: bool,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// `$XDG_CACHE_HOME/kaokore`, else `~/.cache/kaokore`, else `.kaokore-cache`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("kaokore");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(home).join(".cache").join("kaokore");
+    }
+    PathBuf::from(".kaokore-cache")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_prefix() {
+        let r: Rewrite = "http://codh.rois.ac.jp=http://127.0.0.1:9000/codh"
+            .parse()
+            .unwrap();
+        let url = "http://codh.rois.ac.jp/iiif/x/0,0,1,1/256,256/0/default.jpg";
+        assert_eq!(
+            Rewrite::apply(&[r], url),
+            "http://127.0.0.1:9000/codh/iiif/x/0,0,1,1/256,256/0/default.jpg"
+        );
+        assert!("nonsense".parse::<Rewrite>().is_err());
+        assert!("http://a=file:///tmp".parse::<Rewrite>().is_err());
+    }
+
+    #[test]
+    fn formats() {
+        let f: Formats = "npz,images".parse().unwrap();
+        assert!(f.npz && f.images && !f.idx && !f.parquet);
+        assert!("npz,tiff".parse::<Formats>().is_err());
+        assert!("".parse::<Formats>().is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! Fetch: download every image URL into the content-addressed cache, politely.
+//! (Filled in by the fetch stage work.)

@@ -1,0 +1,322 @@
+//! The upstream metadata of a KaoKore version, parsed into typed records.
+//!
+//! The four upstream versions are embedded in the binary (see `embedded`), so nothing
+//! has to be downloaded to know what to fetch. Parsing is tolerant of the quirks the
+//! real files carry (they become `Warning`s) and strict about anything that would make
+//! an artifact wrong (it becomes a `MetadataError` naming the file and line).
+
+mod embedded;
+mod labels;
+mod tags;
+mod urls;
+
+use std::fmt;
+use std::path::Path;
+
+pub use embedded::DatasetVersion;
+pub use labels::{ClassNames, Label};
+pub use tags::Tags;
+pub use urls::{Provider, SizeRequest};
+
+/// The 0-based line number of an image's URL in `urls.txt`; its file name is `%08d.jpg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ImageId(pub u32);
+
+impl ImageId {
+    /// The upstream file name, `NNNNNNNN.jpg`.
+    pub fn file_name(self) -> String {
+        format!("{:08}.jpg", self.0)
+    }
+
+    /// The file name with another extension, `NNNNNNNN.{ext}`.
+    pub fn file_name_with(self, ext: &str) -> String {
+        format!("{:08}.{ext}", self.0)
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08}", self.0)
+    }
+}
+
+/// The train/dev/test split an image belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Dev, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One image of the dataset: one line of `urls.txt`, or an id that only `labels.csv` or
+/// `original_tags.txt` mentions.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    /// The original upstream URL; `None` for a blank line.
+    pub url: Option<String>,
+    pub label: Option<Label>,
+    pub tags: Option<Tags>,
+}
+
+impl ImageRecord {
+    /// The content provider holding the work, known from the URL's host.
+    pub fn provider(&self) -> Option<Provider> {
+        self.url.as_deref().and_then(Provider::from_url)
+    }
+}
+
+/// A real-data quirk that parsing tolerated. Counted and reported, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub file: &'static str,
+    pub line: usize,
+    pub kind: WarningKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// A blank line in urls.txt: the id exists but has no image.
+    BlankUrlLine,
+    /// labels.csv labels an image whose urls.txt line is blank (or missing).
+    LabelledWithoutUrl,
+    /// An `=`-only or key-less entry in original_tags.txt.
+    StrayTagEntry,
+    /// A tag value with leading or trailing white space (kept trimmed).
+    PaddedTagValue,
+    /// A line of original_tags.txt for an id beyond urls.txt.
+    TagsWithoutUrl,
+}
+
+impl WarningKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            WarningKind::BlankUrlLine => "blank line in urls.txt (id kept, no image)",
+            WarningKind::LabelledWithoutUrl => "labelled image with a blank URL line (not packed)",
+            WarningKind::StrayTagEntry => "stray entry without a key in original_tags.txt",
+            WarningKind::PaddedTagValue => "tag value with surrounding white space (trimmed)",
+            WarningKind::TagsWithoutUrl => "original_tags.txt line for an id without a URL",
+        }
+    }
+}
+
+/// Input that would make an artifact wrong: always names the file and the line.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid UTF-8 (line {line})")]
+    NotUtf8 { file: String, line: usize },
+}
+
+impl MetadataError {
+    pub(crate) fn invalid(file: &str, line: usize, message: impl Into<String>) -> Self {
+        MetadataError::Invalid {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// The five upstream files of one version, as text.
+#[derive(Debug, Clone)]
+pub struct MetadataFiles {
+    /// Where the files came from: `embedded v1.3` or a directory path, for messages.
+    pub origin: String,
+    pub urls: String,
+    pub labels: String,
+    pub original_tags: String,
+    pub class_names_en: String,
+    pub class_names_ja: String,
+}
+
+/// The names of the upstream files, as they are copied into an output directory.
+pub const URLS_FILE: &str = "urls.txt";
+pub const LABELS_FILE: &str = "labels.csv";
+pub const TAGS_FILE: &str = "original_tags.txt";
+pub const CLASS_NAMES_EN_FILE: &str = "labels.metadata.en.txt";
+pub const CLASS_NAMES_JA_FILE: &str = "labels.metadata.ja.txt";
+
+impl MetadataFiles {
+    /// The embedded files of a version.
+    pub fn embedded(version: DatasetVersion) -> Self {
+        embedded::files(version)
+    }
+
+    /// Read an upstream-layout directory. Every file must exist and be UTF-8.
+    pub fn read_dir(dir: &Path) -> Result<Self, MetadataError> {
+        let read = |name: &str| -> Result<String, MetadataError> {
+            let path = dir.join(name);
+            let shown = path.display().to_string();
+            let bytes = std::fs::read(&path).map_err(|source| MetadataError::Read {
+                file: shown.clone(),
+                source,
+            })?;
+            String::from_utf8(bytes).map_err(|e| {
+                let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                MetadataError::NotUtf8 {
+                    file: shown,
+                    line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+                }
+            })
+        };
+        Ok(MetadataFiles {
+            origin: dir.display().to_string(),
+            urls: read(URLS_FILE)?,
+            labels: read(LABELS_FILE)?,
+            original_tags: read(TAGS_FILE)?,
+            class_names_en: read(CLASS_NAMES_EN_FILE)?,
+            class_names_ja: read(CLASS_NAMES_JA_FILE)?,
+        })
+    }
+
+    /// The files in the order they are copied to an output directory, with their names.
+    pub fn copied(&self) -> [(&'static str, &str); 4] {
+        [
+            (LABELS_FILE, &self.labels),
+            (TAGS_FILE, &self.original_tags),
+            (CLASS_NAMES_EN_FILE, &self.class_names_en),
+            (CLASS_NAMES_JA_FILE, &self.class_names_ja),
+        ]
+    }
+}
+
+/// A parsed, validated dataset version.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub version: DatasetVersion,
+    pub files: MetadataFiles,
+    /// Every image id from 0 to the last line of urls.txt (or the highest id any file names).
+    pub records: Vec<ImageRecord>,
+    /// Labelled images in labels.csv order: the row order of every artifact.
+    pub labelled: Vec<ImageId>,
+    pub class_names: ClassNames,
+    pub warnings: Vec<Warning>,
+}
+
+impl Dataset {
+    /// Parse and validate the files of a version.
+    pub fn parse(version: DatasetVersion, files: MetadataFiles) -> Result<Self, MetadataError> {
+        let (urls, mut warnings) = urls::parse(&files.urls)?;
+        let class_names = ClassNames::parse(&files.class_names_en, CLASS_NAMES_EN_FILE)?;
+        let labelled = labels::parse(&files.labels, &class_names)?;
+        let (tags, tag_warnings) = tags::parse(&files.original_tags)?;
+        warnings.extend(tag_warnings);
+
+        let highest = labelled
+            .iter()
+            .map(|(id, _)| id.0 as usize + 1)
+            .chain(tags.keys().map(|id| id.0 as usize + 1))
+            .chain(std::iter::once(urls.len()))
+            .max()
+            .unwrap_or(0);
+        let mut records: Vec<ImageRecord> = (0..highest)
+            .map(|i| ImageRecord {
+                id: ImageId(i as u32),
+                url: urls.get(i).cloned().flatten(),
+                label: None,
+                tags: None,
+            })
+            .collect();
+        let mut order = Vec::with_capacity(labelled.len());
+        for (line, (id, label)) in labelled.into_iter().enumerate() {
+            let record = &mut records[id.0 as usize];
+            if record.url.is_none() {
+                warnings.push(Warning {
+                    file: LABELS_FILE,
+                    line: line + 2,
+                    kind: WarningKind::LabelledWithoutUrl,
+                });
+            }
+            record.label = Some(label);
+            order.push(id);
+        }
+        for (id, (line, t)) in tags {
+            let record = &mut records[id.0 as usize];
+            if record.url.is_none() && id.0 as usize >= urls.len() {
+                warnings.push(Warning {
+                    file: TAGS_FILE,
+                    line,
+                    kind: WarningKind::TagsWithoutUrl,
+                });
+            }
+            record.tags = Some(t);
+        }
+        warnings.sort_by_key(|w| (w.file, w.line, w.kind));
+        Ok(Dataset {
+            version,
+            files,
+            records,
+            labelled: order,
+            class_names,
+            warnings,
+        })
+    }
+
+    /// Parse the embedded files of a version.
+    pub fn embedded(version: DatasetVersion) -> Result<Self, MetadataError> {
+        Self::parse(version, MetadataFiles::embedded(version))
+    }
+
+    pub fn record(&self, id: ImageId) -> &ImageRecord {
+        &self.records[id.0 as usize]
+    }
+
+    /// Images with a URL, in id order: what `fetch` downloads.
+    pub fn with_url(&self) -> impl Iterator<Item = &ImageRecord> {
+        self.records.iter().filter(|r| r.url.is_some())
+    }
+
+    /// Labelled images with a URL, in labels.csv order: what `build` packs.
+    pub fn packable(&self) -> impl Iterator<Item = &ImageRecord> {
+        self.labelled
+            .iter()
+            .map(|&id| self.record(id))
+            .filter(|r| r.url.is_some())
+    }
+
+    /// How many warnings of each kind, in kind order.
+    pub fn warning_counts(&self) -> std::collections::BTreeMap<WarningKind, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for w in &self.warnings {
+            *counts.entry(w.kind).or_insert(0) += 1;
+        }
+        counts
+    }
+}

@@ -1,0 +1,177 @@
+//! `urls.txt`: one IIIF Image API URL per line; the 0-based line number is the image id.
+
+use std::fmt;
+
+use super::{MetadataError, URLS_FILE, Warning, WarningKind};
+
+/// Parse urls.txt. A blank line keeps its id and has no URL (a warning); a line that is
+/// not an http(s) URL is an error, since the tool would fetch something it should not.
+pub(super) fn parse(text: &str) -> Result<(Vec<Option<String>>, Vec<Warning>), MetadataError> {
+    let mut urls = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() {
+            warnings.push(Warning {
+                file: URLS_FILE,
+                line: i + 1,
+                kind: WarningKind::BlankUrlLine,
+            });
+            urls.push(None);
+            continue;
+        }
+        if host_of(line).is_none() {
+            return Err(MetadataError::invalid(
+                URLS_FILE,
+                i + 1,
+                format!("not an http(s) URL: '{}'", shorten(line)),
+            ));
+        }
+        urls.push(Some(line.to_string()));
+    }
+    Ok((urls, warnings))
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(80).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// The host of an http(s) URL (lower-cased, without port), or `None` for anything else.
+pub fn host_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The organisation holding a work, as upstream's content-provider list names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Provider {
+    /// codh.rois.ac.jp
+    PreModernJapaneseText,
+    /// iiif.lib.keio.ac.jp
+    KeioUniversityLibraries,
+    /// rmda.kulib.kyoto-u.ac.jp
+    KyotoUniversityRareMaterials,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 3] = [
+        Provider::PreModernJapaneseText,
+        Provider::KeioUniversityLibraries,
+        Provider::KyotoUniversityRareMaterials,
+    ];
+
+    /// The provider serving a URL, from its host.
+    pub fn from_url(url: &str) -> Option<Provider> {
+        match host_of(url)?.as_str() {
+            "codh.rois.ac.jp" => Some(Provider::PreModernJapaneseText),
+            "iiif.lib.keio.ac.jp" => Some(Provider::KeioUniversityLibraries),
+            "rmda.kulib.kyoto-u.ac.jp" => Some(Provider::KyotoUniversityRareMaterials),
+            _ => None,
+        }
+    }
+
+    /// The provider's full entry in upstream's content-provider list.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::PreModernJapaneseText => {
+                "Dataset of Pre-Modern Japanese Text (National Institute of Japanese Literature and ROIS-DS Center for Open Data in the Humanities)"
+            }
+            Provider::KeioUniversityLibraries => {
+                "Digital Collection of Keio University Libraries (Keio University Media Center)"
+            }
+            Provider::KyotoUniversityRareMaterials => {
+                "Kyoto University Rare Materials Digital Archive (Kyoto University Library Network)"
+            }
+        }
+    }
+
+    pub fn host(self) -> &'static str {
+        match self {
+            Provider::PreModernJapaneseText => "codh.rois.ac.jp",
+            Provider::KeioUniversityLibraries => "iiif.lib.keio.ac.jp",
+            Provider::KyotoUniversityRareMaterials => "rmda.kulib.kyoto-u.ac.jp",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `{size}` part of an IIIF Image API URL, as written (`256,`, `256,256`, `!200,200`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SizeRequest(pub String);
+
+impl SizeRequest {
+    /// `{server}/{identifier}/{region}/{size}/{rotation}/{quality}.{format}`: the size is the
+    /// third segment from the end.
+    pub fn of(url: &str) -> Option<SizeRequest> {
+        let path = url.split(['?', '#']).next()?;
+        let mut parts = path.rsplit('/');
+        let _quality = parts.next()?;
+        let _rotation = parts.next()?;
+        parts.next().map(|s| SizeRequest(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_providers() {
+        let u = "https://rmda.kulib.kyoto-u.ac.jp/iiif/RB1/x.ptif/1,2,3,4/256,256/0/default.jpg";
+        assert_eq!(host_of(u).as_deref(), Some("rmda.kulib.kyoto-u.ac.jp"));
+        assert_eq!(
+            Provider::from_url(u),
+            Some(Provider::KyotoUniversityRareMaterials)
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:8080/a").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(host_of("ftp://x/y"), None);
+        assert_eq!(host_of("file:///etc/passwd"), None);
+        assert_eq!(Provider::from_url("http://127.0.0.1/a"), None);
+    }
+
+    #[test]
+    fn size_request_is_third_from_end() {
+        let u = "http://codh.rois.ac.jp/iiif/a/b.tif/1,2,3,4/!200,200/0/default.jpg";
+        assert_eq!(SizeRequest::of(u), Some(SizeRequest("!200,200".into())));
+    }
+
+    #[test]
+    fn blank_lines_keep_their_number() {
+        let (urls, warnings) = parse("http://a/1\n\nhttp://a/3\n").unwrap();
+        assert_eq!(
+            urls,
+            vec![Some("http://a/1".into()), None, Some("http://a/3".into())]
+        );
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].line, 2);
+    }
+
+    #[test]
+    fn non_http_is_an_error_with_its_line() {
+        let err = parse("http://a/1\nfile:///etc/passwd\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "urls.txt:2: not an http(s) URL: 'file:///etc/passwd'"
+        );
+    }
+}
