@@ -5,11 +5,15 @@
 //! is one module, and [`pipeline`] is the only place that knows their order.
 
 pub mod config;
+pub mod error;
 pub mod fetch;
+pub mod info;
 pub mod metadata;
+pub mod pipeline;
 pub mod progress;
 
-pub use config::{BuildConfig, FetchOptions, Formats, PackOptions, Rewrite};
+pub use config::{BuildConfig, FetchOptions, Formats, PackOptions, Rewrite, default_cache_dir};
+pub use error::Error;
 pub use metadata::{Dataset, DatasetVersion, ImageId, Split};
 
 /// The attribution every output carries, as upstream asks.

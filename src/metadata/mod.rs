@@ -16,7 +16,7 @@ use std::path::Path;
 pub use embedded::DatasetVersion;
 pub use labels::{ClassNames, Label};
 pub use tags::Tags;
-pub use urls::{Provider, SizeRequest};
+pub use urls::{Provider, SizeRequest, host_of};
 
 /// The 0-based line number of an image's URL in `urls.txt`; its file name is `%08d.jpg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -34,10 +34,11 @@ fn is_source_id_key(key: &str) -> bool {
     key == "原典ID" || key == "DOI" || key.ends_with("請求記号") || key.ends_with("レコードID")
 }
 
+/// Each image's tags with the line they were on.
+pub(super) type TagsById = BTreeMap<ImageId, (usize, Tags)>;
+
 /// Parse every line into (id -> (line number, tags)), with the quirks found.
-pub(super) fn parse(
-    text: &str,
-) -> Result<(BTreeMap<ImageId, (usize, Tags)>, Vec<Warning>), MetadataError> {
+pub(super) fn parse(text: &str) -> Result<(TagsById, Vec<Warning>), MetadataError> {
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -1,0 +1,184 @@
+//! The command line: every subcommand and option, documented where it is declared.
+//! `main.rs` turns a parsed `Cli` into library calls; nothing here does any work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kaokore::{DatasetVersion, Formats, Rewrite};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kaokore",
+    version,
+    about = "Build machine-learning artifacts (idx, npz, Parquet) from the KaoKore dataset",
+    long_about = "Build machine-learning artifacts from the KaoKore dataset: face crops from \
+Japanese picture scrolls and picture books, published by CODH (ROIS-DS Center for Open Data \
+in the Humanities) as IIIF image URLs with expert labels (gender, social status) and \
+train/dev/test splits.\n\n\
+The upstream metadata of versions 1.0 to 1.3 is built in. `kaokore build` fetches the images \
+politely into a cache, normalizes them to S x S RGB and writes MNIST-style idx, NumPy npz and \
+Parquet files with a dataset card, checksums and a build report.\n\n\
+KaoKore is licensed CC BY-SA 4.0: \"KaoKore Dataset\" (collected by CODH from multiple \
+organizations), doi:10.20676/00000353. Upstream asks that derived datasets including the \
+image data are not redistributed: the artifacts are for your own use.",
+    after_help = "Start with `kaokore info` to see what a version holds, then `kaokore build`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch, normalize and pack a dataset version: the main job.
+    ///
+    /// Downloads every labelled image that is not cached yet, then writes the artifacts of
+    /// --formats into --out. Images that cannot be fetched are reported in report.json and
+    /// left out (or fail the build with --strict).
+    Build {
+        #[command(flatten)]
+        dataset: DatasetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Only fill the image cache (every URL of the version, labelled or not).
+    Fetch {
+        #[command(flatten)]
+        dataset: DatasetArgs,
+        #[command(flatten)]
+        network: NetworkArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Normalize and pack from the cache, without any network access.
+    ///
+    /// Images missing from the cache are reported and left out (or fail with --strict).
+    Pack {
+        #[command(flatten)]
+        dataset: DatasetArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Re-check a built output directory: checksums, and that idx, npz and Parquet agree.
+    ///
+    /// Exits 1 on any disagreement.
+    Verify {
+        /// The output directory of a build.
+        dir: PathBuf,
+        #[command(flatten)]
+        jobs: JobsArg,
+        /// Print nothing but errors.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Show what a dataset version holds: counts per split and label, hosts, size
+    /// requests, metadata warnings and how much of it the cache already has.
+    Info {
+        #[command(flatten)]
+        dataset: DatasetArgs,
+        /// Print the figures as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which dataset, and where its images are cached.
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// Dataset version: 1.0, 1.1, 1.2 or 1.3.
+    #[arg(long = "dataset-version", value_name = "V", default_value = "1.3")]
+    pub version: DatasetVersion,
+
+    /// Use this upstream-layout directory (urls.txt, labels.csv, original_tags.txt,
+    /// labels.metadata.en.txt, labels.metadata.ja.txt) instead of the built-in files.
+    #[arg(long, value_name = "DIR")]
+    pub metadata: Option<PathBuf>,
+
+    /// Image cache, shared between versions and runs
+    /// [default: $XDG_CACHE_HOME/kaokore, else ~/.cache/kaokore].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+/// What to write, and where.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output directory [default: kaokore-V, e.g. kaokore-1.3].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Normalized edge length: every image becomes S x S RGB.
+    #[arg(long, value_name = "S", default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub size: u32,
+
+    /// Artifacts to write, comma-separated: any of idx, npz, parquet, images
+    /// (images_S/NNNNNNNN.jpg, the layout of upstream's own loader).
+    #[arg(long, value_name = "LIST", default_value = "idx,npz,parquet")]
+    pub formats: Formats,
+}
+
+/// How politely and patiently to talk to the IIIF servers.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Fetch URLs starting with FROM from TO instead (mirrors, proxies, tests);
+    /// repeatable. Artifacts still record the original URL.
+    #[arg(long, value_name = "FROM=TO")]
+    pub rewrite: Vec<Rewrite>,
+
+    /// Most requests in flight to one host.
+    #[arg(long = "per-host", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub per_host: u32,
+
+    /// Most requests in flight overall.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Retries of a transient failure (timeouts, connection errors, 408, 429, 5xx,
+    /// truncated or undecodable bodies), with exponential backoff and jitter, honouring
+    /// Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Limit in seconds for one whole request, body included.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+}
+
+/// How the run behaves.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub jobs: JobsArg,
+
+    /// Fail (exit 1) if any image could not be fetched.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArg {
+    /// CPU worker threads [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}
