@@ -51,9 +51,7 @@ impl Cache {
     /// `root/v1/ab/<sha256 hex>.img`.
     pub fn path_for(&self, url: &str) -> PathBuf {
         let hex = sha256_hex(url);
-        self.dir
-            .join(&hex[..2])
-            .join(format!("{hex}.{ENTRY_EXT}"))
+        self.dir.join(&hex[..2]).join(format!("{hex}.{ENTRY_EXT}"))
     }
 
     /// Whether the image of `url` is cached. Entries are only ever created after
@@ -77,10 +75,7 @@ impl Cache {
         let path = self.path_for(url);
         let parent = path.parent().unwrap_or(&self.dir);
         fs::create_dir_all(parent)?;
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("entry");
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("entry");
         let temp = parent.join(format!(
             ".{stem}.{}.{}.{TEMP_EXT}",
             std::process::id(),
@@ -163,7 +158,10 @@ mod tests {
         let p = cache.path_for("abc");
         // sha256("abc")
         let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(p, dir.path().join("v1").join("ba").join(format!("{hex}.img")));
+        assert_eq!(
+            p,
+            dir.path().join("v1").join("ba").join(format!("{hex}.img"))
+        );
     }
 
     #[test]

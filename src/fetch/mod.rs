@@ -48,7 +48,9 @@ pub enum FetchOutcome {
     /// Already in the cache: no request was made.
     FromCache,
     /// Downloaded, validated and stored.
-    Downloaded { attempts: u32 },
+    Downloaded {
+        attempts: u32,
+    },
     Failed(FetchFailure),
 }
 

@@ -161,9 +161,7 @@ pub(super) fn fetch_all(
                     tally(&mut summary, i, outcome);
                 }
                 let attempts = match result {
-                    JobResult::Downloaded { attempts } | JobResult::Failed(_, attempts) => {
-                        attempts
-                    }
+                    JobResult::Downloaded { attempts } | JobResult::Failed(_, attempts) => attempts,
                 };
                 summary.retries += u64::from(attempts.saturating_sub(1));
             },

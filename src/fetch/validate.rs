@@ -45,16 +45,47 @@ pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<(u32, u32), Inv
     if width == 0 || height == 0 || width > max_edge || height > max_edge {
         return Err(Invalid::BadDimensions { width, height });
     }
-    let mut r = reader()?;
-    // The header was checked; keep the decoder's own allocation limit in line with it.
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(max_edge);
-    limits.max_image_height = Some(max_edge);
-    r.limits(limits);
-    let img = r
+    if is_jpeg(bytes) {
+        check_jpeg(bytes, max_edge)?;
+    } else {
+        let mut r = reader()?;
+        // The header was checked; keep the decoder's own allocation limit in line with it.
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(max_edge);
+        limits.max_image_height = Some(max_edge);
+        r.limits(limits);
+        r.decode()
+            .map_err(|e| Invalid::Undecodable(e.to_string()))?;
+    }
+    Ok((width, height))
+}
+
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// A JPEG must decode in strict mode and end with its end-of-image marker. The lenient
+/// default decoder fills a cut or garbled scan with grey and reports success, which
+/// would let a damaged file into the cache for good.
+fn check_jpeg(bytes: &[u8], max_edge: u32) -> Result<(), Invalid> {
+    let tail = &bytes[bytes.len().saturating_sub(64)..];
+    if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Err(Invalid::Undecodable(
+            "JPEG without its end-of-image marker (cut short)".to_string(),
+        ));
+    }
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(max_edge as usize)
+        .set_max_height(max_edge as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder
         .decode()
-        .map_err(|e| Invalid::Undecodable(e.to_string()))?;
-    Ok((img.width(), img.height()))
+        .map(drop)
+        .map_err(|e| Invalid::Undecodable(format!("corrupt JPEG: {e:?}")))
 }
 
 /// A short hint at what an unrecognised body is, for the failure report.
@@ -93,8 +124,23 @@ mod tests {
             })
         );
         let html = b"<!DOCTYPE html><html><body>busy</body></html>";
-        assert!(matches!(check_image(html, 100), Err(Invalid::Undecodable(m)) if m.contains("HTML")));
+        assert!(
+            matches!(check_image(html, 100), Err(Invalid::Undecodable(m)) if m.contains("HTML"))
+        );
         assert!(check_image(&good[..good.len() / 2], 100).is_err());
+        // Cut after the header: the default decoder would fill the rest with grey.
+        let sos = good.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        // (A scan cut short and then closed by an end marker still passes: nothing in
+        // the file tells it from a valid one.)
+        let cut = good[..sos + 30].to_vec();
+        assert!(check_image(&cut, 100).is_err());
+        // Garbage scan data of the right length, end marker kept.
+        let mut garbled = good.clone();
+        let n = garbled.len();
+        for (i, b) in garbled[sos + 20..n - 2].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(97).wrapping_add(13);
+        }
+        assert!(check_image(&garbled, 100).is_err());
         assert!(check_image(b"", 100).is_err());
     }
 }
