@@ -1,0 +1,379 @@
+//! The scheduling of one fetch run: a queue and a set of workers per host, so that every
+//! host is kept busy at its own limit independently of the others; a global semaphore
+//! for `--concurrency`; retries with exponential backoff and jitter.
+//!
+//! The async side owns its data; results travel over a channel to the calling thread,
+//! which runs the caller's callback and keeps the tally.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::Semaphore;
+
+use crate::config::{FetchOptions, Rewrite};
+
+use super::client::{self, AttemptError};
+use super::host::HostGate;
+use super::validate::{self, Invalid};
+use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
+
+/// How often the calling thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// One distinct URL to download (several requests may share it).
+struct Job {
+    /// The original URL: the cache key.
+    url: String,
+    /// What is actually requested, after `--rewrite`.
+    target: String,
+    /// Indices into the caller's requests.
+    requests: Vec<usize>,
+}
+
+/// How a job ended.
+enum JobResult {
+    Downloaded { attempts: u32 },
+    Failed(AttemptError, u32),
+}
+
+enum Message {
+    Done(usize, JobResult),
+    /// The cache cannot be written: no point in downloading anything else.
+    CacheBroken(std::path::PathBuf, std::io::Error),
+}
+
+struct HostQueue {
+    gate: HostGate,
+    jobs: Mutex<VecDeque<usize>>,
+}
+
+impl HostQueue {
+    fn next(&self) -> Option<usize> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
+
+struct Shared {
+    client: reqwest::Client,
+    opts: FetchOptions,
+    cache: Cache,
+    jobs: Vec<Job>,
+    /// `--concurrency`: taken after the host's own slot, so that waiting for a busy host
+    /// never holds a global slot another host could use.
+    global: Semaphore,
+}
+
+pub(super) fn fetch_all(
+    requests: &[FetchRequest],
+    cache: &Cache,
+    opts: &FetchOptions,
+    on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
+    stop: &AtomicBool,
+) -> Result<FetchSummary, FetchError> {
+    let mut summary = FetchSummary {
+        requested: requests.len(),
+        ..FetchSummary::default()
+    };
+    let tally = |summary: &mut FetchSummary, i: usize, outcome: FetchOutcome| {
+        match &outcome {
+            FetchOutcome::FromCache => summary.from_cache += 1,
+            FetchOutcome::Downloaded { .. } => summary.downloaded += 1,
+            FetchOutcome::Failed(f) => summary.failures.push(f.clone()),
+        }
+        on_done(&requests[i], &outcome);
+    };
+
+    // Cached requests complete at once; the rest become one job per distinct URL, queued
+    // per host in the given order.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut job_of_url: HashMap<&str, usize> = HashMap::new();
+    let mut host_order: Vec<String> = Vec::new();
+    let mut host_jobs: HashMap<String, VecDeque<usize>> = HashMap::new();
+    for (i, req) in requests.iter().enumerate() {
+        if let Some(&j) = job_of_url.get(req.url.as_str()) {
+            jobs[j].requests.push(i);
+            continue;
+        }
+        if cache.contains(&req.url) {
+            tally(&mut summary, i, FetchOutcome::FromCache);
+            continue;
+        }
+        let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
+        let host = match host_key(&target) {
+            Ok(h) => h,
+            Err(reason) => {
+                let failure = FetchFailure {
+                    id: req.id,
+                    url: req.url.clone(),
+                    status: None,
+                    reason,
+                    attempts: 0,
+                };
+                tally(&mut summary, i, FetchOutcome::Failed(failure));
+                continue;
+            }
+        };
+        let j = jobs.len();
+        job_of_url.insert(&req.url, j);
+        jobs.push(Job {
+            url: req.url.clone(),
+            target,
+            requests: vec![i],
+        });
+        host_jobs
+            .entry(host.clone())
+            .or_insert_with(|| {
+                host_order.push(host);
+                VecDeque::new()
+            })
+            .push_back(j);
+    }
+
+    if !jobs.is_empty() {
+        download_jobs(
+            jobs,
+            host_order,
+            host_jobs,
+            cache,
+            opts,
+            stop,
+            |jobs, j, result| {
+                let job: &Job = &jobs[j];
+                for &i in &job.requests {
+                    let outcome = match &result {
+                        JobResult::Downloaded { attempts } => FetchOutcome::Downloaded {
+                            attempts: *attempts,
+                        },
+                        JobResult::Failed(e, attempts) => FetchOutcome::Failed(FetchFailure {
+                            id: requests[i].id,
+                            url: requests[i].url.clone(),
+                            status: e.status,
+                            reason: e.reason.clone(),
+                            attempts: *attempts,
+                        }),
+                    };
+                    tally(&mut summary, i, outcome);
+                }
+                let attempts = match result {
+                    JobResult::Downloaded { attempts } | JobResult::Failed(_, attempts) => attempts,
+                };
+                summary.retries += u64::from(attempts.saturating_sub(1));
+            },
+        )?;
+    }
+    summary.failures.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(summary)
+}
+
+/// Run the downloads on a runtime of their own; `done` is called on this thread.
+fn download_jobs(
+    jobs: Vec<Job>,
+    host_order: Vec<String>,
+    mut host_jobs: HashMap<String, VecDeque<usize>>,
+    cache: &Cache,
+    opts: &FetchOptions,
+    stop: &AtomicBool,
+    mut done: impl FnMut(&[Job], usize, JobResult),
+) -> Result<(), FetchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kaokore-fetch")
+        .build()
+        .map_err(FetchError::Runtime)?;
+    // The client's connection pool belongs to the runtime it is created in.
+    let client = {
+        let _guard = runtime.enter();
+        client::build_client(opts)?
+    };
+    let shared = Arc::new(Shared {
+        client,
+        opts: opts.clone(),
+        cache: cache.clone(),
+        jobs,
+        global: Semaphore::new(opts.concurrency.max(1)),
+    });
+    let (tx, rx) = mpsc::channel::<Message>();
+    let per_host = opts.per_host.max(1);
+    for host in host_order {
+        let queue = host_jobs.remove(&host).unwrap_or_default();
+        // Twice the host's slots: while one worker validates and stores a body, another
+        // already holds the next request, so the host never idles at its limit.
+        let workers = (per_host * 2).min(queue.len());
+        let queue = Arc::new(HostQueue {
+            gate: HostGate::new(per_host),
+            jobs: Mutex::new(queue),
+        });
+        for _ in 0..workers {
+            let (shared, queue, tx) = (shared.clone(), queue.clone(), tx.clone());
+            runtime.spawn(async move {
+                while let Some(j) = queue.next() {
+                    let message = match fetch_job(&shared, &queue.gate, j).await {
+                        Ok(result) => Message::Done(j, result),
+                        Err((path, e)) => Message::CacheBroken(path, e),
+                    };
+                    if tx.send(message).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    drop(tx);
+
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Err(FetchError::Interrupted);
+        }
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(Message::Done(j, r)) => done(&shared.jobs, j, r),
+            Ok(Message::CacheBroken(path, source)) => {
+                break Err(FetchError::Cache { path, source });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+        }
+    };
+    // Abandon whatever is still in flight; a store already under way finishes its
+    // rename or leaves only a temp file, which the next `Cache::open` removes.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// Download one job with retries. `Err` only when the cache itself cannot be written.
+async fn fetch_job(
+    shared: &Shared,
+    gate: &HostGate,
+    j: usize,
+) -> Result<JobResult, (std::path::PathBuf, std::io::Error)> {
+    let opts = &shared.opts;
+    let job = &shared.jobs[j];
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(opts.backoff_base)
+        .with_max_delay(opts.backoff_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .with_jitter_seed(jitter_seed(&job.url))
+        .without_max_times()
+        .build();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let result = {
+            let _slot = gate.acquire().await;
+            let Ok(_global) = shared.global.acquire().await else {
+                unreachable!("the global semaphore is never closed")
+            };
+            client::download(&shared.client, &job.target, opts).await
+        };
+        let result = match result {
+            Ok(body) => store_validated(shared, &job.url, body).await?,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                gate.success();
+                return Ok(JobResult::Downloaded { attempts });
+            }
+            Err(e) if !e.transient || attempts > opts.retries => {
+                return Ok(JobResult::Failed(e, attempts));
+            }
+            Err(e) => {
+                let wait = e
+                    .retry_after
+                    .or_else(|| backoff.next())
+                    .unwrap_or(opts.backoff_max)
+                    .min(opts.backoff_max);
+                if e.throttle {
+                    gate.throttle(wait);
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Validate a body off the async threads and store it if it is a sane image.
+/// The outer `Err` is a cache that cannot be written.
+async fn store_validated(
+    shared: &Shared,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<Result<(), AttemptError>, (std::path::PathBuf, std::io::Error)> {
+    let cache = shared.cache.clone();
+    let url = url.to_string();
+    let max_edge = shared.opts.max_image_edge;
+    let joined = tokio::task::spawn_blocking(move || {
+        if let Err(invalid) = validate::check_image(&body, max_edge) {
+            return Ok(Err(invalid));
+        }
+        match cache.store(&url, &body) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => Err((cache.path_for(&url), e)),
+        }
+    })
+    .await;
+    let invalid = match joined {
+        Ok(Ok(Ok(()))) => return Ok(Ok(())),
+        Ok(Ok(Err(invalid))) => invalid,
+        Ok(Err(broken)) => return Err(broken),
+        Err(e) => Invalid::Undecodable(format!("validation did not finish: {e}")),
+    };
+    let transient = matches!(invalid, Invalid::Undecodable(_));
+    Ok(Err(AttemptError {
+        status: Some(200),
+        reason: invalid.to_string(),
+        transient,
+        throttle: false,
+        retry_after: None,
+    }))
+}
+
+/// `scheme://host:port` of an http(s) URL: the unit of politeness.
+fn host_key(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("unsupported URL scheme '{}'", parsed.scheme()));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| "URL without a host".to_string())?;
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    Ok(format!("{host}:{port}").to_ascii_lowercase())
+}
+
+/// Different jitter for every URL and run, so that retries of many requests spread out.
+fn jitter_seed(url: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(url.as_bytes());
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys() {
+        assert_eq!(
+            host_key("https://IIIF.lib.keio.ac.jp/a/b").unwrap(),
+            "iiif.lib.keio.ac.jp:443"
+        );
+        assert_eq!(
+            host_key("http://iiif.lib.keio.ac.jp/a").unwrap(),
+            "iiif.lib.keio.ac.jp:80"
+        );
+        assert_eq!(
+            host_key("http://127.0.0.1:8080/x").unwrap(),
+            "127.0.0.1:8080"
+        );
+        assert!(host_key("file:///etc/passwd").is_err());
+        assert!(host_key("ftp://example.org/x").is_err());
+    }
+}
