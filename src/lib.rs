@@ -5,9 +5,13 @@
 //! is one module, and [`pipeline`] is the only place that knows their order.
 
 pub mod config;
+pub mod encode;
 pub mod fetch;
 pub mod metadata;
+pub mod normalize;
+pub mod pack;
 pub mod progress;
+pub mod verify;
 
 pub use config::{BuildConfig, FetchOptions, Formats, PackOptions, Rewrite};
 pub use metadata::{Dataset, DatasetVersion, ImageId, Split};
