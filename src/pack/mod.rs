@@ -33,7 +33,7 @@ use crate::metadata::{Dataset, ImageId, ImageRecord, Label, Provider, Split};
 use crate::normalize::{self, NormalizeError, SourceLayout};
 use crate::progress::Progress;
 
-pub use checksums::{SHA256SUMS, sha256_hex};
+pub use checksums::{SHA256SUMS, hash_file, parse as parse_sums, sha256_hex};
 pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use npz::{npz_images_name, npz_labels_name};
