@@ -6,11 +6,15 @@
 
 pub mod config;
 pub mod error;
+pub mod encode;
 pub mod fetch;
 pub mod info;
 pub mod metadata;
 pub mod pipeline;
+pub mod normalize;
+pub mod pack;
 pub mod progress;
+pub mod verify;
 
 pub use config::{BuildConfig, FetchOptions, Formats, PackOptions, Rewrite, default_cache_dir};
 pub use error::Error;

@@ -1,0 +1,299 @@
+//! Normalize: decode a fetched image file and turn it into exactly S x S 8-bit RGB.
+//!
+//! Whatever the server sent (RGB, grayscale, RGBA, CMYK or progressive JPEG, 16-bit PNG,
+//! any size) comes out as `S * S * 3` bytes, row-major, stretched (never cropped or padded)
+//! with a Lanczos3 filter. Dimensions are capped before any pixel is decoded, so a hostile
+//! file cannot make us allocate gigabytes. This module knows nothing about output formats.
+
+use std::io::Cursor;
+
+use fast_image_resize::images::Image as ResizeImage;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{ColorType, DynamicImage, ImageFormat, ImageReader, Limits};
+
+/// Largest accepted image edge, checked from the header before decoding.
+pub const MAX_IMAGE_EDGE: u32 = 8192;
+/// Largest decoder allocation: an 8192 x 8192 16-bit RGBA image is 512 MiB, so this also
+/// stops pathological files that pass the edge cap.
+const MAX_DECODE_ALLOC: u64 = 256 << 20;
+
+/// Why an image file could not be normalized. It is then left out of the artifacts.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("not a recognized image format")]
+    UnknownFormat,
+    #[error("cannot decode image: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("image is larger than {max} pixels on an edge, or too large to decode")]
+    TooLarge { max: u32 },
+    #[error("image has no pixels")]
+    Empty,
+    #[error("resize failed: {0}")]
+    Resize(String),
+    #[error("size must be between 1 and {MAX_IMAGE_EDGE}, got {0}")]
+    BadSize(u32),
+}
+
+/// The container a fetched file turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+}
+
+/// What a fetched image was before normalization: enough to decide whether its bytes can
+/// be kept unchanged and to count the conversions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceImage {
+    pub format: SourceFormat,
+    pub width: u32,
+    pub height: u32,
+    /// The pixel layout as stored in the file (for JPEG, from its frame header: a CMYK
+    /// JPEG decodes to RGB but is reported here as CMYK).
+    pub layout: SourceLayout,
+}
+
+/// The pixel layout of a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceLayout {
+    Rgb8,
+    Gray8,
+    GrayAlpha8,
+    Rgba8,
+    Cmyk8,
+    Gray16,
+    GrayAlpha16,
+    Rgb16,
+    Rgba16,
+    Other,
+}
+
+impl SourceLayout {
+    /// The name used in counts (`converted_from`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceLayout::Rgb8 => "rgb8",
+            SourceLayout::Gray8 => "gray8",
+            SourceLayout::GrayAlpha8 => "gray_alpha8",
+            SourceLayout::Rgba8 => "rgba8",
+            SourceLayout::Cmyk8 => "cmyk8",
+            SourceLayout::Gray16 => "gray16",
+            SourceLayout::GrayAlpha16 => "gray_alpha16",
+            SourceLayout::Rgb16 => "rgb16",
+            SourceLayout::Rgba16 => "rgba16",
+            SourceLayout::Other => "other",
+        }
+    }
+
+    fn of(color: ColorType) -> SourceLayout {
+        match color {
+            ColorType::L8 => SourceLayout::Gray8,
+            ColorType::La8 => SourceLayout::GrayAlpha8,
+            ColorType::Rgb8 => SourceLayout::Rgb8,
+            ColorType::Rgba8 => SourceLayout::Rgba8,
+            ColorType::L16 => SourceLayout::Gray16,
+            ColorType::La16 => SourceLayout::GrayAlpha16,
+            ColorType::Rgb16 => SourceLayout::Rgb16,
+            ColorType::Rgba16 => SourceLayout::Rgba16,
+            _ => SourceLayout::Other,
+        }
+    }
+}
+
+/// An image normalized to S x S RGB, with what was done to it.
+#[derive(Debug, Clone)]
+pub struct NormalizedImage {
+    /// `size * size * 3` bytes, row-major RGB.
+    pub pixels: Vec<u8>,
+    pub size: u32,
+    pub source: SourceImage,
+    /// The source was not S x S and was resized.
+    pub resized: bool,
+}
+
+impl NormalizedImage {
+    /// The layout converted from, if the source was not already 8-bit RGB.
+    pub fn converted_from(&self) -> Option<SourceLayout> {
+        (self.source.layout != SourceLayout::Rgb8).then_some(self.source.layout)
+    }
+
+    /// True when the fetched file is already what the artifacts need: an S x S, 8-bit,
+    /// three-component JPEG. Its bytes can then be stored unchanged, and decoding them
+    /// gives exactly `pixels`.
+    pub fn source_is_final_jpeg(&self) -> bool {
+        self.source.format == SourceFormat::Jpeg
+            && self.source.layout == SourceLayout::Rgb8
+            && !self.resized
+    }
+}
+
+/// Decode `bytes` and normalize to `size` x `size` RGB.
+pub fn normalize(bytes: &[u8], size: u32) -> Result<NormalizedImage, NormalizeError> {
+    let decoded = decode(bytes)?;
+    let (pixels, resized) = to_square_rgb(decoded.image, size)?;
+    Ok(NormalizedImage {
+        pixels,
+        size,
+        source: decoded.source,
+        resized,
+    })
+}
+
+/// A decoded image and what it was.
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub source: SourceImage,
+}
+
+/// Decode with dimension and allocation caps checked from the header first.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| NormalizeError::Decode(image::ImageError::IoError(e)))?;
+    let format = match reader.format() {
+        Some(ImageFormat::Jpeg) => SourceFormat::Jpeg,
+        Some(ImageFormat::Png) => SourceFormat::Png,
+        _ => return Err(NormalizeError::UnknownFormat),
+    };
+    // The caps are checked against the header before any pixel is decoded.
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_EDGE);
+    limits.max_image_height = Some(MAX_IMAGE_EDGE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => NormalizeError::TooLarge {
+            max: MAX_IMAGE_EDGE,
+        },
+        other => NormalizeError::Decode(other),
+    })?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(NormalizeError::Empty);
+    }
+    let mut layout = SourceLayout::of(image.color());
+    if format == SourceFormat::Jpeg {
+        // The JPEG decoder hands CMYK/YCCK out as RGB; the frame header tells the truth.
+        match jpeg_components(bytes) {
+            Some(4) => layout = SourceLayout::Cmyk8,
+            Some(3) | Some(1) => {}
+            _ => layout = SourceLayout::Other,
+        }
+    }
+    Ok(Decoded {
+        source: SourceImage {
+            format,
+            width: image.width(),
+            height: image.height(),
+            layout,
+        },
+        image,
+    })
+}
+
+/// Convert to 8-bit RGB and resize to `size` x `size`; returns the pixels and whether
+/// a resize happened.
+pub fn to_square_rgb(image: DynamicImage, size: u32) -> Result<(Vec<u8>, bool), NormalizeError> {
+    if size == 0 || size > MAX_IMAGE_EDGE {
+        return Err(NormalizeError::BadSize(size));
+    }
+    let (width, height) = (image.width(), image.height());
+    // to_rgb8 drops alpha (as PIL's convert("RGB") does) and scales 16-bit to 8-bit.
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    };
+    if width == size && height == size {
+        return Ok((rgb.into_raw(), false));
+    }
+    let src = ResizeImage::from_vec_u8(width, height, rgb.into_raw(), PixelType::U8x3)
+        .map_err(|e| NormalizeError::Resize(e.to_string()))?;
+    let mut dst = ResizeImage::new(size, size, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| NormalizeError::Resize(e.to_string()))?;
+    Ok((dst.into_vec(), true))
+}
+
+/// The component count of a JPEG's frame header (SOF0..SOF15 except DHT/JPG/DAC), or
+/// `None` if no frame header is found before the scan.
+pub fn jpeg_components(bytes: &[u8]) -> Option<u8> {
+    let mut i = 2; // after SOI
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        let is_frame = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame {
+            return bytes.get(i + 9).copied();
+        }
+        if marker == 0xDA {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, RgbImage};
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 5) as u8, ((x + y) * 3) as u8])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn square_rgb_jpeg_is_kept_as_is() {
+        let n = normalize(&jpeg(32, 32), 32).unwrap();
+        assert_eq!(n.pixels.len(), 32 * 32 * 3);
+        assert!(!n.resized);
+        assert!(n.source_is_final_jpeg());
+        assert_eq!(n.converted_from(), None);
+        assert_eq!(jpeg_components(&jpeg(8, 8)), Some(3));
+    }
+
+    #[test]
+    fn non_square_is_stretched() {
+        let n = normalize(&jpeg(40, 23), 16).unwrap();
+        assert_eq!(n.pixels.len(), 16 * 16 * 3);
+        assert!(n.resized);
+        assert!(!n.source_is_final_jpeg());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(normalize(b"not an image at all", 16).is_err());
+        assert!(normalize(&[0xFF, 0xD8, 0xFF], 16).is_err());
+        let mut truncated = jpeg(32, 32);
+        truncated.truncate(100);
+        assert!(normalize(&truncated, 16).is_err());
+        assert!(matches!(
+            normalize(&jpeg(8, 8), 0),
+            Err(NormalizeError::BadSize(0))
+        ));
+    }
+}

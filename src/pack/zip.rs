@@ -1,0 +1,163 @@
+//! A minimal zip container writer for npz files.
+//!
+//! Written by hand because the image member's deflate data is assembled from segments
+//! compressed in parallel beforehand, which no zip library accepts. Every entry carries
+//! ZIP64 fields and the archive always ends with ZIP64 records, so a split larger than
+//! 4 GiB needs no other code path; timestamps are fixed (1980-01-01 00:00) so the bytes
+//! depend on the contents only.
+
+use std::io::{self, Write};
+
+/// How a member's data is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Stored = 0,
+    Deflated = 8,
+}
+
+const VERSION: u16 = 45; // ZIP64
+const DOS_TIME: u16 = 0;
+const DOS_DATE: u16 = (1 << 5) | 1; // 1980-01-01
+const MAX32: u32 = u32::MAX;
+
+struct Entry {
+    name: String,
+    method: Method,
+    crc: u32,
+    compressed: u64,
+    uncompressed: u64,
+    offset: u64,
+}
+
+/// Writes members one after another, then the central directory.
+pub struct ZipWriter<W: Write> {
+    out: W,
+    position: u64,
+    entries: Vec<Entry>,
+}
+
+impl<W: Write> ZipWriter<W> {
+    pub fn new(out: W) -> Self {
+        ZipWriter {
+            out,
+            position: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.position += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Add a member whose sizes and CRC are known up front; `write_data` must write exactly
+    /// `compressed` bytes.
+    pub fn member(
+        &mut self,
+        name: &str,
+        method: Method,
+        crc: u32,
+        uncompressed: u64,
+        compressed: u64,
+        write_data: impl FnOnce(&mut dyn Write) -> io::Result<u64>,
+    ) -> io::Result<()> {
+        let offset = self.position;
+        let mut h = Vec::with_capacity(30 + name.len() + 20);
+        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        h.extend_from_slice(&VERSION.to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes()); // flags
+        h.extend_from_slice(&(method as u16).to_le_bytes());
+        h.extend_from_slice(&DOS_TIME.to_le_bytes());
+        h.extend_from_slice(&DOS_DATE.to_le_bytes());
+        h.extend_from_slice(&crc.to_le_bytes());
+        h.extend_from_slice(&MAX32.to_le_bytes());
+        h.extend_from_slice(&MAX32.to_le_bytes());
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&20u16.to_le_bytes());
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes()); // ZIP64 extended information
+        h.extend_from_slice(&16u16.to_le_bytes());
+        h.extend_from_slice(&uncompressed.to_le_bytes());
+        h.extend_from_slice(&compressed.to_le_bytes());
+        self.put(&h)?;
+        let written = write_data(&mut self.out)?;
+        if written != compressed {
+            return Err(io::Error::other(format!(
+                "zip member {name}: wrote {written} bytes, announced {compressed}"
+            )));
+        }
+        self.position += written;
+        self.entries.push(Entry {
+            name: name.to_string(),
+            method,
+            crc,
+            compressed,
+            uncompressed,
+            offset,
+        });
+        Ok(())
+    }
+
+    /// Write the central directory and the (ZIP64) end records; returns the sink.
+    pub fn finish(mut self) -> io::Result<W> {
+        let directory_offset = self.position;
+        let mut d = Vec::new();
+        for e in &self.entries {
+            d.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            d.extend_from_slice(&VERSION.to_le_bytes()); // made by (MS-DOS host)
+            d.extend_from_slice(&VERSION.to_le_bytes()); // needed
+            d.extend_from_slice(&0u16.to_le_bytes());
+            d.extend_from_slice(&(e.method as u16).to_le_bytes());
+            d.extend_from_slice(&DOS_TIME.to_le_bytes());
+            d.extend_from_slice(&DOS_DATE.to_le_bytes());
+            d.extend_from_slice(&e.crc.to_le_bytes());
+            d.extend_from_slice(&MAX32.to_le_bytes());
+            d.extend_from_slice(&MAX32.to_le_bytes());
+            d.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
+            d.extend_from_slice(&28u16.to_le_bytes()); // extra
+            d.extend_from_slice(&0u16.to_le_bytes()); // comment
+            d.extend_from_slice(&0u16.to_le_bytes()); // disk
+            d.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+            d.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+            d.extend_from_slice(&MAX32.to_le_bytes()); // offset: in the ZIP64 field
+            d.extend_from_slice(e.name.as_bytes());
+            d.extend_from_slice(&1u16.to_le_bytes());
+            d.extend_from_slice(&24u16.to_le_bytes());
+            d.extend_from_slice(&e.uncompressed.to_le_bytes());
+            d.extend_from_slice(&e.compressed.to_le_bytes());
+            d.extend_from_slice(&e.offset.to_le_bytes());
+        }
+        let directory_size = d.len() as u64;
+        let count = self.entries.len() as u64;
+        let end64_offset = directory_offset + directory_size;
+        // ZIP64 end of central directory record.
+        d.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+        d.extend_from_slice(&44u64.to_le_bytes());
+        d.extend_from_slice(&VERSION.to_le_bytes());
+        d.extend_from_slice(&VERSION.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&count.to_le_bytes());
+        d.extend_from_slice(&count.to_le_bytes());
+        d.extend_from_slice(&directory_size.to_le_bytes());
+        d.extend_from_slice(&directory_offset.to_le_bytes());
+        // ZIP64 end of central directory locator.
+        d.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&end64_offset.to_le_bytes());
+        d.extend_from_slice(&1u32.to_le_bytes());
+        // End of central directory record, pointing at the ZIP64 values.
+        d.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        d.extend_from_slice(&0u16.to_le_bytes());
+        d.extend_from_slice(&0u16.to_le_bytes());
+        d.extend_from_slice(&u16::MAX.to_le_bytes());
+        d.extend_from_slice(&u16::MAX.to_le_bytes());
+        d.extend_from_slice(&MAX32.to_le_bytes());
+        d.extend_from_slice(&MAX32.to_le_bytes());
+        d.extend_from_slice(&0u16.to_le_bytes());
+        self.put(&d)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
