@@ -285,15 +285,22 @@ def check_idx_headers(ctx: Ctx, sd: SplitData) -> None:
             need(len(head) == 4, f"{rel}: shorter than an idx header")
             (got,) = struct.unpack(">I", head)
             need(got == magic, f"{rel}: magic 0x{got:08x}, expected 0x{magic:08x}")
-            dims = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
-            body = 0
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                body += len(chunk)
+            raw_dims = f.read(4 * ndim)
+            need(len(raw_dims) == 4 * ndim, f"{rel}: header truncated")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
         expect = int(np.prod(dims, dtype=np.int64))
-        need(body == expect, f"{rel}: header dims {dims} need {expect} body bytes, file has {body}")
+        # Fast path: the gzip trailer's ISIZE (length mod 2**32 of a single-member
+        # stream). Only when it disagrees is the whole body decompressed and counted.
+        with open(ctx.out / rel, "rb") as raw:
+            raw.seek(-4, os.SEEK_END)
+            (isize,) = struct.unpack("<I", raw.read(4))
+        if isize != (4 + 4 * ndim + expect) % (1 << 32):
+            body = 0
+            with gzip.open(ctx.out / rel, "rb") as f:
+                f.read(4 + 4 * ndim)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    body += len(chunk)
+            need(body == expect, f"{rel}: header dims {dims} need {expect} body bytes, file has {body}")
         dims_of[kind] = dims
     n, h, w, c = dims_of["images"]
     need(h == w and c == 3, f"images idx dims {dims_of['images']}, expected (N, S, S, 3)")
