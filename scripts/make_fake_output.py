@@ -20,6 +20,14 @@ still matches) so that a specific interop check must fail:
   no-hf-metadata the Parquet files carry no `huggingface` key
   order          two rows of `dev` are swapped in every artifact
   unlisted-missing  a labelled image is skipped but not listed in report.json
+
+    python scripts/make_fake_output.py --images-for METADATA_DIR IMAGES_DIR [--size 256]
+
+instead writes fake downloaded images NNNNNNNN.jpg (the upstream download.py
+layout) for every labelled image of an upstream-layout metadata directory, for
+scripts/baseline_pack.py and scripts/bench_pack.sh: mostly S x S RGB JPEGs, with
+some non-square, some grayscale and some of another size, as the real servers
+give; ids whose urls.txt line is blank get no file.
 """
 
 from __future__ import annotations
@@ -120,7 +128,45 @@ def write_gz(path: Path, data: bytes) -> None:
         gz.write(data)
 
 
+def write_fake_images(metadata: Path, out: Path, S: int, seed: int) -> int:
+    import csv
+
+    rng = np.random.default_rng(seed)
+    urls = (metadata / "urls.txt").read_text(encoding="utf-8").splitlines()
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(metadata / "labels.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            i = int(row["image"].split(".")[0])
+            if i >= len(urls) or not urls[i].strip():
+                continue
+            px = fake_image(rng, S)
+            im = Image.fromarray(px)
+            kind = i % 20
+            if kind == 0:  # clipped at the page edge: not square
+                im = im.resize((S, max(1, S * 3 // 4)))
+            elif kind == 1:  # grayscale
+                im = im.convert("L")
+            elif kind == 2:  # another size request (e.g. !200,200)
+                im = im.resize((S * 200 // 256, S * 200 // 256))
+            im.save(out / f"{i:08d}.jpg", format="JPEG", quality=90)
+            n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--images-for":
+        ap = argparse.ArgumentParser(prog="make_fake_output.py --images-for")
+        ap.add_argument("metadata", type=Path)
+        ap.add_argument("images", type=Path)
+        ap.add_argument("--size", type=int, default=256)
+        ap.add_argument("--seed", type=int, default=1)
+        a = ap.parse_args(argv[1:])
+        n = write_fake_images(a.metadata, a.images, a.size, a.seed)
+        print(f"wrote {n} images to {a.images}", file=sys.stderr)
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--size", type=int, default=32)
