@@ -12,8 +12,15 @@ Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
 --metadata-labels PATH   the labels.csv the build was made from (e.g. the
                          upstream file); OUT/labels.csv must be identical to it.
                          Default: OUT/labels.csv is the reference.
---formats LIST           formats the build was asked for (default idx,npz,parquet);
-                         checks of formats not listed are skipped.
+--formats LIST           formats the build was asked for (default idx,npz,parquet;
+                         add `images` to check images_S/); checks of formats not
+                         listed are skipped.
+
+    python scripts/interop_check.py --self-test
+
+checks the checker: builds fake outputs with scripts/make_fake_output.py and
+asserts that a clean one passes and that each kind of corruption fails exactly
+the checks that should catch it.
 
 Memory: one split at a time; the npz images of the split are the reference
 (plus the idx images while comparing them); Parquet is streamed by row group.
@@ -770,6 +777,36 @@ def check_copied_metadata(ctx: Ctx, present: list[str]) -> None:
         )
 
 
+def check_images_dir(ctx: Ctx, present: list[str]) -> None:
+    """--formats images: images_S/NNNNNNNN.jpg for every packed image, S x S RGB JPEG, in SHA256SUMS."""
+    S = ctx.S
+    if S is None:
+        dirs = sorted(ctx.out.glob("images_*"))
+        need(dirs, "no images_S directory")
+        S = int(dirs[0].name.split("_", 1)[1])
+    d = ctx.out / f"images_{S}"
+    need(d.is_dir(), f"images_{S}/ is missing")
+    ids = []
+    for sp in present:
+        p = ctx.out / f"npz/kaokore-{sp}-labels.npz"
+        if p.exists():
+            with np.load(p) as z:
+                ids += [int(v) for v in z["image_id"]]
+        else:
+            for f in SplitData(ctx.out, sp).parquet_files():
+                ids += pq.read_table(f, columns=["image_id"]).column(0).to_pylist()
+    names = {f.name for f in d.iterdir()}
+    absent = [i for i in ids if f"{i:08d}.jpg" not in names]
+    need(not absent, f"images_{S}/ lacks {len(absent)} packed images: {absent[:10]}")
+    for i in ids[:: max(1, len(ids) // 50)]:  # a sample is enough: SHA256SUMS covers the rest
+        with Image.open(d / f"{i:08d}.jpg") as im:
+            need(im.format == "JPEG" and im.mode == "RGB" and im.size == (S, S),
+                 f"images_{S}/{i:08d}.jpg is {im.format} {im.mode} {im.size}, expected an RGB JPEG {S}x{S}")
+    sums = (ctx.out / "SHA256SUMS").read_text(encoding="utf-8")
+    unlisted = [n for n in sorted(names) if f" images_{S}/{n}" not in sums and f"*images_{S}/{n}" not in sums]
+    need(not unlisted, f"{len(unlisted)} files of images_{S}/ are not in SHA256SUMS: {unlisted[:5]}")
+
+
 def check_report(ctx: Ctx, present: list[str]) -> None:
     """report.json parses as a JSON object."""
     rep = ctx.report()
@@ -799,12 +836,59 @@ GLOBAL = [
     ("", "dataset_card", check_card),
     ("", "copied_metadata", check_copied_metadata),
     ("", "report_json", check_report),
+    ("images", "images_dir", check_images_dir),
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
+SELF_TEST = [
+    # (--corrupt of make_fake_output.py, checks that must fail (the rest must pass))
+    (None, set()),
+    ("pixel", {"idx_equals_npz[train]", "parquet_rows[train]", "datasets[train]"}),
+    ("swap-labels", {"labels_csv[train]"}),
+    ("no-hf-metadata", {f"{c}[{s}]" for c in ("parquet_metadata", "datasets") for s in SPLITS}),
+    ("order", {"labels_csv[dev]"}),
+    ("unlisted-missing", {"labels_csv[test]"}),
+]
+
+
+def self_test() -> int:
+    """Check the checker: a fake build must pass, and each corruption must fail exactly where expected."""
+    import contextlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_fake_output
+
+    passed = failed = 0
+    base = _TMP / "self-test"
+    for corrupt, must_fail in SELF_TEST:
+        d = base / (corrupt or "clean")
+        with contextlib.redirect_stderr(io.StringIO()):
+            make_fake_output.main([str(d)] + (["--corrupt", corrupt] if corrupt else []))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = main([str(d)], cleanup=False)
+        failing = {ln.split(":", 1)[0][5:] for ln in buf.getvalue().splitlines() if ln.startswith("FAIL ")}
+        ok = failing == must_fail and rc == (1 if must_fail else 0)
+        name = corrupt or "clean"
+        if ok:
+            passed += 1
+            print(f"ok   self-test {name}: fails {sorted(failing) or 'nothing'}")
+        else:
+            failed += 1
+            print(f"FAIL self-test {name}: exit {rc}, failed {sorted(failing)}, expected {sorted(must_fail)}")
+            print("\n".join("     | " + ln for ln in buf.getvalue().splitlines() if not ln.startswith("ok ")))
+    shutil.rmtree(_TMP, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path, help="output directory of `kaokore build`")
+    ap.add_argument("out", type=Path, help="output directory of `kaokore build` (or --self-test alone)")
     ap.add_argument("--metadata-labels", type=Path, help="labels.csv the build was made from (default OUT/labels.csv)")
     ap.add_argument("--formats", default="idx,npz,parquet", help="formats to check (default idx,npz,parquet)")
     args = ap.parse_args(argv)
@@ -868,7 +952,8 @@ def main(argv: list[str] | None = None) -> int:
         if runnable(req):
             run(name, fn, ctx, present)
 
-    shutil.rmtree(_TMP, ignore_errors=True)
+    if cleanup:
+        shutil.rmtree(_TMP, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dev", type=int, default=7)
     ap.add_argument("--test", type=int, default=6)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--with-images", action="store_true", help="also write images_S/ (as --formats images)")
     ap.add_argument(
         "--corrupt",
         choices=["pixel", "swap-labels", "no-hf-metadata", "order", "unlisted-missing"],
@@ -307,6 +308,15 @@ def main(argv: list[str] | None = None) -> int:
             imgs, gender, status, image_id = imgs[perm], gender[perm], status[perm], image_id[perm]
             stored = [stored[k] for k in perm]
             sp_rows = [sp_rows[k] for k in perm]
+
+        if args.with_images:
+            (out / f"images_{S}").mkdir(exist_ok=True)
+            for k, (data, path) in enumerate(stored):
+                target = out / f"images_{S}" / (path[:-4] + ".jpg")
+                if path.endswith(".jpg"):
+                    target.write_bytes(data)
+                else:
+                    Image.fromarray(imgs[k]).save(target, format="JPEG", quality=95)
 
         write_gz(out / "idx" / f"kaokore-{sp}-images-idx4-ubyte.gz", idx_bytes(imgs))
         write_gz(out / "idx" / f"kaokore-{sp}-gender-idx1-ubyte.gz", idx_bytes(gender))
