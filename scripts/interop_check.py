@@ -196,6 +196,7 @@ class Ctx:
         self._report = None
         self._hf = None
         self.S = None  # edge length, from the first array read
+        self.tags_cache: dict = {}
 
     def labels(self) -> dict[str, list[tuple[int, int, int, int]]]:
         """split -> [(image_id, gender, status, csv_line)] in file order"""
@@ -533,7 +534,7 @@ def check_parquet_rows(ctx: Ctx, sd: SplitData) -> None:
         pf = pq.ParquetFile(f)
         for g in range(pf.num_row_groups):
             t = pf.read_row_group(g)
-            cols = {name: t.column(name).to_pylist() for name in ("image_id", "gender", "status", "original_tags")}
+            cols = {name: t.column(name).to_pylist() for name in ("image_id", "gender", "status", "url", "original_tags")}
             images = t.column("image").to_pylist()
             for r in range(t.num_rows):
                 need(k < n_ref, f"{f.name}: more rows than the npz ({n_ref})")
@@ -544,6 +545,8 @@ def check_parquet_rows(ctx: Ctx, sd: SplitData) -> None:
                     cols["gender"][r] == int(lab["gender"][k]) and cols["status"][r] == int(lab["status"][k]),
                     f"{where}: gender/status {cols['gender'][r]}/{cols['status'][r]}, npz has {int(lab['gender'][k])}/{int(lab['status'][k])}",
                 )
+                url = cols["url"][r] or ""
+                need(url.startswith(("http://", "https://")), f"{where}: url {url!r} is not the upstream http(s) URL")
                 if tags_line is not None and iid in tags_line:
                     got = (cols["original_tags"][r] or "").rstrip()
                     want = tags_line[iid]
@@ -584,11 +587,9 @@ def check_parquet_rows(ctx: Ctx, sd: SplitData) -> None:
     print(f"     note: {sd.split}: {n_png} PNG rows (exact), {n_jpg} JPEG rows (worst mean abs diff {worst[0]:.3f})")
 
 
-_TAGS_CACHE: dict = {}
-
-
 def _original_tags(ctx: Ctx) -> dict[int, str] | None:
-    if "v" not in _TAGS_CACHE:
+    """id -> the line of OUT/original_tags.txt after `NNNNNNNN.jpg:` (None without the file)"""
+    if "v" not in ctx.tags_cache:
         p = ctx.out / "original_tags.txt"
         d = None
         if p.exists():
@@ -597,8 +598,8 @@ def _original_tags(ctx: Ctx) -> dict[int, str] | None:
                 m = re.match(r"^(\d+)\.jpg:(.*)$", line)
                 if m:
                     d[int(m.group(1))] = m.group(2).rstrip()
-        _TAGS_CACHE["v"] = d
-    return _TAGS_CACHE["v"]
+        ctx.tags_cache["v"] = d
+    return ctx.tags_cache["v"]
 
 
 def check_pandas(ctx: Ctx, sd: SplitData) -> None:
