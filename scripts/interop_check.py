@@ -1,0 +1,963 @@
+#!/usr/bin/env python3
+"""Real-clients test of a `kaokore build` output directory (see SPEC.md, "Output directory").
+
+    python scripts/interop_check.py OUT_DIR [--metadata-labels PATH] [--formats idx,npz,parquet]
+
+Reads every artifact with the libraries users load it with (idx2numpy, numpy,
+pyarrow, pandas, polars, DuckDB, Hugging Face `datasets`, Pillow) and checks
+that they agree with each other and with labels.csv. Every check prints one
+line (`ok` / `FAIL` with the reason); the last line is `N passed, N failed`.
+Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
+
+--metadata-labels PATH   the labels.csv the build was made from (e.g. the
+                         upstream file); OUT/labels.csv must be identical to it.
+                         Default: OUT/labels.csv is the reference.
+--formats LIST           formats the build was asked for (default idx,npz,parquet;
+                         add `images` to check images_S/); checks of formats not
+                         listed are skipped.
+
+    python scripts/interop_check.py --self-test
+
+checks the checker: builds fake outputs with scripts/make_fake_output.py and
+asserts that a clean one passes and that each kind of corruption fails exactly
+the checks that should catch it.
+
+Memory: one split at a time; the npz images of the split are the reference
+(plus the idx images while comparing them); Parquet is streamed by row group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+# `datasets` must never reach the network and must not write outside a temp dir.
+_TMP = Path(tempfile.mkdtemp(prefix="kaokore-interop-"))
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_TMP / "hf-home")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SPLITS = ("train", "dev", "test")
+GENDER_NAMES = ["male", "female"]
+STATUS_NAMES = ["noble", "warrior", "incarnation", "commoner"]
+ATTRIBUTION = '"KaoKore Dataset" (collected by CODH from multiple organizations), doi:10.20676/00000353'
+DOI = "10.20676/00000353"
+# what `datasets` names the split of a `{split}-0000k-of-0000n.parquet` file
+# (checked empirically with datasets 5.2: "dev" is recognised as validation)
+HF_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
+JPEG_MAX_MEAN_ABS_DIFF = 3.0
+ROW_GROUP_MAX = 200  # "about 100 rows"
+ROW_GROUP_MIN = 50  # for every row group but the last
+
+S_STR = pa.string()
+EXPECTED_SCHEMA = [
+    ("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+    ("image_id", pa.int32()),
+    ("gender", pa.int64()),
+    ("status", pa.int64()),
+    ("url", S_STR),
+    ("provider", S_STR),
+    ("source_title", S_STR),
+    ("source_id", S_STR),
+    ("orientation", S_STR),
+    ("era", S_STR),
+    ("holder", S_STR),
+    ("year_from", pa.int32()),
+    ("year_to", pa.int32()),
+    ("tags", pa.list_(pa.string())),
+    ("original_tags", S_STR),
+]
+ARTIFACT_NAMES = {
+    "idx": [
+        "idx/kaokore-{s}-images-idx4-ubyte.gz",
+        "idx/kaokore-{s}-gender-idx1-ubyte.gz",
+        "idx/kaokore-{s}-status-idx1-ubyte.gz",
+    ],
+    "npz": ["npz/kaokore-{s}-imgs.npz", "npz/kaokore-{s}-labels.npz"],
+}
+
+
+class Fail(Exception):
+    """A check's assertion failed; the message says what and where."""
+
+
+def need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise Fail(msg)
+
+
+def image_id_of(name: str) -> int:
+    """'00000012.jpg' / '00000012' / 12 -> 12"""
+    if isinstance(name, (int, np.integer)):
+        return int(name)
+    stem = str(name).strip().split("/")[-1].split(".")[0]
+    return int(stem)
+
+
+def first_diff(a: np.ndarray, b: np.ndarray) -> str:
+    idx = np.argwhere(a != b)
+    if idx.size == 0:
+        return "no difference"
+    pos = tuple(int(v) for v in idx[0])
+    return f"{len(idx)} values differ, first at {pos}: {a[pos]} vs {b[pos]}"
+
+
+# --------------------------------------------------------------------------- state
+
+
+class SplitData:
+    """What one split's checks share. Loaded lazily, freed when the split is done."""
+
+    def __init__(self, out: Path, split: str):
+        self.out = out
+        self.split = split
+        self._npz_imgs = None
+        self._npz_labels = None
+        self._idx = None
+
+    # npz: the reference for everything else
+    def npz_images(self) -> np.ndarray:
+        if self._npz_imgs is None:
+            with np.load(self.out / f"npz/kaokore-{self.split}-imgs.npz") as z:
+                need("arr_0" in z.files, f"imgs.npz has keys {z.files}, expected ['arr_0']")
+                self._npz_imgs = z["arr_0"]
+        return self._npz_imgs
+
+    def npz_labels(self) -> dict:
+        if self._npz_labels is None:
+            with np.load(self.out / f"npz/kaokore-{self.split}-labels.npz") as z:
+                self._npz_labels = {k: z[k] for k in z.files}
+        return self._npz_labels
+
+    def ids(self) -> np.ndarray:
+        lab = self.npz_labels()
+        need("image_id" in lab, "labels.npz has no image_id")
+        return lab["image_id"]
+
+    def idx_arrays(self) -> dict:
+        if self._idx is None:
+            import idx2numpy
+
+            arrs = {}
+            for kind in ("images", "gender", "status"):
+                dim = 4 if kind == "images" else 1
+                path = self.out / f"idx/kaokore-{self.split}-{kind}-idx{dim}-ubyte.gz"
+                with gzip.open(path, "rb") as f:
+                    arrs[kind] = idx2numpy.convert_from_file(f)
+            self._idx = arrs
+        return self._idx
+
+    def drop_idx(self) -> None:
+        self._idx = None
+
+    def parquet_files(self) -> list[Path]:
+        files = sorted((self.out / "parquet").glob(f"{self.split}-*-of-*.parquet"))
+        need(files, f"no parquet/{self.split}-*-of-*.parquet")
+        pat = re.compile(rf"^{self.split}-(\d{{5}})-of-(\d{{5}})\.parquet$")
+        parsed = []
+        for f in files:
+            m = pat.match(f.name)
+            need(m is not None, f"{f.name}: not named {self.split}-NNNNN-of-NNNNN.parquet")
+            parsed.append((int(m.group(1)), int(m.group(2))))
+        total = parsed[0][1]
+        need(
+            [p[0] for p in parsed] == list(range(total)) and all(p[1] == total for p in parsed),
+            f"parquet shards of {self.split} are {[f.name for f in files]}, expected 00000..{total - 1:05d} of {total:05d}",
+        )
+        return files
+
+
+class Ctx:
+    def __init__(self, out: Path, labels_ref: Path, formats: set[str]):
+        self.out = out
+        self.labels_ref = labels_ref
+        self.formats = formats
+        self._labels = None
+        self._report = None
+        self._hf = None
+        self.S = None  # edge length, from the first array read
+        self.tags_cache: dict = {}
+
+    def labels(self) -> dict[str, list[tuple[int, int, int, int]]]:
+        """split -> [(image_id, gender, status, csv_line)] in file order"""
+        if self._labels is None:
+            by_split: dict[str, list] = {s: [] for s in SPLITS}
+            with open(self.labels_ref, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                need(
+                    reader.fieldnames is not None
+                    and {"image", "gender", "status", "set"} <= set(reader.fieldnames),
+                    f"{self.labels_ref}: header {reader.fieldnames}, expected image,gender,status,set",
+                )
+                for row in reader:
+                    sp = row["set"].strip()
+                    need(sp in by_split, f"{self.labels_ref}:{reader.line_num}: unknown set {sp!r}")
+                    by_split[sp].append(
+                        (image_id_of(row["image"]), int(row["gender"]), int(row["status"]), reader.line_num)
+                    )
+            self._labels = by_split
+        return self._labels
+
+    def report(self):
+        if self._report is None:
+            self._report = json.loads((self.out / "report.json").read_text(encoding="utf-8"))
+        return self._report
+
+    def reported_missing(self) -> set[int] | None:
+        """ids listed as failed/missing anywhere in report.json; None if it has no such list."""
+        try:
+            rep = self.report()
+        except FileNotFoundError:
+            return None
+        found: set[int] = set()
+        has_list = False
+
+        def walk(node, key=""):
+            nonlocal has_list
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, str(k))
+            elif isinstance(node, list):
+                objs = [e for e in node if isinstance(e, dict) and ("image_id" in e or "id" in e)]
+                if objs or re.search(r"fail|miss|skip|error", key, re.I):
+                    has_list = True
+                for e in node:
+                    if isinstance(e, dict):
+                        for k in ("image_id", "id", "image"):
+                            if k in e:
+                                try:
+                                    found.add(image_id_of(e[k]))
+                                except (TypeError, ValueError):
+                                    pass
+                                break
+                        walk(e, key)
+                    elif re.search(r"fail|miss|skip", key, re.I) and isinstance(e, (int, str)):
+                        try:
+                            found.add(image_id_of(e))
+                        except (TypeError, ValueError):
+                            pass
+
+        walk(rep)
+        return found if has_list else None
+
+    def hf(self):
+        if self._hf is None:
+            import datasets
+
+            try:
+                datasets.disable_progress_bars()
+            except AttributeError:
+                pass
+            self._hf = datasets.load_dataset(
+                "parquet", data_dir=str(self.out / "parquet"), cache_dir=str(_TMP / "hf-cache")
+            )
+        return self._hf
+
+    def set_S(self, S: int, where: str) -> None:
+        if self.S is None:
+            self.S = S
+        need(self.S == S, f"{where}: edge length {S}, but other artifacts have {self.S}")
+
+
+# --------------------------------------------------------------------------- checks per split
+
+
+def check_idx_headers(ctx: Ctx, sd: SplitData) -> None:
+    """Parse each idx file by hand: magic, big-endian dims, exact body length."""
+    dims_of = {}
+    for kind, magic, ndim in (("images", 0x00000804, 4), ("gender", 0x00000801, 1), ("status", 0x00000801, 1)):
+        dim = 4 if kind == "images" else 1
+        rel = f"idx/kaokore-{sd.split}-{kind}-idx{dim}-ubyte.gz"
+        with gzip.open(ctx.out / rel, "rb") as f:
+            head = f.read(4)
+            need(len(head) == 4, f"{rel}: shorter than an idx header")
+            (got,) = struct.unpack(">I", head)
+            need(got == magic, f"{rel}: magic 0x{got:08x}, expected 0x{magic:08x}")
+            raw_dims = f.read(4 * ndim)
+            need(len(raw_dims) == 4 * ndim, f"{rel}: header truncated")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+        expect = int(np.prod(dims, dtype=np.int64))
+        # Fast path: the gzip trailer's ISIZE (length mod 2**32 of a single-member
+        # stream). Only when it disagrees is the whole body decompressed and counted.
+        with open(ctx.out / rel, "rb") as raw:
+            raw.seek(-4, os.SEEK_END)
+            (isize,) = struct.unpack("<I", raw.read(4))
+        if isize != (4 + 4 * ndim + expect) % (1 << 32):
+            body = 0
+            with gzip.open(ctx.out / rel, "rb") as f:
+                f.read(4 + 4 * ndim)
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    body += len(chunk)
+            need(body == expect, f"{rel}: header dims {dims} need {expect} body bytes, file has {body}")
+        dims_of[kind] = dims
+    n, h, w, c = dims_of["images"]
+    need(h == w and c == 3, f"images idx dims {dims_of['images']}, expected (N, S, S, 3)")
+    ctx.set_S(h, f"idx/kaokore-{sd.split}-images")
+    need(
+        dims_of["gender"] == (n,) and dims_of["status"] == (n,),
+        f"label idx dims gender={dims_of['gender']} status={dims_of['status']}, images have N={n}",
+    )
+
+
+def check_idx_idx2numpy(ctx: Ctx, sd: SplitData) -> None:
+    """idx2numpy reads the gunzipped files: (N,S,S,3) uint8 and (N,) uint8."""
+    a = sd.idx_arrays()
+    im = a["images"]
+    need(im.dtype == np.uint8 and im.ndim == 4, f"idx2numpy images: dtype {im.dtype}, shape {im.shape}")
+    n, h, w, c = im.shape
+    need(h == w and c == 3, f"idx2numpy images shape {im.shape}, expected (N, S, S, 3)")
+    ctx.set_S(h, "idx2numpy images")
+    for k in ("gender", "status"):
+        need(a[k].dtype == np.uint8 and a[k].shape == (n,), f"idx2numpy {k}: dtype {a[k].dtype}, shape {a[k].shape}, expected uint8 ({n},)")
+    need(int(a["gender"].max(initial=0)) < 2, f"idx gender has value {a['gender'].max()} (>= 2 classes)")
+    need(int(a["status"].max(initial=0)) < 4, f"idx status has value {a['status'].max()} (>= 4 classes)")
+
+
+def check_npz(ctx: Ctx, sd: SplitData) -> None:
+    """np.load: imgs arr_0 (N,S,S,3) uint8; labels keys exactly gender, status (uint8), image_id (int32)."""
+    rel = f"npz/kaokore-{sd.split}-imgs.npz"
+    with np.load(ctx.out / rel) as z:
+        need(sorted(z.files) == ["arr_0"], f"{rel}: keys {z.files}, expected exactly ['arr_0']")
+    im = sd.npz_images()
+    need(im.dtype == np.uint8 and im.ndim == 4, f"{rel}: dtype {im.dtype}, shape {im.shape}")
+    n, h, w, c = im.shape
+    need(h == w and c == 3, f"{rel}: shape {im.shape}, expected (N, S, S, 3)")
+    ctx.set_S(h, rel)
+    rel = f"npz/kaokore-{sd.split}-labels.npz"
+    lab = sd.npz_labels()
+    need(sorted(lab) == ["gender", "image_id", "status"], f"{rel}: keys {sorted(lab)}, expected exactly gender, image_id, status")
+    for k, dt in (("gender", np.uint8), ("status", np.uint8), ("image_id", np.int32)):
+        need(lab[k].dtype == dt and lab[k].shape == (n,), f"{rel}: {k} is {lab[k].dtype} {lab[k].shape}, expected {np.dtype(dt)} ({n},)")
+    need(int(lab["gender"].max(initial=0)) < 2, f"{rel}: gender value {lab['gender'].max()} out of range")
+    need(int(lab["status"].max(initial=0)) < 4, f"{rel}: status value {lab['status'].max()} out of range")
+    need(len(set(lab["image_id"].tolist())) == n, f"{rel}: duplicate image_id")
+
+
+def check_labels_csv(ctx: Ctx, sd: SplitData) -> None:
+    """Artifact ids are labels.csv's rows of this split, in order, missing ones skipped (and reported)."""
+    rows = ctx.labels()[sd.split]
+    lab = sd.npz_labels()
+    ids = [int(v) for v in sd.ids()]
+    where = {}
+    for sp, rs in ctx.labels().items():
+        for pos, r in enumerate(rs):
+            where[r[0]] = (sp, pos)
+    j = 0
+    skipped = []
+    mismatches = []
+    for k, iid in enumerate(ids):
+        if iid not in where:
+            raise Fail(f"row {k}: image_id {iid} is not in labels.csv (unlabelled images must not be packed)")
+        sp, pos = where[iid]
+        need(sp == sd.split, f"row {k}: image_id {iid} belongs to split {sp!r} in labels.csv, found in {sd.split!r}")
+        need(
+            pos >= j,
+            f"row {k}: image_id {iid} is out of labels.csv order (labels.csv line {rows[pos][3]}, "
+            f"but an earlier row already matched line {rows[j - 1][3] if j else '?'})",
+        )
+        skipped.extend(r[0] for r in rows[j:pos])
+        _, g, s, line = rows[pos]
+        if int(lab["gender"][k]) != g or int(lab["status"][k]) != s:
+            mismatches.append(
+                f"row {k} image_id {iid}: gender/status {int(lab['gender'][k])}/{int(lab['status'][k])}, "
+                f"labels.csv line {line} says {g}/{s}"
+            )
+        j = pos + 1
+    skipped.extend(r[0] for r in rows[j:])
+    need(not mismatches, f"{len(mismatches)} label mismatches: " + "; ".join(mismatches[:5]))
+    if skipped:
+        listed = ctx.reported_missing()
+        if listed is None:
+            print(f"     note: {len(skipped)} labelled {sd.split} images not packed; report.json has no failure list to check them against")
+        else:
+            unlisted = [i for i in skipped if i not in listed]
+            need(
+                not unlisted,
+                f"{len(unlisted)} labelled {sd.split} images are neither packed nor listed as failed/missing "
+                f"in report.json: {unlisted[:10]}",
+            )
+        print(f"     note: {len(skipped)} labelled {sd.split} images not packed (reported missing): {skipped[:10]}")
+
+
+def check_idx_equals_npz(ctx: Ctx, sd: SplitData) -> None:
+    """idx and npz hold exactly the same images and labels."""
+    a = sd.idx_arrays()
+    im = sd.npz_images()
+    lab = sd.npz_labels()
+    need(a["images"].shape == im.shape, f"idx images {a['images'].shape} vs npz {im.shape}")
+    if not np.array_equal(a["images"], im):
+        rows = np.flatnonzero((a["images"] != im).reshape(len(im), -1).any(axis=1))
+        raise Fail(
+            f"idx and npz images differ in {len(rows)} rows (first row {rows[0]}, image_id {int(lab['image_id'][rows[0]])}): "
+            + first_diff(a["images"], im)
+        )
+    for k in ("gender", "status"):
+        need(np.array_equal(a[k], lab[k]), f"idx {k} differs from npz {k}: " + first_diff(a[k], lab[k]))
+    sd.drop_idx()
+
+
+def _type_str(t: pa.DataType) -> str:
+    return str(t)
+
+
+def _same_type(got: pa.DataType, want: pa.DataType) -> bool:
+    # the list element's field name (item / element) is not part of the contract
+    if pa.types.is_list(want):
+        return pa.types.is_list(got) and got.value_type == want.value_type
+    if pa.types.is_struct(want):
+        return (
+            pa.types.is_struct(got)
+            and [got.field(i).name for i in range(got.num_fields)] == [want.field(i).name for i in range(want.num_fields)]
+            and all(_same_type(got.field(i).type, want.field(i).type) for i in range(want.num_fields))
+        )
+    return got == want
+
+
+def check_parquet_schema(ctx: Ctx, sd: SplitData) -> None:
+    """Arrow schema is exactly the contract's columns, types and order."""
+    for f in sd.parquet_files():
+        schema = pq.read_schema(f)
+        got = [(fl.name, fl.type) for fl in schema]
+        names = [n for n, _ in got]
+        want_names = [n for n, _ in EXPECTED_SCHEMA]
+        need(
+            set(names) == set(want_names),
+            f"{f.name}: missing columns {sorted(set(want_names) - set(names))}, unexpected {sorted(set(names) - set(want_names))}",
+        )
+        need(names == want_names, f"{f.name}: column order {names}, expected {want_names}")
+        bad = [
+            f"{n}: {_type_str(t)} (expected {_type_str(w)})"
+            for (n, t), (_, w) in zip(got, EXPECTED_SCHEMA)
+            if not _same_type(t, w)
+        ]
+        need(not bad, f"{f.name}: wrong types: " + "; ".join(bad))
+        img = schema.field("image").type
+        need(
+            all(img.field(i).nullable for i in range(img.num_fields)),
+            f"{f.name}: image.bytes / image.path must be nullable",
+        )
+
+
+def check_parquet_metadata(ctx: Ctx, sd: SplitData) -> None:
+    """Footer has `huggingface` (Image, ClassLabel names) and `kaokore` JSON; ~100-row groups; encodings."""
+    for f in sd.parquet_files():
+        pf = pq.ParquetFile(f)
+        kv = pf.schema_arrow.metadata or {}
+        need(b"huggingface" in kv, f"{f.name}: no `huggingface` key in the file key-value metadata (keys: {sorted(k.decode() for k in kv)})")
+        need(b"kaokore" in kv, f"{f.name}: no `kaokore` key in the file key-value metadata")
+        try:
+            hf = json.loads(kv[b"huggingface"])
+        except ValueError as e:
+            raise Fail(f"{f.name}: `huggingface` metadata is not JSON: {e}")
+        feats = (hf.get("info") or {}).get("features") if isinstance(hf, dict) else None
+        need(isinstance(feats, dict), f"{f.name}: `huggingface` metadata has no info.features object")
+        need((feats.get("image") or {}).get("_type") == "Image", f"{f.name}: huggingface features image = {feats.get('image')}, expected _type Image")
+        for col, names in (("gender", GENDER_NAMES), ("status", STATUS_NAMES)):
+            ft = feats.get(col) or {}
+            need(
+                ft.get("_type") == "ClassLabel" and ft.get("names") == names,
+                f"{f.name}: huggingface features {col} = {ft}, expected ClassLabel names {names}",
+            )
+        need(
+            set(feats) == {n for n, _ in EXPECTED_SCHEMA},
+            f"{f.name}: huggingface features cover {sorted(feats)}, expected every column",
+        )
+        try:
+            kk = json.loads(kv[b"kaokore"])
+        except ValueError as e:
+            raise Fail(f"{f.name}: `kaokore` metadata is not JSON: {e}")
+        need(isinstance(kk, dict), f"{f.name}: `kaokore` metadata is not a JSON object")
+        need(DOI in json.dumps(kk), f"{f.name}: `kaokore` metadata does not mention the DOI {DOI}")
+
+        md = pf.metadata
+        sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        if md.num_rows:
+            need(max(sizes) <= ROW_GROUP_MAX, f"{f.name}: row groups of {sizes[:10]}... rows; expected about 100 (at most {ROW_GROUP_MAX})")
+            need(
+                all(s >= ROW_GROUP_MIN for s in sizes[:-1]),
+                f"{f.name}: row groups {sizes[:10]}...: only the last may have fewer than {ROW_GROUP_MIN} rows",
+            )
+        for i in range(md.num_row_groups):
+            rg = md.row_group(i)
+            for j in range(rg.num_columns):
+                col = rg.column(j)
+                p = col.path_in_schema
+                if p == "image.bytes":
+                    need(col.compression == "UNCOMPRESSED", f"{f.name}: image.bytes compressed with {col.compression}, expected none")
+                    need(not col.has_dictionary_page, f"{f.name}: image.bytes is dictionary-encoded, expected plain")
+                else:
+                    need(col.compression == "ZSTD", f"{f.name}: column {p} compressed with {col.compression}, expected ZSTD")
+
+
+def _decode(data: bytes, where: str):
+    try:
+        im = Image.open(io.BytesIO(data))
+        fmt = im.format
+        im.load()
+    except Exception as e:  # noqa: BLE001
+        raise Fail(f"{where}: Pillow cannot decode the image bytes: {e}")
+    return im, fmt
+
+
+def check_parquet_rows(ctx: Ctx, sd: SplitData) -> None:
+    """Stream row groups: ids, labels = npz; PNG rows = npz pixels exactly; JPEG rows S x S RGB, close."""
+    im_ref = sd.npz_images()
+    lab = sd.npz_labels()
+    ids_ref = sd.ids()
+    n_ref = len(ids_ref)
+    S = im_ref.shape[1]
+    tags_line = _original_tags(ctx)
+    k = 0
+    n_png = n_jpg = 0
+    worst = (0.0, None)
+    for f in sd.parquet_files():
+        pf = pq.ParquetFile(f)
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g)
+            cols = {name: t.column(name).to_pylist() for name in ("image_id", "gender", "status", "url", "original_tags")}
+            images = t.column("image").to_pylist()
+            for r in range(t.num_rows):
+                need(k < n_ref, f"{f.name}: more rows than the npz ({n_ref})")
+                iid = cols["image_id"][r]
+                where = f"{f.name} row {k} (image_id {iid})"
+                need(iid == int(ids_ref[k]), f"{f.name} row {k}: image_id {iid}, npz has {int(ids_ref[k])}")
+                need(
+                    cols["gender"][r] == int(lab["gender"][k]) and cols["status"][r] == int(lab["status"][k]),
+                    f"{where}: gender/status {cols['gender'][r]}/{cols['status'][r]}, npz has {int(lab['gender'][k])}/{int(lab['status'][k])}",
+                )
+                url = cols["url"][r] or ""
+                need(url.startswith(("http://", "https://")), f"{where}: url {url!r} is not the upstream http(s) URL")
+                if tags_line is not None and iid in tags_line:
+                    got = (cols["original_tags"][r] or "").rstrip()
+                    want = tags_line[iid]
+                    need(
+                        got in (want, f"{iid:08d}.jpg:{want}"),
+                        f"{where}: original_tags {got[:60]!r}... is not the line of original_tags.txt {want[:60]!r}...",
+                    )
+                cell = images[r]
+                need(cell is not None and cell.get("bytes"), f"{where}: image.bytes is empty")
+                path = cell.get("path") or ""
+                pil, fmt = _decode(cell["bytes"], where)
+                need(pil.size == (S, S), f"{where}: image is {pil.size[0]}x{pil.size[1]}, expected {S}x{S}")
+                if path.endswith(".png"):
+                    need(path == f"{iid:08d}.png", f"{where}: image.path {path!r}, expected {iid:08d}.png")
+                    need(fmt == "PNG", f"{where}: image.path ends in .png but the bytes are {fmt}")
+                    arr = np.asarray(pil.convert("RGB"))
+                    if not np.array_equal(arr, im_ref[k]):
+                        raise Fail(f"{where}: PNG pixels differ from npz: " + first_diff(arr, im_ref[k]))
+                    n_png += 1
+                elif path.endswith(".jpg"):
+                    need(path == f"{iid:08d}.jpg", f"{where}: image.path {path!r}, expected {iid:08d}.jpg")
+                    need(fmt == "JPEG", f"{where}: image.path ends in .jpg but the bytes are {fmt}")
+                    need(pil.mode == "RGB", f"{where}: JPEG stored unchanged must be RGB, is {pil.mode}")
+                    arr = np.asarray(pil)
+                    mad = float(np.abs(arr.astype(np.int16) - im_ref[k].astype(np.int16)).mean())
+                    need(
+                        mad < JPEG_MAX_MEAN_ABS_DIFF,
+                        f"{where}: JPEG decodes {mad:.2f} mean absolute difference from npz (limit {JPEG_MAX_MEAN_ABS_DIFF})",
+                    )
+                    if mad > worst[0]:
+                        worst = (mad, iid)
+                    n_jpg += 1
+                else:
+                    raise Fail(f"{where}: image.path {path!r} ends neither in .png nor .jpg")
+                k += 1
+            del t, cols, images
+    need(k == n_ref, f"parquet has {k} rows, npz has {n_ref}")
+    print(f"     note: {sd.split}: {n_png} PNG rows (exact), {n_jpg} JPEG rows (worst mean abs diff {worst[0]:.3f})")
+
+
+def _original_tags(ctx: Ctx) -> dict[int, str] | None:
+    """id -> the line of OUT/original_tags.txt after `NNNNNNNN.jpg:` (None without the file)"""
+    if "v" not in ctx.tags_cache:
+        p = ctx.out / "original_tags.txt"
+        d = None
+        if p.exists():
+            d = {}
+            for line in p.read_text(encoding="utf-8").splitlines():
+                m = re.match(r"^(\d+)\.jpg:(.*)$", line)
+                if m:
+                    d[int(m.group(1))] = m.group(2).rstrip()
+        ctx.tags_cache["v"] = d
+    return ctx.tags_cache["v"]
+
+
+def check_pandas(ctx: Ctx, sd: SplitData) -> None:
+    """pd.read_parquet reads every file; rows and ids equal the npz."""
+    import pandas as pd
+
+    ids = []
+    for f in sd.parquet_files():
+        df = pd.read_parquet(f)
+        need(list(df.columns) == [n for n, _ in EXPECTED_SCHEMA], f"pandas {f.name}: columns {list(df.columns)}")
+        ids.extend(int(v) for v in df["image_id"])
+        del df
+    need(ids == [int(v) for v in sd.ids()], f"pandas image_id differs from npz: {len(ids)} rows vs {len(sd.ids())}")
+
+
+def check_polars(ctx: Ctx, sd: SplitData) -> None:
+    """pl.read_parquet reads every file; rows and ids equal the npz."""
+    import polars as pl
+
+    ids = []
+    for f in sd.parquet_files():
+        df = pl.read_parquet(f)
+        need(df.columns == [n for n, _ in EXPECTED_SCHEMA], f"polars {f.name}: columns {df.columns}")
+        need(df.schema["image_id"] == pl.Int32, f"polars {f.name}: image_id is {df.schema['image_id']}, expected Int32")
+        ids.extend(df["image_id"].to_list())
+        del df
+    need(ids == [int(v) for v in sd.ids()], f"polars image_id differs from npz: {len(ids)} rows vs {len(sd.ids())}")
+
+
+def check_duckdb(ctx: Ctx, sd: SplitData) -> None:
+    """DuckDB: count(*), min(image_id) and the id column agree with the npz."""
+    import duckdb
+
+    ref = [int(v) for v in sd.ids()]
+    con = duckdb.connect()
+    try:
+        total = 0
+        got = []
+        for f in sd.parquet_files():
+            q = str(f).replace("'", "''")
+            cnt, mn = con.execute(f"SELECT count(*), min(image_id) FROM '{q}'").fetchone()
+            total += cnt
+            rows = [r[0] for r in con.execute(f"SELECT image_id FROM '{q}'").fetchall()]
+            need(cnt == len(rows), f"duckdb {f.name}: count(*) {cnt} but {len(rows)} rows")
+            if rows:
+                need(mn == min(rows), f"duckdb {f.name}: min(image_id) {mn} vs {min(rows)}")
+            got.extend(rows)
+        need(total == len(ref), f"duckdb count(*) {total}, npz has {len(ref)} rows")
+        need(got == ref, "duckdb image_id column (in file order) differs from npz")
+        if ref:
+            mn = con.execute(
+                "SELECT min(image_id) FROM read_parquet([" + ",".join("'" + str(f).replace("'", "''") + "'" for f in sd.parquet_files()) + "])"
+            ).fetchone()[0]
+            need(mn == min(ref), f"duckdb min(image_id) {mn}, npz min {min(ref)}")
+    finally:
+        con.close()
+
+
+def check_datasets(ctx: Ctx, sd: SplitData) -> None:
+    """datasets.load_dataset('parquet', data_dir=OUT/parquet): features, rows, ids, decoded images."""
+    import datasets
+
+    dd = ctx.hf()
+    name = HF_SPLIT[sd.split]
+    if name not in dd and sd.split in dd:
+        name = sd.split
+    need(name in dd, f"datasets gave splits {list(dd)}, no {HF_SPLIT[sd.split]!r} for {sd.split} files")
+    ds = dd[name]
+    fe = ds.features
+    need(isinstance(fe.get("image"), datasets.Image), f"datasets feature image is {fe.get('image')!r}, expected Image()")
+    for col, names in (("gender", GENDER_NAMES), ("status", STATUS_NAMES)):
+        ft = fe.get(col)
+        need(
+            isinstance(ft, datasets.ClassLabel) and list(ft.names) == names,
+            f"datasets feature {col} is {ft!r}, expected ClassLabel(names={names})",
+        )
+    for col in ("image_id", "year_from", "year_to"):
+        need(fe.get(col) == datasets.Value("int32"), f"datasets feature {col} is {fe.get(col)!r}, expected Value('int32')")
+    for col in ("url", "provider", "source_title", "source_id", "orientation", "era", "holder", "original_tags"):
+        need(fe.get(col) == datasets.Value("string"), f"datasets feature {col} is {fe.get(col)!r}, expected Value('string')")
+    tags = fe.get("tags")
+    inner = getattr(tags, "feature", None)
+    need(inner == datasets.Value("string"), f"datasets feature tags is {tags!r}, expected a list of Value('string')")
+
+    ref = [int(v) for v in sd.ids()]
+    need(ds.num_rows == len(ref), f"datasets split {name}: {ds.num_rows} rows, npz has {len(ref)}")
+    need([int(v) for v in ds["image_id"]] == ref, f"datasets split {name}: image_id differs from npz")
+    lab = sd.npz_labels()
+    need([int(v) for v in ds["gender"]] == lab["gender"].tolist(), f"datasets split {name}: gender differs from npz")
+    need([int(v) for v in ds["status"]] == lab["status"].tolist(), f"datasets split {name}: status differs from npz")
+    im_ref = sd.npz_images()
+    for k in sorted({0, len(ref) // 2, len(ref) - 1}) if ref else []:
+        ex = ds[k]
+        img = ex["image"]
+        need(isinstance(img, Image.Image), f"datasets {name}[{k}]['image'] is {type(img).__name__}, expected a PIL image")
+        arr = np.asarray(img.convert("RGB"))
+        need(arr.shape == im_ref[k].shape, f"datasets {name}[{k}] image shape {arr.shape}, npz {im_ref[k].shape}")
+        mad = float(np.abs(arr.astype(np.int16) - im_ref[k].astype(np.int16)).mean())
+        if getattr(img, "format", None) == "PNG":
+            need(np.array_equal(arr, im_ref[k]), f"datasets {name}[{k}] PNG image differs from npz: " + first_diff(arr, im_ref[k]))
+        else:
+            need(mad < JPEG_MAX_MEAN_ABS_DIFF, f"datasets {name}[{k}] image differs from npz by {mad:.2f} mean abs")
+
+
+# --------------------------------------------------------------------------- global checks
+
+
+def check_datasets_splits(ctx: Ctx, present: list[str]) -> None:
+    """datasets maps train/dev/test files to train/validation/test and loads nothing else."""
+    dd = ctx.hf()
+    got = sorted(dd)
+    want = sorted(HF_SPLIT[s] for s in present)
+    print(f"     note: datasets split names: {', '.join(f'{s}->{HF_SPLIT[s]}' for s in present)}; loaded {got}")
+    need(got == want, f"datasets gave splits {got}, expected {want}")
+
+
+def check_sha256sums(ctx: Ctx, present: list[str]) -> None:
+    """Every file listed in SHA256SUMS matches; every artifact is listed; report.json is not."""
+    p = ctx.out / "SHA256SUMS"
+    need(p.exists(), "SHA256SUMS is missing")
+    listed = {}
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.match(r"^([0-9a-f]{64}) [ *](.+)$", line)
+        need(m is not None, f"SHA256SUMS:{n}: not `sha256sum` format: {line[:80]!r}")
+        rel = m.group(2)
+        need(not rel.startswith("/") and ".." not in rel.split("/"), f"SHA256SUMS:{n}: path {rel!r} is not inside the output")
+        listed[rel] = m.group(1)
+    bad = []
+    for rel, want in listed.items():
+        f = ctx.out / rel
+        if not f.is_file():
+            bad.append(f"{rel}: missing")
+            continue
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != want:
+            bad.append(f"{rel}: FAILED")
+    need(not bad, "sha256 mismatch: " + "; ".join(bad[:10]))
+    need("report.json" not in listed, "SHA256SUMS lists report.json (a log with timings, not an artifact)")
+    expected = ["README.md", "CONTENT_PROVIDERS.txt", "labels.csv", "original_tags.txt", "labels.metadata.en.txt", "labels.metadata.ja.txt"]
+    for s in present:
+        for fmt, names in ARTIFACT_NAMES.items():
+            if fmt in ctx.formats:
+                expected += [n.format(s=s) for n in names]
+    if "parquet" in ctx.formats and (ctx.out / "parquet").is_dir():
+        expected += [f"parquet/{f.name}" for f in sorted((ctx.out / "parquet").glob("*.parquet"))]
+    for d in (ctx.out / "parquet", ctx.out / "idx", ctx.out / "npz"):
+        if d.is_dir():
+            expected += [f"{d.name}/{f.name}" for f in sorted(d.iterdir()) if f.is_file()]
+    unlisted = sorted({e for e in expected if e not in listed})
+    need(not unlisted, f"artifacts not in SHA256SUMS: {unlisted}")
+
+
+def check_card(ctx: Ctx, present: list[str]) -> None:
+    """README.md has the attribution and CC BY-SA 4.0; CONTENT_PROVIDERS.txt exists."""
+    card = (ctx.out / "README.md").read_text(encoding="utf-8")
+    need(ATTRIBUTION in card, f"README.md lacks the attribution string {ATTRIBUTION}")
+    need("CC BY-SA 4.0" in card, "README.md does not mention CC BY-SA 4.0")
+    cp = ctx.out / "CONTENT_PROVIDERS.txt"
+    need(cp.is_file(), "CONTENT_PROVIDERS.txt is missing")
+    need(cp.read_text(encoding="utf-8").strip() != "", "CONTENT_PROVIDERS.txt is empty")
+
+
+def check_copied_metadata(ctx: Ctx, present: list[str]) -> None:
+    """The upstream metadata files are copied; labels.csv equals --metadata-labels when given."""
+    for name in ("labels.csv", "original_tags.txt", "labels.metadata.en.txt", "labels.metadata.ja.txt"):
+        need((ctx.out / name).is_file(), f"{name} is missing from the output")
+    if ctx.labels_ref != ctx.out / "labels.csv":
+        need(
+            (ctx.out / "labels.csv").read_bytes() == ctx.labels_ref.read_bytes(),
+            f"OUT/labels.csv differs from {ctx.labels_ref}",
+        )
+
+
+def check_images_dir(ctx: Ctx, present: list[str]) -> None:
+    """--formats images: images_S/NNNNNNNN.jpg for every packed image, S x S RGB JPEG, in SHA256SUMS."""
+    S = ctx.S
+    if S is None:
+        dirs = sorted(ctx.out.glob("images_*"))
+        need(dirs, "no images_S directory")
+        S = int(dirs[0].name.split("_", 1)[1])
+    d = ctx.out / f"images_{S}"
+    need(d.is_dir(), f"images_{S}/ is missing")
+    ids = []
+    for sp in present:
+        p = ctx.out / f"npz/kaokore-{sp}-labels.npz"
+        if p.exists():
+            with np.load(p) as z:
+                ids += [int(v) for v in z["image_id"]]
+        else:
+            for f in SplitData(ctx.out, sp).parquet_files():
+                ids += pq.read_table(f, columns=["image_id"]).column(0).to_pylist()
+    names = {f.name for f in d.iterdir()}
+    absent = [i for i in ids if f"{i:08d}.jpg" not in names]
+    need(not absent, f"images_{S}/ lacks {len(absent)} packed images: {absent[:10]}")
+    for i in ids[:: max(1, len(ids) // 50)]:  # a sample is enough: SHA256SUMS covers the rest
+        with Image.open(d / f"{i:08d}.jpg") as im:
+            need(im.format == "JPEG" and im.mode == "RGB" and im.size == (S, S),
+                 f"images_{S}/{i:08d}.jpg is {im.format} {im.mode} {im.size}, expected an RGB JPEG {S}x{S}")
+    sums = (ctx.out / "SHA256SUMS").read_text(encoding="utf-8")
+    unlisted = [n for n in sorted(names) if f" images_{S}/{n}" not in sums and f"*images_{S}/{n}" not in sums]
+    need(not unlisted, f"{len(unlisted)} files of images_{S}/ are not in SHA256SUMS: {unlisted[:5]}")
+
+
+def check_report(ctx: Ctx, present: list[str]) -> None:
+    """report.json parses as a JSON object."""
+    rep = ctx.report()
+    need(isinstance(rep, dict), "report.json is not a JSON object")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+PER_SPLIT = [
+    ("idx", "idx_headers", check_idx_headers),
+    ("idx", "idx_idx2numpy", check_idx_idx2numpy),
+    ("npz", "npz", check_npz),
+    ("npz", "labels_csv", check_labels_csv),
+    ("idx+npz", "idx_equals_npz", check_idx_equals_npz),
+    ("parquet", "parquet_schema", check_parquet_schema),
+    ("parquet", "parquet_metadata", check_parquet_metadata),
+    ("parquet+npz", "parquet_rows", check_parquet_rows),
+    ("parquet+npz", "pandas", check_pandas),
+    ("parquet+npz", "polars", check_polars),
+    ("parquet+npz", "duckdb", check_duckdb),
+    ("parquet+npz", "datasets", check_datasets),
+]
+GLOBAL = [
+    ("parquet", "datasets_splits", check_datasets_splits),
+    ("", "sha256sums", check_sha256sums),
+    ("", "dataset_card", check_card),
+    ("", "copied_metadata", check_copied_metadata),
+    ("", "report_json", check_report),
+    ("images", "images_dir", check_images_dir),
+]
+
+
+SELF_TEST = [
+    # (--corrupt of make_fake_output.py, checks that must fail (the rest must pass))
+    (None, set()),
+    ("pixel", {"idx_equals_npz[train]", "parquet_rows[train]", "datasets[train]"}),
+    ("swap-labels", {"labels_csv[train]"}),
+    ("no-hf-metadata", {f"{c}[{s}]" for c in ("parquet_metadata", "datasets") for s in SPLITS}),
+    ("order", {"labels_csv[dev]"}),
+    ("unlisted-missing", {"labels_csv[test]"}),
+]
+
+
+def self_test() -> int:
+    """Check the checker: a fake build must pass, and each corruption must fail exactly where expected."""
+    import contextlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_fake_output
+
+    passed = failed = 0
+    base = _TMP / "self-test"
+    for corrupt, must_fail in SELF_TEST:
+        d = base / (corrupt or "clean")
+        with contextlib.redirect_stderr(io.StringIO()):
+            make_fake_output.main([str(d)] + (["--corrupt", corrupt] if corrupt else []))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            rc = main([str(d)], cleanup=False)
+        failing = {ln.split(":", 1)[0][5:] for ln in buf.getvalue().splitlines() if ln.startswith("FAIL ")}
+        ok = failing == must_fail and rc == (1 if must_fail else 0)
+        name = corrupt or "clean"
+        if ok:
+            passed += 1
+            print(f"ok   self-test {name}: fails {sorted(failing) or 'nothing'}")
+        else:
+            failed += 1
+            print(f"FAIL self-test {name}: exit {rc}, failed {sorted(failing)}, expected {sorted(must_fail)}")
+            print("\n".join("     | " + ln for ln in buf.getvalue().splitlines() if not ln.startswith("ok ")))
+    shutil.rmtree(_TMP, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv == ["--self-test"]:
+        return self_test()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="output directory of `kaokore build` (or --self-test alone)")
+    ap.add_argument("--metadata-labels", type=Path, help="labels.csv the build was made from (default OUT/labels.csv)")
+    ap.add_argument("--formats", default="idx,npz,parquet", help="formats to check (default idx,npz,parquet)")
+    args = ap.parse_args(argv)
+    out = args.out
+    if not out.is_dir():
+        print(f"interop_check: {out} is not a directory", file=sys.stderr)
+        return 2
+    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
+    unknown = formats - {"idx", "npz", "parquet", "images"}
+    if unknown:
+        print(f"interop_check: unknown formats {sorted(unknown)}", file=sys.stderr)
+        return 2
+    ctx = Ctx(out, args.metadata_labels or out / "labels.csv", formats)
+
+    passed = failed = 0
+
+    def run(name: str, fn, *a) -> None:
+        nonlocal passed, failed
+        t0 = time.monotonic()
+        try:
+            fn(*a)
+        except Fail as e:
+            failed += 1
+            print(f"FAIL {name}: {e}", flush=True)
+        except Exception as e:  # noqa: BLE001 - any crash of a client is a failed check
+            failed += 1
+            tb = traceback.extract_tb(e.__traceback__)[-1]
+            print(f"FAIL {name}: {type(e).__name__}: {e} (at {Path(tb.filename).name}:{tb.lineno})", flush=True)
+        else:
+            passed += 1
+            print(f"ok   {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+
+    def present_in(sp: str) -> bool:
+        return any(
+            (out / n.format(s=sp)).exists() for names in ARTIFACT_NAMES.values() for n in names
+        ) or any((out / "parquet").glob(f"{sp}-*-of-*.parquet"))
+
+    present = [sp for sp in SPLITS if present_in(sp)]
+    try:
+        labelled = {sp for sp, rows in ctx.labels().items() if rows}
+    except Exception:  # noqa: BLE001 - reported by the checks themselves
+        labelled = set()
+
+    def splits_check() -> None:
+        need(present, f"no split's artifacts found in {out}")
+        missing = sorted(labelled - set(present), key=SPLITS.index)
+        need(not missing, f"labels.csv has splits {missing} but no artifacts for them")
+
+    run("splits_present", splits_check)
+
+    def runnable(req: str) -> bool:
+        return all(r in formats for r in req.split("+") if r)
+
+    for sp in present:
+        sd = SplitData(out, sp)
+        for req, name, fn in PER_SPLIT:
+            if runnable(req):
+                run(f"{name}[{sp}]", fn, ctx, sd)
+        del sd
+    for req, name, fn in GLOBAL:
+        if runnable(req):
+            run(name, fn, ctx, present)
+
+    if cleanup:
+        shutil.rmtree(_TMP, ignore_errors=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
