@@ -71,8 +71,6 @@ pub enum Command {
     Verify {
         /// The output directory of a build.
         dir: PathBuf,
-        #[command(flatten)]
-        jobs: JobsArg,
         /// Print nothing but errors.
         #[arg(long)]
         quiet: bool,

@@ -10,12 +10,18 @@ pub enum Error {
     /// A bad combination of options: exit 2.
     #[error("{0}")]
     Usage(String),
-    /// A stage that is not available in this build of the tool.
-    #[error("`kaokore {0}` is not built yet")]
-    NotBuilt(&'static str),
     /// `--strict` and some images could not be fetched.
     #[error("{failed} image(s) could not be fetched (--strict); see report.json")]
     Strict { failed: usize },
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Pack(#[from] crate::pack::PackError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    /// A bug: something that must not happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -25,10 +31,17 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
     /// 2 for bad usage or input, 1 for a runtime failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Metadata(_) | Error::Usage(_) => 2,
+            Error::Metadata(_) | Error::Usage(_) | Error::Verify(_) => 2,
             _ => 1,
         }
     }

@@ -5,15 +5,16 @@
 //! is one module, and [`pipeline`] is the only place that knows their order.
 
 pub mod config;
-pub mod error;
 pub mod encode;
+pub mod error;
 pub mod fetch;
 pub mod info;
 pub mod metadata;
-pub mod pipeline;
 pub mod normalize;
 pub mod pack;
+pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod verify;
 
 pub use config::{BuildConfig, FetchOptions, Formats, PackOptions, Rewrite, default_cache_dir};

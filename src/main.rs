@@ -35,7 +35,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             run,
         } => {
             let cfg = config(&dataset, Some(&output), Some(&network), &run)?;
-            pipeline::build(&cfg)?;
+            let report = pipeline::build(&cfg)?;
+            summarize(&report, &cfg);
         }
         Command::Fetch {
             dataset,
@@ -43,7 +44,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             run,
         } => {
             let cfg = config(&dataset, None, Some(&network), &run)?;
-            pipeline::fetch(&cfg)?;
+            let summary = pipeline::fetch(&cfg)?;
+            if !run.quiet {
+                eprintln!(
+                    "fetched {} image(s), {} already cached, {} failed; cache: {}",
+                    summary.downloaded,
+                    summary.from_cache,
+                    summary.failures.len(),
+                    cfg.cache.display()
+                );
+            }
         }
         Command::Pack {
             dataset,
@@ -51,10 +61,35 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             run,
         } => {
             let cfg = config(&dataset, Some(&output), None, &run)?;
-            pipeline::pack(&cfg)?;
+            let report = pipeline::pack(&cfg)?;
+            summarize(&report, &cfg);
         }
-        Command::Verify { dir, .. } => {
-            pipeline::verify(&dir)?;
+        Command::Verify { dir, quiet } => {
+            let report = pipeline::verify(&dir)?;
+            for problem in &report.problems {
+                eprintln!("{}: {problem}", dir.display());
+            }
+            if !report.is_ok() {
+                eprintln!(
+                    "verify: {} problem(s) in {}",
+                    report.problems.len(),
+                    dir.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            if !quiet {
+                let rows: Vec<String> = report
+                    .rows
+                    .iter()
+                    .map(|(split, n)| format!("{split} {n}"))
+                    .collect();
+                eprintln!(
+                    "verify: ok: {} checksums, rows {}, {} pixel rows compared",
+                    report.checksummed,
+                    rows.join(", "),
+                    report.pixel_rows_compared
+                );
+            }
         }
         Command::Info { dataset, json } => {
             let data = pipeline::load_dataset(dataset.version, dataset.metadata.as_deref())?;
@@ -62,7 +97,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 .cache
                 .clone()
                 .unwrap_or_else(kaokore::default_cache_dir);
-            let info = pipeline::info(&data, Some(&cache))?;
+            let info = pipeline::info(&data, &cache)?;
             if json {
                 println!(
                     "{}",
@@ -74,6 +109,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One closing line on stderr: what was packed and where.
+fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
+    if !cfg.progress {
+        return;
+    }
+    let c = &report.counts;
+    let per_split: Vec<String> = c.packed.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    eprintln!(
+        "packed {} image(s) ({}) into {}; {} not packed (see report.json)",
+        c.packed_total,
+        per_split.join(", "),
+        cfg.out.display(),
+        report.not_packed.len()
+    );
 }
 
 /// Turn the parsed arguments into the library's configuration.

@@ -1,14 +1,25 @@
 //! Wires the stages together: the only place that knows their order.
 //!
 //! `metadata -> fetch -> normalize -> encode -> pack`, with `build` overlapping fetch and
-//! pack, and `verify` re-reading what pack wrote.
+//! pack (pack consumes images in labels.csv order as the fetcher delivers them), and
+//! `verify` re-reading what pack wrote.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 use crate::config::BuildConfig;
 use crate::error::Error;
+use crate::fetch::{Cache, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
 use crate::info::DatasetInfo;
-use crate::metadata::{Dataset, DatasetVersion, MetadataError, MetadataFiles};
+use crate::metadata::{
+    Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
+};
+use crate::pack::{ImageSource, PackSummary};
+use crate::progress::Progress;
+use crate::report::{BuildReport, Stage};
+use crate::verify::VerifyReport;
 
 /// Parse the embedded files of `version`, or an upstream-layout directory.
 pub fn load_dataset(version: DatasetVersion, dir: Option<&Path>) -> Result<Dataset, Error> {
@@ -33,31 +44,286 @@ pub fn load_dataset(version: DatasetVersion, dir: Option<&Path>) -> Result<Datas
 }
 
 /// `kaokore info`: the figures of a version and how much of it the cache holds.
-pub fn info(dataset: &Dataset, cache: Option<&Path>) -> Result<DatasetInfo, Error> {
-    let _ = cache;
-    Ok(DatasetInfo::of(dataset, None))
+pub fn info(dataset: &Dataset, cache_dir: &Path) -> Result<DatasetInfo, Error> {
+    // Only look at a cache that exists: `info` must not create one.
+    if !cache_dir.is_dir() {
+        return Ok(DatasetInfo::of(dataset, None));
+    }
+    let cache = Cache::open(cache_dir)?;
+    let shown = cache_dir.display().to_string();
+    let probe = |url: &str| cache.contains(url);
+    Ok(DatasetInfo::of(dataset, Some((&shown, &probe))))
 }
 
-/// `kaokore build`: fetch what is missing and pack, overlapping the two.
-pub fn build(cfg: &BuildConfig) -> Result<(), Error> {
-    let _dataset = load_dataset(cfg.version, cfg.metadata_dir.as_deref())?;
-    Err(Error::NotBuilt("build"))
+/// Images the pack stage receives during `build`: it waits for the fetcher to finish each
+/// one, so packing overlaps the network instead of following it.
+struct Arrivals<'a> {
+    cache: &'a Cache,
+    state: Mutex<ArrivalState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ArrivalState {
+    /// Fetch outcome per image: true when it is in the cache.
+    done: HashMap<ImageId, bool>,
+    /// The fetcher has stopped: an image not in `done` will never come.
+    finished: bool,
+}
+
+impl<'a> Arrivals<'a> {
+    fn new(cache: &'a Cache) -> Self {
+        Arrivals {
+            cache,
+            state: Mutex::new(ArrivalState::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn arrived(&self, id: ImageId, ok: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.done.insert(id, ok);
+        self.changed.notify_all();
+    }
+
+    fn finish(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.finished = true;
+        self.changed.notify_all();
+    }
+}
+
+impl ImageSource for Arrivals<'_> {
+    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>> {
+        let url = record.url.as_deref()?;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ok = loop {
+            if let Some(&ok) = state.done.get(&record.id) {
+                break ok;
+            }
+            if state.finished {
+                break false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        };
+        drop(state);
+        if ok {
+            self.cache.read(url).ok().flatten()
+        } else {
+            None
+        }
+    }
+}
+
+/// Images straight from the cache (`pack`): no network, missing ones are missing.
+struct CacheSource<'a>(&'a Cache);
+
+impl ImageSource for CacheSource<'_> {
+    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>> {
+        self.0.read(record.url.as_deref()?).ok().flatten()
+    }
+}
+
+fn requests<'a>(records: impl Iterator<Item = &'a ImageRecord>) -> Vec<FetchRequest> {
+    records
+        .filter_map(|r| {
+            Some(FetchRequest {
+                id: r.id,
+                url: r.url.clone()?,
+            })
+        })
+        .collect()
+}
+
+/// Run the fetcher over `requests`, reporting each completion to `progress` and `also`.
+fn run_fetch(
+    requests: &[FetchRequest],
+    cache: &Cache,
+    cfg: &BuildConfig,
+    progress: &Progress,
+    also: &(dyn Fn(ImageId, bool) + Sync),
+) -> Result<FetchSummary, Error> {
+    let on_done = |request: &FetchRequest, outcome: &FetchOutcome| {
+        let failed = matches!(outcome, FetchOutcome::Failed(_));
+        if let FetchOutcome::Failed(f) = outcome {
+            progress.println(&format!(
+                "warning: {} {}: {}",
+                f.id.file_name(),
+                f.url,
+                f.reason
+            ));
+        }
+        progress.advance(failed);
+        also(request.id, !failed);
+    };
+    Ok(crate::fetch::fetch_all(
+        requests, cache, &cfg.fetch, &on_done,
+    )?)
+}
+
+fn summarize_failures(failures: &[FetchFailure]) {
+    if failures.is_empty() {
+        return;
+    }
+    eprintln!("{} image(s) could not be fetched:", failures.len());
+    for f in failures.iter().take(10) {
+        let status = f.status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
+        eprintln!("  {} {}{status}: {}", f.id.file_name(), f.url, f.reason);
+    }
+    if failures.len() > 10 {
+        eprintln!("  ... and {} more (see report.json)", failures.len() - 10);
+    }
 }
 
 /// `kaokore fetch`: fill the cache with every URL of the version.
-pub fn fetch(cfg: &BuildConfig) -> Result<(), Error> {
-    let _dataset = load_dataset(cfg.version, cfg.metadata_dir.as_deref())?;
-    Err(Error::NotBuilt("fetch"))
+pub fn fetch(cfg: &BuildConfig) -> Result<FetchSummary, Error> {
+    let dataset = load_dataset(cfg.version, cfg.metadata_dir.as_deref())?;
+    let cache = Cache::open(&cfg.cache)?;
+    let requests = requests(dataset.with_url());
+    let progress = Progress::new("fetch", requests.len() as u64, cfg.progress);
+    let summary = run_fetch(&requests, &cache, cfg, &progress, &|_, _| {})?;
+    progress.finish();
+    summarize_failures(&summary.failures);
+    if cfg.strict && !summary.failures.is_empty() {
+        return Err(Error::Strict {
+            failed: summary.failures.len(),
+        });
+    }
+    Ok(summary)
+}
+
+/// `kaokore build`: fetch what is missing and pack, overlapping the two.
+pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+    let started = Instant::now();
+    let mut report = BuildReport::start("build", cfg);
+    let dataset = report.time(Stage::Metadata, || {
+        load_dataset(cfg.version, cfg.metadata_dir.as_deref())
+    })?;
+    let cache = Cache::open(&cfg.cache)?;
+    let requests = requests(dataset.packable());
+    let progress = Progress::new("build", requests.len() as u64, cfg.progress);
+
+    if cfg.strict {
+        // No partial dataset: every image must be in the cache before anything is packed.
+        let fetched = report.time(Stage::Fetch, || {
+            run_fetch(&requests, &cache, cfg, &progress, &|_, _| {})
+        })?;
+        progress.finish();
+        summarize_failures(&fetched.failures);
+        if !fetched.failures.is_empty() {
+            return Err(Error::Strict {
+                failed: fetched.failures.len(),
+            });
+        }
+        report.fetch = Some(fetched);
+        let packed = report.time(Stage::Pack, || {
+            pack_with(
+                &dataset,
+                &CacheSource(&cache),
+                cfg,
+                &Progress::hidden("pack", 0),
+            )
+        })?;
+        report.pack = Some(packed);
+    } else {
+        let arrivals = Arrivals::new(&cache);
+        let fetch_started = Instant::now();
+        let (fetched, packed) = std::thread::scope(|s| {
+            let fetcher = s.spawn(|| {
+                let r = run_fetch(
+                    &requests,
+                    &cache,
+                    cfg,
+                    &Progress::hidden("fetch", 0),
+                    &|id, ok| arrivals.arrived(id, ok),
+                );
+                arrivals.finish();
+                (r, fetch_started.elapsed())
+            });
+            let packed = pack_with(&dataset, &arrivals, cfg, &progress);
+            (fetcher.join(), packed)
+        });
+        let (fetched, fetch_secs) =
+            fetched.map_err(|_| Error::Internal("the fetcher panicked".into()))?;
+        report
+            .seconds
+            .insert(Stage::Fetch, fetch_secs.as_secs_f64());
+        let fetched = fetched?;
+        progress.finish();
+        summarize_failures(&fetched.failures);
+        report.fetch = Some(fetched);
+        report.pack = Some(packed?);
+    }
+    report
+        .seconds
+        .insert(Stage::Total, started.elapsed().as_secs_f64());
+    report.finish(&dataset);
+    report.write(&cfg.out)?;
+    Ok(report)
 }
 
 /// `kaokore pack`: normalize and pack from the cache, no network.
-pub fn pack(cfg: &BuildConfig) -> Result<(), Error> {
-    let _dataset = load_dataset(cfg.version, cfg.metadata_dir.as_deref())?;
-    Err(Error::NotBuilt("pack"))
+pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+    let started = Instant::now();
+    let mut report = BuildReport::start("pack", cfg);
+    let dataset = report.time(Stage::Metadata, || {
+        load_dataset(cfg.version, cfg.metadata_dir.as_deref())
+    })?;
+    if !cfg.cache.is_dir() {
+        return Err(Error::Usage(format!(
+            "no image cache at {}: run `kaokore fetch` or `kaokore build` first, or pass --cache",
+            cfg.cache.display()
+        )));
+    }
+    let cache = Cache::open(&cfg.cache)?;
+    let packable: Vec<&ImageRecord> = dataset.packable().collect();
+    let missing = packable
+        .iter()
+        .filter(|r| !cache.contains(r.url.as_deref().unwrap_or_default()))
+        .count();
+    if missing == packable.len() && !packable.is_empty() {
+        return Err(Error::Usage(format!(
+            "the cache at {} holds none of the {} images of KaoKore {}: run `kaokore fetch` first",
+            cfg.cache.display(),
+            packable.len(),
+            cfg.version
+        )));
+    }
+    if missing > 0 {
+        eprintln!(
+            "{missing} of {} image(s) are not in the cache and will be left out",
+            packable.len()
+        );
+        if cfg.strict {
+            return Err(Error::Strict { failed: missing });
+        }
+    }
+    let progress = Progress::new("pack", packable.len() as u64, cfg.progress);
+    let packed = report.time(Stage::Pack, || {
+        pack_with(&dataset, &CacheSource(&cache), cfg, &progress)
+    })?;
+    progress.finish();
+    report.pack = Some(packed);
+    report
+        .seconds
+        .insert(Stage::Total, started.elapsed().as_secs_f64());
+    report.finish(&dataset);
+    report.write(&cfg.out)?;
+    Ok(report)
 }
 
-/// `kaokore verify DIR`.
-pub fn verify(dir: &Path) -> Result<(), Error> {
-    let _ = dir;
-    Err(Error::NotBuilt("verify"))
+fn pack_with(
+    dataset: &Dataset,
+    source: &dyn ImageSource,
+    cfg: &BuildConfig,
+    progress: &Progress,
+) -> Result<PackSummary, Error> {
+    Ok(crate::pack::pack(
+        dataset, source, &cfg.pack, &cfg.out, progress,
+    )?)
+}
+
+/// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.
+pub fn verify(dir: &Path) -> Result<VerifyReport, Error> {
+    Ok(crate::verify::verify(dir)?)
 }

@@ -1,0 +1,369 @@
+//! `kaokore build`, `pack` and `verify` end to end, through the binary, against the fixture
+//! IIIF servers: every artifact written, determinism, failures reported, atomic output.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Fault, FixtureConfig, FixtureHosts};
+
+fn kaokore(args: &[&str], extra: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("run kaokore")
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sha256sums(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("SHA256SUMS")).expect("SHA256SUMS")
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
+        .expect("report.json is JSON")
+}
+
+/// Every file below `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The real v1.0 files cut down to the images with id < `n`: a small but real dataset.
+fn small_metadata(dir: &Path, n: u32) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kaokore-metadata/v1.0");
+    let meta = dir.join("meta");
+    std::fs::create_dir_all(&meta).unwrap();
+    let read = |f: &str| std::fs::read_to_string(src.join(f)).unwrap();
+    let id_of = |line: &str| line.get(..8).and_then(|d| d.parse::<u32>().ok());
+    let all_urls = read("urls.txt");
+    let urls: Vec<&str> = all_urls.lines().take(n as usize).collect();
+    std::fs::write(meta.join("urls.txt"), urls.join("\n") + "\n").unwrap();
+    let labels = read("labels.csv");
+    let mut kept: Vec<&str> = labels.lines().take(1).collect();
+    kept.extend(
+        labels
+            .lines()
+            .skip(1)
+            .filter(|l| id_of(l).is_some_and(|id| id < n)),
+    );
+    std::fs::write(meta.join("labels.csv"), kept.join("\n") + "\n").unwrap();
+    let tags = read("original_tags.txt");
+    let kept: Vec<&str> = tags
+        .lines()
+        .filter(|l| id_of(l).is_some_and(|id| id < n))
+        .collect();
+    std::fs::write(meta.join("original_tags.txt"), kept.join("\n") + "\n").unwrap();
+    for f in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
+        std::fs::copy(src.join(f), meta.join(f)).unwrap();
+    }
+    meta
+}
+
+struct Run {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    hosts: FixtureHosts,
+}
+
+impl Run {
+    fn new(config: FixtureConfig) -> Run {
+        let tmp = tempfile::tempdir().unwrap();
+        Run {
+            root: tmp.path().to_path_buf(),
+            _tmp: tmp,
+            hosts: FixtureHosts::start(config),
+        }
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// `kaokore CMD --dataset-version V --cache C --out OUT ARGS... --rewrite ...`
+    fn run(&self, cmd: &str, version: &str, out: &str, args: &[&str]) -> Output {
+        let mut extra = vec![
+            "--dataset-version".to_string(),
+            version.to_string(),
+            "--cache".into(),
+            path_arg(&self.cache()),
+            "--out".into(),
+            path_arg(&self.root.join(out)),
+            "--quiet".into(),
+        ];
+        extra.extend(args.iter().map(|s| s.to_string()));
+        if cmd != "pack" {
+            extra.extend(self.hosts.rewrite_args());
+        }
+        kaokore(&[cmd], &extra)
+    }
+}
+
+const SPLITS: [&str; 3] = ["train", "dev", "test"];
+
+#[test]
+fn build_v1_0_writes_every_artifact_deterministically() {
+    let run = Run::new(FixtureConfig {
+        gray_one_in: 40,
+        ..FixtureConfig::default()
+    });
+    let o = run.run("build", "1.0", "a", &["--size", "48", "--jobs", "2"]);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let a = run.root.join("a");
+
+    let mut expected: Vec<String> = vec![
+        "CONTENT_PROVIDERS.txt".into(),
+        "README.md".into(),
+        "SHA256SUMS".into(),
+        "labels.csv".into(),
+        "labels.metadata.en.txt".into(),
+        "labels.metadata.ja.txt".into(),
+        "original_tags.txt".into(),
+        "report.json".into(),
+    ];
+    for s in SPLITS {
+        expected.push(format!("idx/kaokore-{s}-images-idx4-ubyte.gz"));
+        expected.push(format!("idx/kaokore-{s}-gender-idx1-ubyte.gz"));
+        expected.push(format!("idx/kaokore-{s}-status-idx1-ubyte.gz"));
+        expected.push(format!("npz/kaokore-{s}-imgs.npz"));
+        expected.push(format!("npz/kaokore-{s}-labels.npz"));
+        expected.push(format!("parquet/{s}-00000-of-00001.parquet"));
+    }
+    expected.sort();
+    assert_eq!(files(&a), expected);
+
+    // Every artifact but report.json is in SHA256SUMS.
+    let sums = sha256sums(&a);
+    for f in &expected {
+        let listed = sums.lines().any(|l| l.ends_with(&format!("  {f}")));
+        assert_eq!(
+            listed,
+            f != "report.json" && f != "SHA256SUMS",
+            "{f} in SHA256SUMS"
+        );
+    }
+    // The copied metadata is the upstream file, byte for byte.
+    assert_eq!(
+        std::fs::read(a.join("labels.csv")).unwrap(),
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kaokore-metadata/v1.0/labels.csv")
+        )
+        .unwrap()
+    );
+
+    let r = report(&a);
+    assert_eq!(r["dataset_version"], "1.0");
+    assert_eq!(r["counts"]["urls"], 5552);
+    assert_eq!(r["counts"]["blank_lines"], 272);
+    assert_eq!(r["counts"]["labelled"], 5298);
+    assert_eq!(r["counts"]["unlabelled"], 254);
+    assert_eq!(r["counts"]["fetched"], 5298);
+    assert_eq!(r["counts"]["failed"], 0);
+    assert_eq!(r["counts"]["packed"]["train"], 4238);
+    assert_eq!(r["counts"]["packed"]["dev"], 533);
+    assert_eq!(r["counts"]["packed"]["test"], 527);
+    // The fixture serves 256 x ~256 images, some grayscale: all resized to 48, grays converted.
+    assert_eq!(r["normalization"]["resized"], 5298);
+    assert!(
+        r["normalization"]["converted_from"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|n| n.as_u64().unwrap() > 0)
+    );
+    assert!(r["seconds"]["fetch"].as_f64().unwrap() > 0.0);
+
+    let card = std::fs::read_to_string(a.join("README.md")).unwrap();
+    assert!(card.contains(kaokore::ATTRIBUTION));
+    assert!(card.contains("CC BY-SA 4.0"));
+    assert!(
+        card.contains("4238") || card.contains("4,238"),
+        "counts per split in the card"
+    );
+
+    let v = kaokore(&["verify", &path_arg(&a)], &[]);
+    assert!(v.status.success(), "verify: {}", stderr(&v));
+    assert!(stderr(&v).contains("verify: ok"), "{}", stderr(&v));
+
+    // The same inputs give the same bytes: a rebuild from the cache with one job, and a
+    // pack with two, make no request and write identical artifacts.
+    let before = run.hosts.total_requests();
+    let o = run.run("build", "1.0", "b", &["--size", "48", "--jobs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        run.hosts.total_requests(),
+        before,
+        "a rerun fetches nothing"
+    );
+    assert_eq!(report(&run.root.join("b"))["counts"]["from_cache"], 5298);
+    let o = run.run("pack", "1.0", "c", &["--size", "48", "--jobs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sha256sums(&a), sha256sums(&run.root.join("b")));
+    assert_eq!(sha256sums(&a), sha256sums(&run.root.join("c")));
+}
+
+#[test]
+fn failures_are_reported_and_strict_fails() {
+    let run = Run::new(FixtureConfig::default());
+    let meta = small_metadata(&run.root, 400);
+    let dataset =
+        kaokore::pipeline::load_dataset(kaokore::DatasetVersion::V1_0, Some(&meta)).unwrap();
+    let packable = dataset.packable().count() as u64;
+    assert!(packable > 300, "{packable}");
+    // Two images fail for good.
+    let victims: Vec<&kaokore::metadata::ImageRecord> = dataset.packable().take(2).collect();
+    for v in &victims {
+        let url = v.url.as_deref().unwrap();
+        let region_and_rest: Vec<&str> = url.rsplitn(5, '/').collect();
+        // identifier/region is unique enough: match on the region + identifier part.
+        let pattern = format!(
+            "{}/{}",
+            url.rsplitn(6, '/').nth(4).unwrap(),
+            region_and_rest[3]
+        );
+        run.hosts.codh.add_fault(&pattern, Fault::Status(404), 100);
+        run.hosts.keio.add_fault(&pattern, Fault::Status(404), 100);
+        run.hosts.kyoto.add_fault(&pattern, Fault::Status(404), 100);
+    }
+    let m = path_arg(&meta);
+    let o = run.run(
+        "build",
+        "1.0",
+        "out",
+        &["--size", "16", "--formats", "npz", "--metadata", &m],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 image(s) could not be fetched"),
+        "{}",
+        stderr(&o)
+    );
+    let r = report(&run.root.join("out"));
+    assert_eq!(r["counts"]["failed"], 2);
+    assert_eq!(r["counts"]["packed_total"], packable - 2);
+    let failures: BTreeMap<u64, &serde_json::Value> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_u64().unwrap(), f))
+        .collect();
+    for v in &victims {
+        let f = failures[&(v.id.0 as u64)];
+        assert_eq!(
+            f["url"],
+            v.url.as_deref().unwrap(),
+            "the original URL, not the rewritten one"
+        );
+        assert_eq!(f["status"], 404);
+        assert_eq!(f["attempts"], 1, "a 404 is not retried");
+    }
+    assert_eq!(r["not_packed"].as_array().unwrap().len(), 2);
+
+    // --strict: exit 1 and no artifact.
+    let o = run.run(
+        "build",
+        "1.0",
+        "strict",
+        &[
+            "--size",
+            "16",
+            "--formats",
+            "npz",
+            "--strict",
+            "--metadata",
+            &m,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 image(s) could not be fetched (--strict)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!run.root.join("strict").join("npz").exists());
+    // pack --strict refuses too, without any network.
+    let o = run.run(
+        "pack",
+        "1.0",
+        "strict2",
+        &[
+            "--size",
+            "16",
+            "--formats",
+            "npz",
+            "--strict",
+            "--metadata",
+            &m,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!run.root.join("strict2").join("npz").exists());
+}
+
+#[test]
+fn pack_without_cache_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kaokore(
+        &[
+            "pack",
+            "--quiet",
+            "--cache",
+            &path_arg(&tmp.path().join("none")),
+            "--out",
+            &path_arg(&tmp.path().join("out")),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no image cache at"), "{}", stderr(&o));
+    assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn verify_detects_a_changed_artifact() {
+    let run = Run::new(FixtureConfig::default());
+    let meta = small_metadata(&run.root, 300);
+    let o = run.run(
+        "build",
+        "1.0",
+        "out",
+        &["--size", "16", "--metadata", &path_arg(&meta)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = run.root.join("out");
+    let labels = out.join("npz/kaokore-dev-labels.npz");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&labels, bytes).unwrap();
+    let v = kaokore(&["verify", &path_arg(&out)], &[]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        stderr(&v).contains("npz/kaokore-dev-labels.npz"),
+        "{}",
+        stderr(&v)
+    );
+}
