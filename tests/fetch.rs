@@ -674,3 +674,20 @@ fn every_v1_3_url_is_fetched_from_the_fixture_hosts() {
     }
     assert_eq!(valid_entries(&cache, false), 9683);
 }
+
+#[test]
+fn requests_start_in_the_given_order_within_a_host() {
+    let fx = Fixture::start(FixtureConfig::default());
+    let (_dir, cache) = temp_cache();
+    let mut o = opts(&fx);
+    o.per_host = 1;
+    // Reversed ids: the order is the order given, not the id order.
+    let mut reqs = numbered(12);
+    reqs.reverse();
+    let (summary, seen) = run(&reqs, &cache, &o);
+    assert_eq!(summary.downloaded, 12);
+    let served: Vec<String> = fx.log().into_iter().map(|e| e.path).collect();
+    let asked: Vec<String> = reqs.iter().map(|r| r.url.replacen(CODH, "", 1)).collect();
+    assert_eq!(served, asked);
+    assert_eq!(seen.len(), 12);
+}

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::config::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError};
-use super::host::HostGate;
+use super::host::{HostGate, Slot};
 use super::validate::{self, Invalid};
 use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
 
@@ -167,7 +167,7 @@ pub(super) fn fetch_all(
             },
         )?;
     }
-    summary.failures.sort_by(|a, b| a.id.cmp(&b.id));
+    summary.failures.sort_by_key(|f| f.id);
     Ok(summary)
 }
 
@@ -212,8 +212,12 @@ fn download_jobs(
         for _ in 0..workers {
             let (shared, queue, tx) = (shared.clone(), queue.clone(), tx.clone());
             runtime.spawn(async move {
-                while let Some(j) = queue.next() {
-                    let message = match fetch_job(&shared, &queue.gate, j).await {
+                loop {
+                    // Take the host's slot first and the job second: first attempts then
+                    // start in the given order (the slots are handed out fairly).
+                    let slot = queue.gate.acquire().await;
+                    let Some(j) = queue.next() else { break };
+                    let message = match fetch_job(&shared, &queue.gate, j, slot).await {
                         Ok(result) => Message::Done(j, result),
                         Err((path, e)) => Message::CacheBroken(path, e),
                     };
@@ -246,10 +250,11 @@ fn download_jobs(
 }
 
 /// Download one job with retries. `Err` only when the cache itself cannot be written.
-async fn fetch_job(
+async fn fetch_job<'g>(
     shared: &Shared,
-    gate: &HostGate,
+    gate: &'g HostGate,
     j: usize,
+    first_slot: Slot<'g>,
 ) -> Result<JobResult, (std::path::PathBuf, std::io::Error)> {
     let opts = &shared.opts;
     let job = &shared.jobs[j];
@@ -262,10 +267,14 @@ async fn fetch_job(
         .without_max_times()
         .build();
     let mut attempts = 0u32;
+    let mut first_slot = Some(first_slot);
     loop {
         attempts += 1;
         let result = {
-            let _slot = gate.acquire().await;
+            let _slot = match first_slot.take() {
+                Some(slot) => slot,
+                None => gate.acquire().await,
+            };
             let Ok(_global) = shared.global.acquire().await else {
                 unreachable!("the global semaphore is never closed")
             };

@@ -366,7 +366,7 @@ async fn respond(
     };
     if fault == Some(Fault::Gray)
         || (shared.gray_one_in > 0
-            && images::fnv1a(identifier.as_bytes()) % shared.gray_one_in == 0)
+            && images::fnv1a(identifier.as_bytes()).is_multiple_of(shared.gray_one_in))
     {
         rendition.gray = true;
     }
