@@ -691,3 +691,65 @@ fn requests_start_in_the_given_order_within_a_host() {
     assert_eq!(served, asked);
     assert_eq!(seen.len(), 12);
 }
+
+/// A host name that never resolves: if the proxy were ignored, nothing could be fetched.
+const UNRESOLVABLE: &str = "http://kaokore-images.invalid";
+
+/// The child half of `standard_proxy_variables_are_honoured`: fetches without any
+/// rewrite, so only `HTTP_PROXY` from its environment can reach the fixture.
+#[test]
+#[ignore = "run as a child process by standard_proxy_variables_are_honoured"]
+fn proxied_fetch_child() {
+    let Ok(cache_dir) = std::env::var("KAOKORE_TEST_CACHE") else {
+        return;
+    };
+    let cache = Cache::open(Path::new(&cache_dir)).unwrap();
+    let reqs: Vec<FetchRequest> = (0..5)
+        .map(|i| FetchRequest {
+            id: ImageId(i),
+            url: format!("{UNRESOLVABLE}/iiif/p{i}/0,0,50,50/256,/0/default.jpg"),
+        })
+        .collect();
+    let o = FetchOptions {
+        retries: 0,
+        ..FetchOptions::default()
+    };
+    let summary = fetch_all(&reqs, &cache, &o, &|_, _| {}).unwrap();
+    assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+    assert_eq!(summary.downloaded, 5);
+}
+
+#[test]
+fn standard_proxy_variables_are_honoured() {
+    // The fixture parses the absolute-form request a proxy receives like any other path.
+    let proxy = Fixture::start(FixtureConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "proxied_fetch_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("KAOKORE_TEST_CACHE", dir.path())
+        .env("HTTP_PROXY", proxy.base_url())
+        .env("http_proxy", proxy.base_url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the proxied fetch failed");
+    let log = proxy.log();
+    assert_eq!(log.len(), 5);
+    assert!(
+        log.iter().all(|e| e.path.starts_with(UNRESOLVABLE)),
+        "{log:?}"
+    );
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(valid_entries(&cache, false), 5);
+    assert!(cache.contains(&format!(
+        "{UNRESOLVABLE}/iiif/p0/0,0,50,50/256,/0/default.jpg"
+    )));
+}
