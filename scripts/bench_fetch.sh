@@ -43,7 +43,7 @@ urls="data/kaokore-metadata/v$VERSION/urls.txt"
 busiest=$(awk -F/ 'NF > 2 { n[$3]++ } END { m = 0; for (h in n) if (n[h] > m) m = n[h]; print m }' "$urls")
 total=$(grep -c . "$urls")
 
-if "$TARGET/release/kaokore" fetch --help >/dev/null 2>&1; then
+if "$TARGET/release/kaokore" fetch --help 2>/dev/null | grep -q -- '--rewrite'; then
     runner=("$TARGET/release/kaokore" fetch --quiet)
 else
     runner=("$TARGET/release/examples/fetch_bench")
@@ -55,7 +55,7 @@ end=$(date +%s.%N)
 cached=$(find "$work/cache" -name '*.img' | wc -l)
 
 awk -v s="$start" -v e="$end" -v b="$busiest" -v p="$PER_HOST" -v l="$LATENCY_MS" \
-    -v t="$total" -v c="$cached" -v r="${runner[*]:0:1}" 'BEGIN {
+    -v t="$total" -v c="$cached" -v r="${runner[0]##*/}" 'BEGIN {
     wall = e - s
     rounds = int((b + p - 1) / p)
     bound = rounds * l / 1000
