@@ -753,3 +753,42 @@ fn standard_proxy_variables_are_honoured() {
         "{UNRESOLVABLE}/iiif/p0/0,0,50,50/256,/0/default.jpg"
     )));
 }
+
+#[test]
+fn a_throttled_host_gets_fewer_parallel_requests_for_a_while() {
+    let fx = Fixture::start(FixtureConfig {
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    });
+    fx.add_fault(
+        "/img00000/",
+        Fault::RetryAfter {
+            status: 429,
+            secs: 1,
+        },
+        1,
+    );
+    let (_dir, cache) = temp_cache();
+    let o = opts(&fx);
+    assert_eq!(o.per_host, 4);
+    let (summary, _) = run(&numbered(80), &cache, &o);
+    assert!(summary.failures.is_empty());
+    let log = fx.log();
+    let throttled = log.iter().find(|e| e.status == 429).unwrap().arrived;
+    let after: Vec<usize> = log
+        .iter()
+        .filter(|e| e.arrived >= throttled + Duration::from_secs(1))
+        .map(|e| e.in_flight)
+        .collect();
+    assert!(after.len() >= 70);
+    assert!(
+        after[..12].iter().all(|&n| n <= 2),
+        "halved after the 429: {:?}",
+        &after[..12]
+    );
+    assert!(
+        after.iter().any(|&n| n >= 3),
+        "and regained slowly: {after:?}"
+    );
+    assert!(after.iter().all(|&n| n <= 4));
+}

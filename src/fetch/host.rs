@@ -115,6 +115,8 @@ impl HostGate {
         let new_limit = (st.limit / 2).max(1);
         st.debt += st.limit - new_limit;
         st.limit = new_limit;
+        // Retire free slots now; busy ones are retired as they are released.
+        st.debt -= self.slots.forget_permits(st.debt);
         st.successes = 0;
     }
 
