@@ -85,10 +85,15 @@ pub enum FetchError {
 
 /// Fetch every request that is not cached yet into `cache`.
 ///
-/// Blocking: builds its own tokio runtime. Calls `on_done` once per request as it
-/// completes, in completion order: cached requests first, without any network access.
-/// Requests are started in the given order within each host. Failures of single images
-/// are not errors: they end up in [`FetchSummary::failures`].
+/// Blocking: builds its own tokio runtime, so it must not be called from async code.
+/// Calls `on_done` once per request as it completes, in completion order, on the calling
+/// thread: cached requests first, without any network access. Requests are started in
+/// the given order within each host. Failures of single images are not errors: they end
+/// up in [`FetchSummary::failures`], sorted by id.
+///
+/// Killing the process at any point (Ctrl-C, SIGKILL) leaves the cache consistent: an
+/// entry appears only by an atomic rename of a validated file. Use [`fetch_all_until`]
+/// to stop early and still get control back.
 pub fn fetch_all(
     requests: &[FetchRequest],
     cache: &Cache,
