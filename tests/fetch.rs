@@ -792,3 +792,40 @@ fn a_throttled_host_gets_fewer_parallel_requests_for_a_while() {
     );
     assert!(after.iter().all(|&n| n <= 4));
 }
+
+#[test]
+fn a_host_that_keeps_failing_is_given_up_on_and_retried_next_run() {
+    let fx = Fixture::start(FixtureConfig::default());
+    fx.add_fault("/img", Fault::Status(500), u32::MAX);
+    let (_dir, cache) = temp_cache();
+    let mut o = opts(&fx);
+    o.per_host = 2;
+    o.retries = 2;
+    let reqs = numbered(100);
+    let (summary, _) = run(&reqs, &cache, &o);
+    assert_eq!(summary.failures.len(), 100);
+    let asked = fx.stats().total;
+    assert!(
+        asked < 100,
+        "gave up early: {asked} requests for 100 images"
+    );
+    let skipped: Vec<_> = summary
+        .failures
+        .iter()
+        .filter(|f| f.attempts == 0)
+        .collect();
+    assert!(skipped.len() >= 80, "{} skipped", skipped.len());
+    assert!(
+        skipped[0].reason.contains("HTTP 500"),
+        "{}",
+        skipped[0].reason
+    );
+    assert!(summary.failures.iter().all(|f| f.attempts <= 3));
+
+    // The next run tries again, and the host is back.
+    fx.clear_faults();
+    fx.reset_stats();
+    let (summary, _) = run(&reqs, &cache, &o);
+    assert!(summary.failures.is_empty());
+    assert_eq!(fx.stats().total, 100);
+}

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::config::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError};
-use super::host::{HostGate, Slot};
+use super::host::{GIVE_UP_AFTER, HostGate, Slot};
 use super::validate::{self, Invalid};
 use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
 
@@ -217,6 +217,18 @@ fn download_jobs(
                     // start in the given order (the slots are handed out fairly).
                     let slot = queue.gate.acquire().await;
                     let Some(j) = queue.next() else { break };
+                    if let Some(last) = queue.gate.down() {
+                        drop(slot);
+                        let reason = format!(
+                            "not attempted: the host failed {GIVE_UP_AFTER} requests in a \
+                             row after retries (last: {last})"
+                        );
+                        let result = JobResult::Failed(AttemptError::not_attempted(reason), 0);
+                        if tx.send(Message::Done(j, result)).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     let message = match fetch_job(&shared, &queue.gate, j, slot).await {
                         Ok(result) => Message::Done(j, result),
                         Err((path, e)) => Message::CacheBroken(path, e),
@@ -284,26 +296,30 @@ async fn fetch_job<'g>(
             Ok(body) => store_validated(shared, &job.url, body).await?,
             Err(e) => Err(e),
         };
-        match result {
+        let e = match result {
             Ok(()) => {
                 gate.success();
                 return Ok(JobResult::Downloaded { attempts });
             }
-            Err(e) if !e.transient || attempts > opts.retries => {
-                return Ok(JobResult::Failed(e, attempts));
-            }
-            Err(e) => {
-                let wait = e
-                    .retry_after
-                    .or_else(|| backoff.next())
-                    .unwrap_or(opts.backoff_max)
-                    .min(opts.backoff_max);
-                if e.throttle {
-                    gate.throttle(wait);
-                }
-                tokio::time::sleep(wait).await;
-            }
+            Err(e) => e,
+        };
+        let wait = e
+            .retry_after
+            .or_else(|| backoff.next())
+            .unwrap_or(opts.backoff_max)
+            .min(opts.backoff_max);
+        // Slow the host down even when this request has no retry left.
+        if e.throttle {
+            gate.throttle(wait);
         }
+        if !e.transient {
+            return Ok(JobResult::Failed(e, attempts));
+        }
+        if attempts > opts.retries || gate.down().is_some() {
+            gate.gave_up(&e.reason);
+            return Ok(JobResult::Failed(e, attempts));
+        }
+        tokio::time::sleep(wait).await;
     }
 }
 
