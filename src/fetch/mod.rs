@@ -2,9 +2,14 @@
 //!
 //! This stage is the only one that talks to the network. It keeps each host busy up to
 //! `--per-host` requests (and all hosts together within `--concurrency`), retries what
-//! is transient with backoff, slows down a host that says 429/503, and lets nothing but
+//! is transient with backoff and jitter, pauses and slows down a host that says 429/503
+//! (honouring `Retry-After`), gives up on a host that keeps failing, and lets nothing but
 //! whole, decodable images into the [`Cache`]. It never touches artifacts: what could not
 //! be fetched is returned in a [`FetchSummary`] for the pipeline to report.
+//!
+//! Layout: `run` schedules (per-host queues and workers, retries), `host` is the
+//! politeness gate of one host, `client` makes one HTTP attempt and classifies its
+//! failure, `validate` decides what may be cached, `cache` stores it atomically.
 
 mod cache;
 mod client;
