@@ -674,3 +674,158 @@ fn every_v1_3_url_is_fetched_from_the_fixture_hosts() {
     }
     assert_eq!(valid_entries(&cache, false), 9683);
 }
+
+#[test]
+fn requests_start_in_the_given_order_within_a_host() {
+    let fx = Fixture::start(FixtureConfig::default());
+    let (_dir, cache) = temp_cache();
+    let mut o = opts(&fx);
+    o.per_host = 1;
+    // Reversed ids: the order is the order given, not the id order.
+    let mut reqs = numbered(12);
+    reqs.reverse();
+    let (summary, seen) = run(&reqs, &cache, &o);
+    assert_eq!(summary.downloaded, 12);
+    let served: Vec<String> = fx.log().into_iter().map(|e| e.path).collect();
+    let asked: Vec<String> = reqs.iter().map(|r| r.url.replacen(CODH, "", 1)).collect();
+    assert_eq!(served, asked);
+    assert_eq!(seen.len(), 12);
+}
+
+/// A host name that never resolves: if the proxy were ignored, nothing could be fetched.
+const UNRESOLVABLE: &str = "http://kaokore-images.invalid";
+
+/// The child half of `standard_proxy_variables_are_honoured`: fetches without any
+/// rewrite, so only `HTTP_PROXY` from its environment can reach the fixture.
+#[test]
+#[ignore = "run as a child process by standard_proxy_variables_are_honoured"]
+fn proxied_fetch_child() {
+    let Ok(cache_dir) = std::env::var("KAOKORE_TEST_CACHE") else {
+        return;
+    };
+    let cache = Cache::open(Path::new(&cache_dir)).unwrap();
+    let reqs: Vec<FetchRequest> = (0..5)
+        .map(|i| FetchRequest {
+            id: ImageId(i),
+            url: format!("{UNRESOLVABLE}/iiif/p{i}/0,0,50,50/256,/0/default.jpg"),
+        })
+        .collect();
+    let o = FetchOptions {
+        retries: 0,
+        ..FetchOptions::default()
+    };
+    let summary = fetch_all(&reqs, &cache, &o, &|_, _| {}).unwrap();
+    assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+    assert_eq!(summary.downloaded, 5);
+}
+
+#[test]
+fn standard_proxy_variables_are_honoured() {
+    // The fixture parses the absolute-form request a proxy receives like any other path.
+    let proxy = Fixture::start(FixtureConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "proxied_fetch_child",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("KAOKORE_TEST_CACHE", dir.path())
+        .env("HTTP_PROXY", proxy.base_url())
+        .env("http_proxy", proxy.base_url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the proxied fetch failed");
+    let log = proxy.log();
+    assert_eq!(log.len(), 5);
+    assert!(
+        log.iter().all(|e| e.path.starts_with(UNRESOLVABLE)),
+        "{log:?}"
+    );
+    let cache = Cache::open(dir.path()).unwrap();
+    assert_eq!(valid_entries(&cache, false), 5);
+    assert!(cache.contains(&format!(
+        "{UNRESOLVABLE}/iiif/p0/0,0,50,50/256,/0/default.jpg"
+    )));
+}
+
+#[test]
+fn a_throttled_host_gets_fewer_parallel_requests_for_a_while() {
+    let fx = Fixture::start(FixtureConfig {
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    });
+    fx.add_fault(
+        "/img00000/",
+        Fault::RetryAfter {
+            status: 429,
+            secs: 1,
+        },
+        1,
+    );
+    let (_dir, cache) = temp_cache();
+    let o = opts(&fx);
+    assert_eq!(o.per_host, 4);
+    let (summary, _) = run(&numbered(80), &cache, &o);
+    assert!(summary.failures.is_empty());
+    let log = fx.log();
+    let throttled = log.iter().find(|e| e.status == 429).unwrap().arrived;
+    let after: Vec<usize> = log
+        .iter()
+        .filter(|e| e.arrived >= throttled + Duration::from_secs(1))
+        .map(|e| e.in_flight)
+        .collect();
+    assert!(after.len() >= 70);
+    assert!(
+        after[..12].iter().all(|&n| n <= 2),
+        "halved after the 429: {:?}",
+        &after[..12]
+    );
+    assert!(
+        after.iter().any(|&n| n >= 3),
+        "and regained slowly: {after:?}"
+    );
+    assert!(after.iter().all(|&n| n <= 4));
+}
+
+#[test]
+fn a_host_that_keeps_failing_is_given_up_on_and_retried_next_run() {
+    let fx = Fixture::start(FixtureConfig::default());
+    fx.add_fault("/img", Fault::Status(500), u32::MAX);
+    let (_dir, cache) = temp_cache();
+    let mut o = opts(&fx);
+    o.per_host = 2;
+    o.retries = 2;
+    let reqs = numbered(100);
+    let (summary, _) = run(&reqs, &cache, &o);
+    assert_eq!(summary.failures.len(), 100);
+    let asked = fx.stats().total;
+    assert!(
+        asked < 100,
+        "gave up early: {asked} requests for 100 images"
+    );
+    let skipped: Vec<_> = summary
+        .failures
+        .iter()
+        .filter(|f| f.attempts == 0)
+        .collect();
+    assert!(skipped.len() >= 80, "{} skipped", skipped.len());
+    assert!(
+        skipped[0].reason.contains("HTTP 500"),
+        "{}",
+        skipped[0].reason
+    );
+    assert!(summary.failures.iter().all(|f| f.attempts <= 3));
+
+    // The next run tries again, and the host is back.
+    fx.clear_faults();
+    fx.reset_stats();
+    let (summary, _) = run(&reqs, &cache, &o);
+    assert!(summary.failures.is_empty());
+    assert_eq!(fx.stats().total, 100);
+}

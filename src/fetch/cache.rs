@@ -29,8 +29,9 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Open (creating it if needed) the cache under `root`, and remove temp files that
-    /// runs which are no longer alive left behind.
+    /// Open (creating it if needed) the cache under `root`, and remove the temp files of
+    /// runs that died mid-write. Temp files of live processes (this one included: several
+    /// `Cache`s may share a directory) are left alone.
     pub fn open(root: &Path) -> Result<Cache, FetchError> {
         let dir = root.join(LAYOUT);
         fs::create_dir_all(&dir).map_err(|source| FetchError::Cache {
@@ -108,7 +109,7 @@ impl Cache {
                 let name = file.file_name();
                 let Some(name) = name.to_str() else { continue };
                 if let Some(pid) = temp_owner(name)
-                    && !process_alive(pid)
+                    && !writer_alive(pid, &file.path())
                 {
                     let _ = fs::remove_file(file.path());
                 }
@@ -128,14 +129,22 @@ fn temp_owner(name: &str) -> Option<u32> {
     Some(pid)
 }
 
-/// Whether a process with this id is running. Where that cannot be told, a temp file of
-/// another process is treated as stale, as is this process's own (a previous `open`).
-fn process_alive(pid: u32) -> bool {
+/// Whether the writer of a temp file may still be running. This process counts as
+/// running: another `Cache` on the same directory may be storing right now. Without
+/// `/proc` to ask, a temp file is presumed stale once it is an hour old.
+fn writer_alive(pid: u32, temp: &Path) -> bool {
     if pid == std::process::id() {
-        return false;
+        return true;
     }
     let proc = Path::new("/proc");
-    proc.is_dir() && proc.join(pid.to_string()).exists()
+    if proc.join("self").exists() {
+        return proc.join(pid.to_string()).exists();
+    }
+    let age = fs::metadata(temp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    age.is_none_or(|a| a < std::time::Duration::from_secs(3600))
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -183,5 +192,11 @@ mod tests {
         assert!(cache.contains("u"));
         let left: Vec<_> = fs::read_dir(&shard).unwrap().flatten().collect();
         assert_eq!(left.len(), 1);
+
+        // A temp file of this (live) process is someone's write in progress: kept.
+        let live = shard.join(format!(".{}.{}.7.tmp", "1".repeat(64), std::process::id()));
+        fs::write(&live, b"writing").unwrap();
+        let _ = Cache::open(dir.path()).unwrap();
+        assert!(live.exists());
     }
 }

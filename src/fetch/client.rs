@@ -38,6 +38,11 @@ impl AttemptError {
         }
     }
 
+    /// A request that was never sent (its host counts as down).
+    pub(crate) fn not_attempted(reason: String) -> Self {
+        Self::transient(reason)
+    }
+
     fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self

@@ -10,6 +10,10 @@ use tokio::time::Instant;
 
 /// Successful responses that win back one parallel slot after a throttle.
 const SUCCESSES_PER_SLOT: u32 = 16;
+/// Requests in a row that failed even after their retries, after which a host counts as
+/// down: its remaining requests are reported at once instead of each waiting out its own
+/// retries (hours, for a host that swallows connections).
+pub(crate) const GIVE_UP_AFTER: u32 = 10;
 
 /// The gate every request to one host passes.
 #[derive(Debug)]
@@ -29,6 +33,10 @@ struct GateState {
     /// Slots to retire as they are released, to bring the semaphore down to `limit`.
     debt: usize,
     successes: u32,
+    /// Requests failed in a row after all retries, for transient reasons.
+    failed_in_a_row: u32,
+    /// Set once the host counts as down: the reason of the last failure.
+    down: Option<String>,
 }
 
 /// A request slot of a host; releasing it honours a pending slow-down.
@@ -60,6 +68,8 @@ impl HostGate {
                 limit: per_host,
                 debt: 0,
                 successes: 0,
+                failed_in_a_row: 0,
+                down: None,
             }),
         }
     }
@@ -115,12 +125,15 @@ impl HostGate {
         let new_limit = (st.limit / 2).max(1);
         st.debt += st.limit - new_limit;
         st.limit = new_limit;
+        // Retire free slots now; busy ones are retired as they are released.
+        st.debt -= self.slots.forget_permits(st.debt);
         st.successes = 0;
     }
 
     /// A request succeeded: after enough of them, allow one more parallel request again.
     pub(crate) fn success(&self) {
         let mut st = self.lock();
+        st.failed_in_a_row = 0;
         if st.limit >= self.per_host {
             return;
         }
@@ -134,6 +147,20 @@ impl HostGate {
                 self.slots.add_permits(1);
             }
         }
+    }
+
+    /// A request failed for a transient reason even after its retries.
+    pub(crate) fn gave_up(&self, reason: &str) {
+        let mut st = self.lock();
+        st.failed_in_a_row += 1;
+        if st.failed_in_a_row >= GIVE_UP_AFTER && st.down.is_none() {
+            st.down = Some(reason.to_string());
+        }
+    }
+
+    /// Why the host counts as down, if it does.
+    pub(crate) fn down(&self) -> Option<String> {
+        self.lock().down.clone()
     }
 
     #[cfg(test)]

@@ -2,9 +2,14 @@
 //!
 //! This stage is the only one that talks to the network. It keeps each host busy up to
 //! `--per-host` requests (and all hosts together within `--concurrency`), retries what
-//! is transient with backoff, slows down a host that says 429/503, and lets nothing but
+//! is transient with backoff and jitter, pauses and slows down a host that says 429/503
+//! (honouring `Retry-After`), gives up on a host that keeps failing, and lets nothing but
 //! whole, decodable images into the [`Cache`]. It never touches artifacts: what could not
 //! be fetched is returned in a [`FetchSummary`] for the pipeline to report.
+//!
+//! Layout: `run` schedules (per-host queues and workers, retries), `host` is the
+//! politeness gate of one host, `client` makes one HTTP attempt and classifies its
+//! failure, `validate` decides what may be cached, `cache` stores it atomically.
 
 mod cache;
 mod client;
@@ -85,10 +90,15 @@ pub enum FetchError {
 
 /// Fetch every request that is not cached yet into `cache`.
 ///
-/// Blocking: builds its own tokio runtime. Calls `on_done` once per request as it
-/// completes, in completion order: cached requests first, without any network access.
-/// Requests are started in the given order within each host. Failures of single images
-/// are not errors: they end up in [`FetchSummary::failures`].
+/// Blocking: builds its own tokio runtime, so it must not be called from async code.
+/// Calls `on_done` once per request as it completes, in completion order, on the calling
+/// thread: cached requests first, without any network access. Requests are started in
+/// the given order within each host. Failures of single images are not errors: they end
+/// up in [`FetchSummary::failures`], sorted by id.
+///
+/// Killing the process at any point (Ctrl-C, SIGKILL) leaves the cache consistent: an
+/// entry appears only by an atomic rename of a validated file. Use [`fetch_all_until`]
+/// to stop early and still get control back.
 pub fn fetch_all(
     requests: &[FetchRequest],
     cache: &Cache,

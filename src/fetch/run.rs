@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::config::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError};
-use super::host::HostGate;
+use super::host::{GIVE_UP_AFTER, HostGate, Slot};
 use super::validate::{self, Invalid};
 use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
 
@@ -167,7 +167,7 @@ pub(super) fn fetch_all(
             },
         )?;
     }
-    summary.failures.sort_by(|a, b| a.id.cmp(&b.id));
+    summary.failures.sort_by_key(|f| f.id);
     Ok(summary)
 }
 
@@ -212,8 +212,24 @@ fn download_jobs(
         for _ in 0..workers {
             let (shared, queue, tx) = (shared.clone(), queue.clone(), tx.clone());
             runtime.spawn(async move {
-                while let Some(j) = queue.next() {
-                    let message = match fetch_job(&shared, &queue.gate, j).await {
+                loop {
+                    // Take the host's slot first and the job second: first attempts then
+                    // start in the given order (the slots are handed out fairly).
+                    let slot = queue.gate.acquire().await;
+                    let Some(j) = queue.next() else { break };
+                    if let Some(last) = queue.gate.down() {
+                        drop(slot);
+                        let reason = format!(
+                            "not attempted: the host failed {GIVE_UP_AFTER} requests in a \
+                             row after retries (last: {last})"
+                        );
+                        let result = JobResult::Failed(AttemptError::not_attempted(reason), 0);
+                        if tx.send(Message::Done(j, result)).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let message = match fetch_job(&shared, &queue.gate, j, slot).await {
                         Ok(result) => Message::Done(j, result),
                         Err((path, e)) => Message::CacheBroken(path, e),
                     };
@@ -246,10 +262,11 @@ fn download_jobs(
 }
 
 /// Download one job with retries. `Err` only when the cache itself cannot be written.
-async fn fetch_job(
+async fn fetch_job<'g>(
     shared: &Shared,
-    gate: &HostGate,
+    gate: &'g HostGate,
     j: usize,
+    first_slot: Slot<'g>,
 ) -> Result<JobResult, (std::path::PathBuf, std::io::Error)> {
     let opts = &shared.opts;
     let job = &shared.jobs[j];
@@ -262,10 +279,14 @@ async fn fetch_job(
         .without_max_times()
         .build();
     let mut attempts = 0u32;
+    let mut first_slot = Some(first_slot);
     loop {
         attempts += 1;
         let result = {
-            let _slot = gate.acquire().await;
+            let _slot = match first_slot.take() {
+                Some(slot) => slot,
+                None => gate.acquire().await,
+            };
             let Ok(_global) = shared.global.acquire().await else {
                 unreachable!("the global semaphore is never closed")
             };
@@ -275,26 +296,30 @@ async fn fetch_job(
             Ok(body) => store_validated(shared, &job.url, body).await?,
             Err(e) => Err(e),
         };
-        match result {
+        let e = match result {
             Ok(()) => {
                 gate.success();
                 return Ok(JobResult::Downloaded { attempts });
             }
-            Err(e) if !e.transient || attempts > opts.retries => {
-                return Ok(JobResult::Failed(e, attempts));
-            }
-            Err(e) => {
-                let wait = e
-                    .retry_after
-                    .or_else(|| backoff.next())
-                    .unwrap_or(opts.backoff_max)
-                    .min(opts.backoff_max);
-                if e.throttle {
-                    gate.throttle(wait);
-                }
-                tokio::time::sleep(wait).await;
-            }
+            Err(e) => e,
+        };
+        let wait = e
+            .retry_after
+            .or_else(|| backoff.next())
+            .unwrap_or(opts.backoff_max)
+            .min(opts.backoff_max);
+        // Slow the host down even when this request has no retry left.
+        if e.throttle {
+            gate.throttle(wait);
         }
+        if !e.transient {
+            return Ok(JobResult::Failed(e, attempts));
+        }
+        if attempts > opts.retries || gate.down().is_some() {
+            gate.gave_up(&e.reason);
+            return Ok(JobResult::Failed(e, attempts));
+        }
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -158,8 +158,11 @@ fn source() -> &'static DynamicImage {
 /// Memoized encodes, keyed by rendition, shared by every fixture of the process.
 /// Concurrent requests for the same rendition wait for one encode.
 pub struct Renderer {
-    done: Mutex<HashMap<Rendition, Arc<OnceLock<Arc<Vec<u8>>>>>>,
+    done: Mutex<HashMap<Rendition, Arc<EncodeOnce>>>,
 }
+
+/// One rendition's bytes, encoded by whichever request asks first.
+type EncodeOnce = OnceLock<Arc<Vec<u8>>>;
 
 impl Renderer {
     pub fn shared() -> &'static Renderer {

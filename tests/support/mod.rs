@@ -65,6 +65,8 @@ pub struct LogEntry {
     pub arrived: Instant,
     pub status: u16,
     pub fault: Option<Fault>,
+    /// Requests in flight at its arrival, itself included.
+    pub in_flight: usize,
 }
 
 /// Request counts as the server saw them.
@@ -90,11 +92,11 @@ struct Shared {
 struct InFlight<'a>(&'a Shared);
 
 impl<'a> InFlight<'a> {
-    fn new(s: &'a Shared) -> Self {
+    fn new(s: &'a Shared) -> (Self, usize) {
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.max_in_flight.fetch_max(now, Ordering::SeqCst);
         s.total.fetch_add(1, Ordering::SeqCst);
-        InFlight(s)
+        (InFlight(s), now)
     }
 }
 
@@ -315,7 +317,7 @@ async fn respond(
 ) -> bool {
     // Counted until just before the last write: the client cannot have seen the end of
     // the response (and started another request) while the server still counts it.
-    let in_flight = InFlight::new(shared);
+    let (in_flight, in_flight_at_arrival) = InFlight::new(shared);
     let arrived = Instant::now();
     let fault = {
         let mut rules = shared.rules.lock().unwrap();
@@ -343,6 +345,7 @@ async fn respond(
         arrived,
         status,
         fault,
+        in_flight: in_flight_at_arrival,
     });
     let text = |status: u16, extra: &str| {
         let body = format!("{status}\n");
@@ -366,7 +369,7 @@ async fn respond(
     };
     if fault == Some(Fault::Gray)
         || (shared.gray_one_in > 0
-            && images::fnv1a(identifier.as_bytes()) % shared.gray_one_in == 0)
+            && images::fnv1a(identifier.as_bytes()).is_multiple_of(shared.gray_one_in))
     {
         rendition.gray = true;
     }
