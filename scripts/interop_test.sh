@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The real-clients test: build KaoKore 1.0 at 256 against the fixture IIIF servers, verify
+# it, then load every artifact with numpy, idx2numpy, pandas, polars, pyarrow, DuckDB and
+# Hugging Face datasets (scripts/interop_check.py). Installs the Python packages into a
+# venv (scripts/setup_venv.sh) first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${VENV:-.venv}"
+bash scripts/setup_venv.sh "$venv"
+
+cargo build --quiet --bin kaokore --example iiif_fixture
+target="${CARGO_TARGET_DIR:-target}"
+bin="$target/debug/kaokore"
+
+work="$(mktemp -d)"
+fixture_pid=""
+cleanup() {
+  [ -n "$fixture_pid" ] && kill "$fixture_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$target/debug/examples/iiif_fixture" --hosts 3 --gray-one-in 25 >"$work/fixture.out" &
+fixture_pid=$!
+for _ in $(seq 1 100); do
+  grep -q '^ready$' "$work/fixture.out" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q '^ready$' "$work/fixture.out" || { echo "fixture server did not start" >&2; exit 1; }
+# shellcheck disable=SC2207
+rewrites=($(grep '^--rewrite ' "$work/fixture.out"))
+
+echo "interop: building KaoKore 1.0 at 256 against the fixture"
+"$bin" build --dataset-version 1.0 --size 256 --cache "$work/cache" --out "$work/out" \
+  --per-host 8 --quiet "${rewrites[@]}"
+"$bin" verify "$work/out"
+
+echo "interop: reading it with the Python clients"
+"$venv/bin/python" scripts/interop_check.py "$work/out" \
+  --metadata-labels data/kaokore-metadata/v1.0/labels.csv
