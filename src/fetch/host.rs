@@ -1,6 +1,7 @@
 //! Politeness towards one host (host:port of the URL actually requested): at most
 //! `--per-host` requests in flight, a pause of the whole host after a 429/503 (for its
-//! `Retry-After`), and fewer parallel requests for a while after being throttled.
+//! `Retry-After`), fewer parallel requests for a while after being throttled, and the
+//! verdict that a host is down once it fails request after request.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -172,6 +172,12 @@ impl Renderer {
         })
     }
 
+    /// The bytes of a rendition if they are already encoded.
+    pub fn get(&self, r: Rendition) -> Option<Arc<Vec<u8>>> {
+        let done = self.done.lock().unwrap();
+        done.get(&r).and_then(|cell| cell.get().cloned())
+    }
+
     pub fn render(&self, r: Rendition) -> Arc<Vec<u8>> {
         let cell = self.done.lock().unwrap().entry(r).or_default().clone();
         cell.get_or_init(|| Arc::new(encode(r))).clone()

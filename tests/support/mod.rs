@@ -374,9 +374,15 @@ async fn respond(
         rendition.gray = true;
     }
     // Encoding is CPU work: keep it off the connection-serving threads.
-    let Ok(image) = tokio::task::spawn_blocking(move || Renderer::shared().render(rendition)).await
-    else {
-        return false;
+    let image = match Renderer::shared().get(rendition) {
+        Some(image) => image,
+        None => {
+            let encode = tokio::task::spawn_blocking(move || Renderer::shared().render(rendition));
+            let Ok(image) = encode.await else {
+                return false;
+            };
+            image
+        }
     };
     let ctype = if rendition.png {
         "image/png"
