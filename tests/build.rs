@@ -237,13 +237,10 @@ fn failures_are_reported_and_strict_fails() {
     let victims: Vec<&kaokore::metadata::ImageRecord> = dataset.packable().take(2).collect();
     for v in &victims {
         let url = v.url.as_deref().unwrap();
-        let region_and_rest: Vec<&str> = url.rsplitn(5, '/').collect();
-        // identifier/region is unique enough: match on the region + identifier part.
-        let pattern = format!(
-            "{}/{}",
-            url.rsplitn(6, '/').nth(4).unwrap(),
-            region_and_rest[3]
-        );
+        // `.../{identifier}/{region}/{size}/{rotation}/{quality}.jpg`: identifier and
+        // region together name one image.
+        let parts: Vec<&str> = url.rsplit('/').collect();
+        let pattern = format!("{}/{}", parts[4], parts[3]);
         run.hosts.codh.add_fault(&pattern, Fault::Status(404), 100);
         run.hosts.keio.add_fault(&pattern, Fault::Status(404), 100);
         run.hosts.kyoto.add_fault(&pattern, Fault::Status(404), 100);

@@ -1,8 +1,6 @@
 //! `kaokore fetch` end to end against the fixture hosts: all of v1.3, and a run killed
 //! with SIGKILL that resumes with exactly the remainder (the servers' own count).
-//!
-//! Until the binary has a working `fetch` command these tests say so and pass; the
-//! library-level equivalents live in tests/fetch.rs.
+//! The library-level equivalents live in tests/fetch.rs.
 
 mod support;
 
@@ -16,48 +14,6 @@ const V1_3_URLS: usize = 9683;
 
 fn kaokore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kaokore"))
-}
-
-/// Whether this build of the binary can fetch; prints why not otherwise.
-fn fetch_command_available() -> bool {
-    let help = kaokore().args(["fetch", "--help"]).output();
-    let has_rewrite = help
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--rewrite"))
-        .unwrap_or(false);
-    if !has_rewrite {
-        eprintln!("skipped: this kaokore binary has no `fetch --rewrite`");
-        return false;
-    }
-    // A one-URL dataset, fetched from a local fixture: does the command do anything?
-    let fixture = support::Fixture::start(FixtureConfig::default());
-    let meta = tempfile::tempdir().unwrap();
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/kaokore-metadata/v1.3");
-    for name in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
-        std::fs::copy(format!("{data}/{name}"), meta.path().join(name)).unwrap();
-    }
-    let url = format!("{}/iiif/probe/0,0,64,64/64,64/0/default.jpg", support::CODH);
-    std::fs::write(meta.path().join("urls.txt"), format!("{url}\n")).unwrap();
-    std::fs::write(meta.path().join("labels.csv"), "image,gender,status,set\n").unwrap();
-    std::fs::write(meta.path().join("original_tags.txt"), "").unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let probe = kaokore()
-        .arg("fetch")
-        .arg("--metadata")
-        .arg(meta.path())
-        .arg("--cache")
-        .arg(cache.path())
-        .arg("--quiet")
-        .arg("--rewrite")
-        .arg(format!("{}={}", support::CODH, fixture.base_url()))
-        .output();
-    let not_built = probe
-        .map(|o| String::from_utf8_lossy(&o.stderr).contains("not built"))
-        .unwrap_or(true);
-    if not_built {
-        eprintln!("skipped: `kaokore fetch` is not built yet");
-        return false;
-    }
-    true
 }
 
 fn fetch_args(hosts: &FixtureHosts, cache: &std::path::Path) -> Vec<String> {
@@ -104,9 +60,6 @@ fn check(output: Output) {
 
 #[test]
 fn fetch_gets_every_v1_3_url_from_the_fixture() {
-    if !fetch_command_available() {
-        return;
-    }
     let hosts = FixtureHosts::start(FixtureConfig::default());
     let dir = tempfile::tempdir().unwrap();
     check(
@@ -136,9 +89,6 @@ fn fetch_gets_every_v1_3_url_from_the_fixture() {
 
 #[test]
 fn a_fetch_killed_mid_way_resumes_with_exactly_the_remainder() {
-    if !fetch_command_available() {
-        return;
-    }
     let hosts = FixtureHosts::start(FixtureConfig {
         latency: Duration::from_millis(5),
         ..Default::default()
