@@ -91,7 +91,12 @@ pub fn huggingface_features(classes: &ClassNames) -> String {
         ("year_to", value("int32")),
         (
             "tags",
-            format!(r#"{{"feature": {}, "_type": "Sequence"}}"#, value("string")),
+            // `Sequence` (with `length`, which datasets 2.x requires) is read by every
+            // datasets version; 4.x maps it to `List`, which 3.x would not understand.
+            format!(
+                r#"{{"feature": {}, "length": -1, "_type": "Sequence"}}"#,
+                value("string")
+            ),
         ),
         ("original_tags", value("string")),
     ];
