@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 
 use flate2::{Compression, GzBuilder};
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::encode::PIXEL_DEFLATE_LEVEL;
 use crate::metadata::Split;
 
@@ -82,8 +82,8 @@ impl FormatWriter for IdxWriter {
         Ok(produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "idx"
+    fn stage(&self) -> Stage {
+        Stage::Idx
     }
 }
 

@@ -22,7 +22,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::config::PackOptions;
 use crate::metadata::{ClassNames, Dataset, Split};
 
@@ -356,7 +356,7 @@ impl FormatWriter for ParquetWriter {
         Ok(produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "parquet"
+    fn stage(&self) -> Stage {
+        Stage::Parquet
     }
 }
