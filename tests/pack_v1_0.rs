@@ -71,7 +71,10 @@ fn real_v1_0_metadata_packs_and_verifies() {
     let files = files_for(&dataset, &figure());
     let source = MapSource::new(files);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
+    // KAOKORE_TEST_OUT keeps the build for inspection (e.g. comparing two builds' SHA256SUMS).
+    let out = std::env::var_os("KAOKORE_TEST_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("out"));
     let started = Instant::now();
     let progress = Progress::hidden("pack", dataset.labelled.len() as u64);
     let summary = pack::pack(
