@@ -508,3 +508,24 @@ fn the_dataset_card_says_what_upstream_asks() {
     // Nothing that changes from run to run.
     assert!(!card.contains(dir.path().to_str().unwrap()));
 }
+
+#[test]
+fn staging_left_by_a_killed_pack_is_cleaned_up() {
+    let fx = fixture(8, S, &[Kind::RgbJpeg]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // What a pack killed mid-way leaves: a staging directory of a process that is gone.
+    let abandoned = out.join(".kaokore-staging-999999999-0/npz");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("kaokore-train-imgs.npz"), "half a file").unwrap();
+    run(&fx, &options(S, 1, "npz"), &out);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".kaokore-staging")),
+        "{names:?}"
+    );
+    assert!(kaokore::verify::verify(&out).unwrap().is_ok());
+}
