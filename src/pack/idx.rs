@@ -53,6 +53,9 @@ impl FormatWriter for IdxWriter {
             let spool = ctx.spools[split.index()]
                 .as_mut()
                 .ok_or(PackError::Internal("pixel spool missing for idx"))?;
+            if spool.rows() != u64::from(n) {
+                return Err(PackError::Internal("pixel rows and label rows differ"));
+            }
             let mut header = vec![0, 0, 8, 4];
             for d in [n, size, size, 3] {
                 header.extend_from_slice(&d.to_be_bytes());

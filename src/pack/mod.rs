@@ -17,7 +17,7 @@ mod npz;
 mod parquet;
 mod spool;
 mod staging;
-pub mod zip;
+mod zip;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use npz::{npz_images_name, npz_labels_name};
 pub use parquet::{arrow_schema, huggingface_features, parquet_name};
-pub use spool::PixelSpool;
+use spool::PixelSpool;
 
 /// Images handed to the pool at once. Large enough to keep every thread busy, small
 /// enough that two chunks in flight stay a few tens of MiB.
