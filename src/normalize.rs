@@ -284,6 +284,40 @@ mod tests {
         assert!(!n.source_is_final_jpeg());
     }
 
+    /// A PNG whose header claims `width` x `height` (the pixel data is a 1 x 1 image's).
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&[1, 2, 3], 1, 1, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        // IHDR data starts at byte 16: width, height; its CRC follows the 13 data bytes.
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32fast::hash(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn huge_dimensions_are_refused_before_decoding() {
+        for (w, h) in [(100_000, 10), (10, 9000), (50_000, 50_000)] {
+            assert!(
+                matches!(
+                    normalize(&png_claiming(w, h), 16),
+                    Err(NormalizeError::TooLarge { .. })
+                ),
+                "{w} x {h}"
+            );
+        }
+        // Within the edge cap but a 512 MiB 16-bit RGBA buffer: refused by the allocation cap.
+        let mut png = png_claiming(8192, 8192);
+        png[24] = 16; // bit depth
+        png[25] = 6; // RGBA
+        let crc = crc32fast::hash(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert!(normalize(&png, 16).is_err());
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(normalize(b"not an image at all", 16).is_err());

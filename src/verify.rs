@@ -16,6 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use arrow::array::{Array, AsArray, BinaryArray};
 use arrow::datatypes::{Int32Type, Int64Type};
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::metadata::Split;
@@ -219,11 +220,11 @@ fn check_split(
     }
     let mut parquet_reader = None;
     if parquet {
-        match ParquetRows::open(dir, split) {
+        match ParquetRows::open(dir, split, false) {
             Ok(mut rows) => {
                 let labels = rows.labels(report);
                 sources.push((parquet_name(split), labels));
-                parquet_reader = ParquetRows::open(dir, split).ok();
+                parquet_reader = ParquetRows::open(dir, split, true).ok();
             }
             Err(message) => report.problem(&parquet_name(split), None, message),
         }
@@ -381,7 +382,8 @@ struct ParquetRow {
 }
 
 impl ParquetRows {
-    fn open(dir: &Path, split: Split) -> Result<ParquetRows, String> {
+    /// Open a split; without `with_image`, only the label columns are read.
+    fn open(dir: &Path, split: Split, with_image: bool) -> Result<ParquetRows, String> {
         let file = File::open(dir.join(parquet_name(split))).map_err(|e| e.to_string())?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
         let size = builder
@@ -399,6 +401,13 @@ impl ParquetRows {
                 return Err(format!("no column '{column}'"));
             }
         }
+        let builder = if with_image {
+            builder
+        } else {
+            let mask =
+                ProjectionMask::columns(builder.parquet_schema(), ["image_id", "gender", "status"]);
+            builder.with_projection(mask)
+        };
         let reader = builder
             .with_batch_size(64)
             .build()
@@ -437,13 +446,6 @@ impl ParquetRows {
                 .column_by_name(name)
                 .ok_or_else(|| format!("no column '{name}'"))
         };
-        let image = column("image")?
-            .as_struct_opt()
-            .ok_or("column 'image' is not a struct")?;
-        let bytes = image
-            .column_by_name("bytes")
-            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-            .ok_or("image.bytes is not binary")?;
         let id = column("image_id")?
             .as_primitive_opt::<Int32Type>()
             .ok_or("image_id is not int32")?;
@@ -453,7 +455,17 @@ impl ParquetRows {
         let status = column("status")?
             .as_primitive_opt::<Int64Type>()
             .ok_or("status is not int64")?;
-        let image = (with_image && bytes.is_valid(r)).then(|| bytes.value(r).to_vec());
+        let image = if with_image {
+            let bytes = column("image")?
+                .as_struct_opt()
+                .ok_or("column 'image' is not a struct")?
+                .column_by_name("bytes")
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .ok_or("image.bytes is not binary")?;
+            bytes.is_valid(r).then(|| bytes.value(r).to_vec())
+        } else {
+            None
+        };
         Ok(ParquetRow {
             image,
             labels: RowLabels {

@@ -462,3 +462,70 @@ fn a_failed_pack_leaves_no_artifact() {
             .starts_with(".kaokore-staging")
     }));
 }
+
+#[test]
+fn the_dataset_card_says_what_upstream_asks() {
+    let fx = fixture(20, S, &[Kind::RgbJpeg, Kind::GrayJpeg, Kind::NonSquare]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = run(&fx, &options(S, 2, "idx,npz,parquet,images"), &out);
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    if std::env::var_os("KAOKORE_SHOW_CARD").is_some() {
+        eprintln!("{card}");
+    }
+    for needle in [
+        kaokore::ATTRIBUTION,
+        kaokore::LICENSE,
+        kaokore::REDISTRIBUTION_REQUEST,
+        kaokore::CITATION,
+        "do not redistribute",
+        "@inproceedings{tian2020kaokore",
+        "Lanczos3",
+        "npz/kaokore-train-imgs.npz",
+        "idx/kaokore-train-images-idx4-ubyte.gz",
+        "parquet/train-00000-of-00001.parquet",
+        "images_64/",
+        "pd.read_parquet",
+        "pl.read_parquet",
+        "load_dataset(\"parquet\"",
+        "np.load",
+        "gender 1 (female)",
+        "status 3 (commoner)",
+    ] {
+        assert!(card.contains(needle), "card lacks {needle:?}");
+    }
+    let train = summary
+        .splits
+        .iter()
+        .find(|s| s.split == Split::Train)
+        .unwrap();
+    assert!(card.contains(&format!("| train | {} |", train.packed)));
+    let providers = std::fs::read_to_string(out.join("CONTENT_PROVIDERS.txt")).unwrap();
+    for p in kaokore::metadata::Provider::ALL {
+        assert!(providers.contains(p.name()));
+    }
+    assert!(providers.contains(kaokore::ATTRIBUTION));
+    // Nothing that changes from run to run.
+    assert!(!card.contains(dir.path().to_str().unwrap()));
+}
+
+#[test]
+fn staging_left_by_a_killed_pack_is_cleaned_up() {
+    let fx = fixture(8, S, &[Kind::RgbJpeg]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // What a pack killed mid-way leaves: a staging directory of a process that is gone.
+    let abandoned = out.join(".kaokore-staging-999999999-0/npz");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("kaokore-train-imgs.npz"), "half a file").unwrap();
+    run(&fx, &options(S, 1, "npz"), &out);
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".kaokore-staging")),
+        "{names:?}"
+    );
+    assert!(kaokore::verify::verify(&out).unwrap().is_ok());
+}

@@ -168,3 +168,65 @@ fn a_missing_checksum_list_is_reported() {
         "{m:?}"
     );
 }
+
+#[test]
+fn an_empty_split_is_packed_and_verifies() {
+    // Splits cycle train, train, dev, test and kinds cycle with the same period: no dev image
+    // is ever fetched.
+    let fx = fixture(
+        24,
+        S,
+        &[
+            Kind::RgbJpeg,
+            Kind::GrayJpeg,
+            Kind::Missing,
+            Kind::NonSquare,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = pack::pack(
+        &fx.dataset,
+        &MapSource::new(fx.files),
+        &options(S, 2, "idx,npz,parquet"),
+        &out,
+        &Progress::hidden("pack", 0),
+    )
+    .unwrap();
+    let dev = summary
+        .splits
+        .iter()
+        .find(|s| s.split == Split::Dev)
+        .unwrap();
+    assert_eq!(dev.packed, 0);
+    let images: Array4<u8> =
+        NpzReader::new(std::fs::File::open(out.join(pack::npz_images_name(Split::Dev))).unwrap())
+            .unwrap()
+            .by_name("arr_0")
+            .unwrap();
+    assert_eq!(images.shape(), [0, S as usize, S as usize, 3]);
+    let report = verify(&out).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    // The summary is what report.json will carry.
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["splits"][1]["split"], "dev");
+    assert_eq!(json["missing"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn an_output_path_that_is_a_file_is_an_error() {
+    let fx = fixture(4, S, &[Kind::RgbJpeg]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::write(&out, "a file").unwrap();
+    let err = pack::pack(
+        &fx.dataset,
+        &MapSource::new(fx.files),
+        &options(S, 1, "npz"),
+        &out,
+        &Progress::hidden("pack", 0),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("out"), "{err}");
+    assert!(verify(&out).is_err());
+}

@@ -122,12 +122,22 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
         s,
         "Every image was decoded and normalized to {size} x {size} 8-bit RGB:\n\n\
          - grayscale, RGBA (alpha dropped), CMYK and 16-bit images converted to 8-bit RGB \
-         ({} images);\n\
+         ({} images{});\n\
          - images not already {size} x {size} resized with a Lanczos3 filter, stretched to \
          the square (not cropped or padded) ({} images);\n\
          - in Parquet, {} images are the fetched JPEG file unchanged (already {size} x {size} \
          RGB) and {} are the normalized pixels stored losslessly as PNG.\n",
         n.converted_from.values().sum::<u64>(),
+        if n.converted_from.is_empty() {
+            String::new()
+        } else {
+            let kinds: Vec<String> = n
+                .converted_from
+                .iter()
+                .map(|(layout, count)| format!("{count} {layout}"))
+                .collect();
+            format!(": {}", kinds.join(", "))
+        },
         n.resized,
         n.stored_as_jpeg,
         n.stored_as_png
@@ -240,8 +250,9 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
              polars:\n\n```python\nimport polars as pl\n\n\
              df = pl.read_parquet(\"{train}\")\n\
              df.select(\"image_id\", \"gender\", \"status\", pl.col(\"image\").struct.field(\"bytes\"))\n```\n\n\
-             Hugging Face `datasets` (the files carry `Image` and `ClassLabel` features; the \
-             `dev` split is named `validation` by `datasets`' file-name conventions):\n\n\
+             Hugging Face `datasets` (the files carry `Image` and `ClassLabel` features; \
+             naming the files keeps the split names, while `data_dir=\"parquet\"` would \
+             call `dev` `validation`):\n\n\
              ```python\nfrom datasets import load_dataset\n\n\
              ds = load_dataset(\"parquet\", data_files={{\n    \
              \"train\": \"parquet/train-*.parquet\",\n    \

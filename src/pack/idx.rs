@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 
 use flate2::{Compression, GzBuilder};
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::encode::PIXEL_DEFLATE_LEVEL;
 use crate::metadata::Split;
 
@@ -53,6 +53,9 @@ impl FormatWriter for IdxWriter {
             let spool = ctx.spools[split.index()]
                 .as_mut()
                 .ok_or(PackError::Internal("pixel spool missing for idx"))?;
+            if spool.rows() != u64::from(n) {
+                return Err(PackError::Internal("pixel rows and label rows differ"));
+            }
             let mut header = vec![0, 0, 8, 4];
             for d in [n, size, size, 3] {
                 header.extend_from_slice(&d.to_be_bytes());
@@ -82,8 +85,8 @@ impl FormatWriter for IdxWriter {
         Ok(produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "idx"
+    fn stage(&self) -> Stage {
+        Stage::Idx
     }
 }
 

@@ -3,7 +3,7 @@
 //! else a JPEG of the normalized pixels.
 
 use super::staging::Staging;
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::config::PackOptions;
 
 /// `images_S`
@@ -50,7 +50,7 @@ impl FormatWriter for ImageFilesWriter {
         Ok(self.produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "images"
+    fn stage(&self) -> Stage {
+        Stage::Images
     }
 }

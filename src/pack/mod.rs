@@ -17,7 +17,7 @@ mod npz;
 mod parquet;
 mod spool;
 mod staging;
-pub mod zip;
+mod zip;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use npz::{npz_images_name, npz_labels_name};
 pub use parquet::{arrow_schema, huggingface_features, parquet_name};
-pub use spool::PixelSpool;
+use spool::PixelSpool;
 
 /// Images handed to the pool at once. Large enough to keep every thread busy, small
 /// enough that two chunks in flight stay a few tens of MiB.
@@ -161,12 +161,35 @@ pub struct StageSeconds {
     pub deflate: f64,
     pub png: f64,
     pub jpeg: f64,
+    /// Appending compressed pixels to the split spools.
+    pub spool: f64,
     pub idx: f64,
     pub npz: f64,
     pub parquet: f64,
     pub images: f64,
     pub card_and_checksums: f64,
     pub total: f64,
+}
+
+impl StageSeconds {
+    /// The field of a format writer's stage.
+    fn of(&mut self, stage: Stage) -> &mut f64 {
+        match stage {
+            Stage::Idx => &mut self.idx,
+            Stage::Npz => &mut self.npz,
+            Stage::Parquet => &mut self.parquet,
+            Stage::Images => &mut self.images,
+        }
+    }
+}
+
+/// The stage a format writer's time is counted in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stage {
+    Idx,
+    Npz,
+    Parquet,
+    Images,
 }
 
 /// One written file, path relative to the output directory.
@@ -241,7 +264,7 @@ pub(crate) trait FormatWriter {
     /// Complete the files in the staging directory; returns their relative paths.
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
     /// Which `StageSeconds` field the writer's time goes to.
-    fn stage(&self) -> &'static str;
+    fn stage(&self) -> Stage;
 }
 
 /// Normalize, encode and pack every labelled image of `dataset` into `out`.
@@ -269,68 +292,59 @@ pub fn pack(
             message: e.to_string(),
         })?;
 
+    // Dropping `staging` on any error below removes everything written so far.
     let staging = staging::Staging::create(out)?;
-    let mut summary = PackSummary {
-        size: opts.size,
-        ..PackSummary::default()
-    };
-    let mut spools: [Option<PixelSpool>; 3] = [None, None, None];
-    if f.idx || f.npz {
-        for split in Split::ALL {
-            let path = staging.scratch(&format!("pixels-{split}.deflate"));
-            spools[split.index()] = Some(PixelSpool::create(&path).map_err(PackError::io(&path))?);
-        }
-    }
-    let mut writers: Vec<Box<dyn FormatWriter>> = Vec::new();
-    if f.idx {
-        writers.push(Box::new(idx::IdxWriter::default()));
-    }
-    if f.npz {
-        writers.push(Box::new(npz::NpzWriter::default()));
-    }
-    if f.parquet {
-        writers.push(Box::new(parquet::ParquetWriter::create(
-            &staging, dataset, opts,
-        )?));
-    }
-    if f.images {
-        writers.push(Box::new(images::ImageFilesWriter::create(&staging, opts)?));
-    }
-    let mut writer_time: BTreeMap<&'static str, Duration> = BTreeMap::new();
-
+    let mut sink = RowSink::new(&staging, dataset, opts, progress)?;
     let packable: Vec<&ImageRecord> = dataset.packable().collect();
-    summary.labelled_without_url = dataset.labelled.len() - packable.len();
-    let mut counts = Counts::new(dataset);
+    sink.summary.labelled_without_url = dataset.labelled.len() - packable.len();
+    run_chunks(&pool, &packable, source, opts, &mut sink)?;
+    let (mut summary, produced) = sink.finish(opts)?;
+
+    let t = Instant::now();
+    let mut produced = produced;
+    produced.extend(card::write(&staging, dataset, opts, &summary)?);
+    let (artifacts, removed) = staging.commit(produced)?;
+    summary.artifacts = artifacts;
+    summary.removed_stale = removed;
+    summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
+    summary.seconds.total = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Chunks in flight at once: the pool works on the next while the current one is written.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Feed `records` to the pool chunk by chunk and hand the outcomes to `sink` in order.
+fn run_chunks(
+    pool: &rayon::ThreadPool,
+    records: &[&ImageRecord],
+    source: &dyn ImageSource,
+    opts: &PackOptions,
+    sink: &mut RowSink<'_>,
+) -> Result<(), PackError> {
     let abort = AtomicBool::new(false);
     let work = |record: &&ImageRecord| -> Outcome {
         if abort.load(Ordering::Relaxed) {
-            return Outcome::Missing;
+            return Outcome::Missing; // the pack failed; nothing will be written
         }
         match source.image(record) {
             None => Outcome::Missing,
             Some(bytes) => encode_image(&bytes, opts),
         }
     };
-
-    let result: Result<(), PackError> = pool.in_place_scope(|scope| {
-        let mut chunks = packable.chunks(CHUNK_ROWS);
-        let mut pending: VecDeque<(&[&ImageRecord], mpsc::Receiver<Vec<Outcome>>)> =
-            VecDeque::new();
-        let work = &work;
-        let mut body = || -> Result<(), PackError> {
+    let work = &work;
+    pool.in_place_scope(|scope| {
+        let mut chunks = records.chunks(CHUNK_ROWS);
+        let mut pending = VecDeque::new();
+        let mut write_all = || -> Result<(), PackError> {
             loop {
-                while pending.len() < 2 {
-                    match chunks.next() {
-                        Some(chunk) => {
-                            let (tx, rx) = mpsc::sync_channel(1);
-                            scope.spawn(move |_| {
-                                let outcomes: Vec<Outcome> = chunk.par_iter().map(work).collect();
-                                let _ = tx.send(outcomes);
-                            });
-                            pending.push_back((chunk, rx));
-                        }
-                        None => break,
-                    }
+                while pending.len() < CHUNKS_IN_FLIGHT {
+                    let Some(chunk) = chunks.next() else { break };
+                    let (tx, rx) = mpsc::sync_channel::<Vec<Outcome>>(1);
+                    scope.spawn(move |_| {
+                        let _ = tx.send(chunk.par_iter().map(work).collect());
+                    });
+                    pending.push_back((chunk, rx));
                 }
                 let Some((chunk, rx)) = pending.pop_front() else {
                     return Ok(());
@@ -340,108 +354,150 @@ pub fn pack(
                     jobs: opts.jobs,
                     message: "a worker stopped without a result".into(),
                 })?;
-                summary.seconds.waiting += waited.elapsed().as_secs_f64();
+                sink.summary.seconds.waiting += waited.elapsed().as_secs_f64();
                 for (record, outcome) in chunk.iter().zip(outcomes) {
-                    let Some(label) = record.label else {
-                        continue; // packable records are labelled
-                    };
-                    match outcome {
-                        Outcome::Missing => {
-                            summary.missing.push(record.id);
-                            progress.advance(true);
-                        }
-                        Outcome::Undecodable(e) => {
-                            summary.undecodable.push(Undecodable {
-                                id: record.id,
-                                reason: e.to_string(),
-                            });
-                            progress.advance(true);
-                        }
-                        Outcome::Failed(source) => {
-                            return Err(PackError::Encode {
-                                id: record.id,
-                                source,
-                            });
-                        }
-                        Outcome::Packed(encoded) => {
-                            let encoded = *encoded;
-                            counts.add(record, label, &encoded, &mut summary);
-                            let row = PackedRow {
-                                split: label.split,
-                                record,
-                                label,
-                                pixels: encoded.pixels,
-                                stored: encoded.stored,
-                                image_file: encoded.image_file,
-                            };
-                            if let (Some(spool), Some(segment)) =
-                                (spools[label.split.index()].as_mut(), row.pixels.as_ref())
-                            {
-                                let t = Instant::now();
-                                spool
-                                    .append(segment)
-                                    .map_err(PackError::io(staging.root()))?;
-                                *writer_time.entry("idx").or_default() += t.elapsed();
-                            }
-                            for w in writers.iter_mut() {
-                                let t = Instant::now();
-                                w.write_row(&row)?;
-                                *writer_time.entry(w.stage()).or_default() += t.elapsed();
-                            }
-                            progress.advance(false);
-                        }
-                    }
+                    sink.accept(record, outcome)?;
                 }
             }
         };
-        let result = body();
+        let result = write_all();
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
         result
-    });
-    result?;
+    })
+}
 
-    for split in Split::ALL {
-        if let Some(spool) = &spools[split.index()] {
-            summary.pixel_bytes += spool.pixel_bytes();
-            summary.pixel_deflate_bytes += spool.compressed_bytes();
+/// The writing side of a pack: pixel spools, format writers and counts, fed in row order.
+struct RowSink<'a> {
+    staging: &'a staging::Staging,
+    spools: [Option<PixelSpool>; 3],
+    writers: Vec<Box<dyn FormatWriter>>,
+    counts: Counts,
+    summary: PackSummary,
+    progress: &'a Progress,
+}
+
+impl<'a> RowSink<'a> {
+    fn new(
+        staging: &'a staging::Staging,
+        dataset: &Dataset,
+        opts: &PackOptions,
+        progress: &'a Progress,
+    ) -> Result<RowSink<'a>, PackError> {
+        let f = opts.formats;
+        let mut spools: [Option<PixelSpool>; 3] = [None, None, None];
+        if f.idx || f.npz {
+            for split in Split::ALL {
+                let path = staging.scratch(&format!("pixels-{split}.deflate"));
+                spools[split.index()] =
+                    Some(PixelSpool::create(&path).map_err(PackError::io(&path))?);
+            }
         }
+        let mut writers: Vec<Box<dyn FormatWriter>> = Vec::new();
+        if f.idx {
+            writers.push(Box::new(idx::IdxWriter::default()));
+        }
+        if f.npz {
+            writers.push(Box::new(npz::NpzWriter::default()));
+        }
+        if f.parquet {
+            writers.push(Box::new(parquet::ParquetWriter::create(
+                staging, dataset, opts,
+            )?));
+        }
+        if f.images {
+            writers.push(Box::new(images::ImageFilesWriter::create(staging, opts)?));
+        }
+        Ok(RowSink {
+            staging,
+            spools,
+            writers,
+            counts: Counts::new(dataset),
+            summary: PackSummary {
+                size: opts.size,
+                ..PackSummary::default()
+            },
+            progress,
+        })
     }
-    let mut produced = Vec::new();
-    {
-        let mut ctx = FinishContext {
-            staging: &staging,
-            opts,
-            spools: &mut spools,
+
+    /// Take the outcome of one record, the next in labels.csv order.
+    fn accept(&mut self, record: &ImageRecord, outcome: Outcome) -> Result<(), PackError> {
+        let Some(label) = record.label else {
+            return Ok(()); // packable records are labelled
         };
-        for w in writers {
+        let encoded = match outcome {
+            Outcome::Missing => {
+                self.summary.missing.push(record.id);
+                self.progress.advance(true);
+                return Ok(());
+            }
+            Outcome::Undecodable(e) => {
+                self.summary.undecodable.push(Undecodable {
+                    id: record.id,
+                    reason: e.to_string(),
+                });
+                self.progress.advance(true);
+                return Ok(());
+            }
+            Outcome::Failed(source) => {
+                return Err(PackError::Encode {
+                    id: record.id,
+                    source,
+                });
+            }
+            Outcome::Packed(encoded) => *encoded,
+        };
+        self.counts.add(record, label, &encoded, &mut self.summary);
+        let row = PackedRow {
+            split: label.split,
+            record,
+            label,
+            pixels: encoded.pixels,
+            stored: encoded.stored,
+            image_file: encoded.image_file,
+        };
+        if let (Some(spool), Some(segment)) = (
+            self.spools[label.split.index()].as_mut(),
+            row.pixels.as_ref(),
+        ) {
+            let t = Instant::now();
+            spool
+                .append(segment)
+                .map_err(PackError::io(self.staging.root()))?;
+            self.summary.seconds.spool += t.elapsed().as_secs_f64();
+        }
+        for w in self.writers.iter_mut() {
+            let t = Instant::now();
+            w.write_row(&row)?;
+            *self.summary.seconds.of(w.stage()) += t.elapsed().as_secs_f64();
+        }
+        self.progress.advance(false);
+        Ok(())
+    }
+
+    /// Complete every format's files; returns the summary so far and the files written.
+    fn finish(mut self, opts: &PackOptions) -> Result<(PackSummary, Vec<String>), PackError> {
+        for spool in self.spools.iter().flatten() {
+            self.summary.pixel_bytes += spool.pixel_bytes();
+            self.summary.pixel_deflate_bytes += spool.compressed_bytes();
+        }
+        let mut produced = Vec::new();
+        let mut ctx = FinishContext {
+            staging: self.staging,
+            opts,
+            spools: &mut self.spools,
+        };
+        for w in self.writers {
             let stage = w.stage();
             let t = Instant::now();
             produced.extend(w.finish(&mut ctx)?);
-            *writer_time.entry(stage).or_default() += t.elapsed();
+            *self.summary.seconds.of(stage) += t.elapsed().as_secs_f64();
         }
+        self.counts.finish(&mut self.summary);
+        Ok((self.summary, produced))
     }
-    drop(spools);
-    counts.finish(&mut summary);
-
-    let t = Instant::now();
-    produced.extend(card::write(&staging, dataset, opts, &summary)?);
-    let (artifacts, removed) = staging.commit(produced)?;
-    summary.artifacts = artifacts;
-    summary.removed_stale = removed;
-    summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
-    for (stage, d) in writer_time {
-        let s = d.as_secs_f64();
-        match stage {
-            "idx" => summary.seconds.idx += s,
-            "npz" => summary.seconds.npz += s,
-            "parquet" => summary.seconds.parquet += s,
-            _ => summary.seconds.images += s,
-        }
-    }
-    summary.seconds.total = started.elapsed().as_secs_f64();
-    Ok(summary)
 }
 
 /// Decode, normalize and encode one fetched image into what the formats need.

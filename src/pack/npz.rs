@@ -11,7 +11,7 @@ use ndarray::Array1;
 use ndarray_npy::WriteNpyExt;
 
 use super::zip::{Method, ZipWriter};
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::encode::{FINAL_BLOCK, PIXEL_DEFLATE_LEVEL, deflate_segment};
 use crate::metadata::Split;
 
@@ -119,8 +119,8 @@ impl FormatWriter for NpzWriter {
         Ok(produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "npz"
+    fn stage(&self) -> Stage {
+        Stage::Npz
     }
 }
 

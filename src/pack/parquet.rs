@@ -22,7 +22,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
 use crate::config::PackOptions;
 use crate::metadata::{ClassNames, Dataset, Split};
 
@@ -91,7 +91,12 @@ pub fn huggingface_features(classes: &ClassNames) -> String {
         ("year_to", value("int32")),
         (
             "tags",
-            format!(r#"{{"feature": {}, "_type": "Sequence"}}"#, value("string")),
+            // `Sequence` (with `length`, which datasets 2.x requires) is read by every
+            // datasets version; 4.x maps it to `List`, which 3.x would not understand.
+            format!(
+                r#"{{"feature": {}, "length": -1, "_type": "Sequence"}}"#,
+                value("string")
+            ),
         ),
         ("original_tags", value("string")),
     ];
@@ -351,7 +356,7 @@ impl FormatWriter for ParquetWriter {
         Ok(produced)
     }
 
-    fn stage(&self) -> &'static str {
-        "parquet"
+    fn stage(&self) -> Stage {
+        Stage::Parquet
     }
 }

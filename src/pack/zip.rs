@@ -8,10 +8,9 @@
 
 use std::io::{self, Write};
 
-/// How a member's data is stored.
+/// How a member's data is stored (npz members are always deflated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    Stored = 0,
     Deflated = 8,
 }
 
@@ -159,5 +158,54 @@ impl<W: Write> ZipWriter<W> {
         self.put(&d)?;
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{FINAL_BLOCK, deflate_segment};
+    use std::io::Read;
+
+    #[test]
+    fn the_zip_crate_reads_what_we_write() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        let segment = deflate_segment(&data, 1).unwrap();
+        let packed = (segment.data.len() + FINAL_BLOCK.len()) as u64;
+        let mut zip = ZipWriter::new(Vec::new());
+        for name in ["a.npy", "b.npy"] {
+            zip.member(
+                name,
+                Method::Deflated,
+                segment.crc,
+                segment.len,
+                packed,
+                |w| {
+                    w.write_all(&segment.data)?;
+                    w.write_all(&FINAL_BLOCK)?;
+                    Ok(packed)
+                },
+            )
+            .unwrap();
+        }
+        let bytes = zip.finish().unwrap();
+        let mut archive = ::zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(archive.len(), 2);
+        for name in ["a.npy", "b.npy"] {
+            let mut back = Vec::new();
+            archive
+                .by_name(name)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data);
+        }
+        // A wrong announced size is an error, not a corrupt archive.
+        let mut zip = ZipWriter::new(Vec::new());
+        let err = zip.member("c.npy", Method::Deflated, 0, 0, 10, |w| {
+            w.write_all(&[1, 2, 3])?;
+            Ok(3)
+        });
+        assert!(err.is_err());
     }
 }

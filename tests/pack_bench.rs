@@ -1,0 +1,38 @@
+//! Measurements behind the pack design, not correctness tests (ignored by default):
+//! `cargo test --release --test pack_bench -- --ignored --nocapture`.
+
+mod pack_common;
+
+use std::time::Instant;
+
+use kaokore::encode::deflate_segment;
+use kaokore::normalize::normalize;
+use pack_common::*;
+
+/// Deflate speed and ratio per level on normalized 256 x 256 crops of real faces.
+#[test]
+#[ignore]
+fn deflate_level_bench() {
+    let fig = figure();
+    let rows: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            normalize(&jpeg(&crop(&fig, i * 13 + 1, 256, 256)), 256)
+                .unwrap()
+                .pixels
+        })
+        .collect();
+    let raw: usize = rows.iter().map(Vec::len).sum();
+    for level in [1, 2, 3, 4, 6, 9] {
+        let t = Instant::now();
+        let packed: usize = rows
+            .iter()
+            .map(|r| deflate_segment(r, level).unwrap().data.len())
+            .sum();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "level {level}: {:.1} MB/s, ratio {:.3}",
+            raw as f64 / secs / 1e6,
+            packed as f64 / raw as f64
+        );
+    }
+}
