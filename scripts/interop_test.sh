@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${VENV:-.venv}"
-bash scripts/setup_venv.sh "$venv"
+bash scripts/setup_venv.sh "$venv" >/dev/null
 
 cargo build --quiet --bin kaokore --example iiif_fixture
 target="${CARGO_TARGET_DIR:-target}"

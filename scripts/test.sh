@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The project's whole test suite: the Rust tests, then (when present) the Python interop
-# check that loads a fixture build with numpy, pandas, polars, pyarrow, DuckDB and datasets.
+# The project's whole test suite:
+#   1. a Python venv with the pinned clients (scripts/setup_venv.sh; needs PyPI the first time);
+#   2. the Rust tests (cargo test), with KAOKORE_PYTHON pointing at that venv;
+#   3. the interop check's own self-test, then the real-clients test: a fixture build of
+#      KaoKore 1.0 read by numpy, idx2numpy, pandas, polars, pyarrow, DuckDB and datasets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+venv="${VENV:-.venv}"
+bash scripts/setup_venv.sh "$venv"
+KAOKORE_PYTHON="$(cd "$venv/bin" && pwd)/python"
+export KAOKORE_PYTHON
+
 cargo test --all-targets
 
-if [ -f scripts/interop_test.sh ]; then
-  bash scripts/interop_test.sh
-fi
+"$venv/bin/python" scripts/interop_check.py --self-test
+VENV="$venv" bash scripts/interop_test.sh

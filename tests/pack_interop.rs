@@ -53,6 +53,11 @@ print("interop ok")
 #[test]
 fn numpy_and_pyarrow_read_the_artifacts() {
     let Some(python) = std::env::var_os("KAOKORE_PYTHON") else {
+        // scripts/test.sh (and so CI) always sets it; a bare `cargo test` may not have Python.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "KAOKORE_PYTHON must name a Python with numpy and pyarrow in CI"
+        );
         eprintln!("KAOKORE_PYTHON not set: skipping the numpy/pyarrow check");
         return;
     };

@@ -145,12 +145,13 @@ struct Row {
 
 struct SplitFile {
     name: String,
+    /// The Arrow schema with this file's `huggingface` and `kaokore` metadata.
+    schema: SchemaRef,
     writer: ArrowWriter<BufWriter<File>>,
     rows: Vec<Row>,
 }
 
 pub struct ParquetWriter {
-    schema: SchemaRef,
     row_group_rows: usize,
     splits: Vec<SplitFile>,
 }
@@ -161,13 +162,22 @@ impl ParquetWriter {
         dataset: &Dataset,
         opts: &PackOptions,
     ) -> Result<ParquetWriter, PackError> {
-        let schema = arrow_schema();
         let hf = huggingface_features(&dataset.class_names);
         let image_bytes = ColumnPath::new(vec!["image".into(), "bytes".into()]);
         let mut splits = Vec::new();
         for split in Split::ALL {
             let name = parquet_name(split);
             let path = staging.path(&name)?;
+            let kaokore = kaokore_metadata(dataset, opts, split);
+            // The same keys go into the file's key-value metadata (read by Spark, DuckDB,
+            // parquet-rs) and into the embedded Arrow schema, whose metadata is what
+            // pyarrow, and so `datasets`, sees: it takes the stored Arrow schema over the
+            // file's key-value pairs.
+            let metadata = std::collections::HashMap::from([
+                ("huggingface".to_string(), hf.clone()),
+                ("kaokore".to_string(), kaokore.clone()),
+            ]);
+            let schema = Arc::new(arrow_schema().as_ref().clone().with_metadata(metadata));
             let props = WriterProperties::builder()
                 .set_created_by(format!("kaokore {}", env!("CARGO_PKG_VERSION")))
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -177,7 +187,7 @@ impl ParquetWriter {
                 .set_column_statistics_enabled(image_bytes.clone(), EnabledStatistics::None)
                 .set_key_value_metadata(Some(vec![
                     KeyValue::new("huggingface".into(), hf.clone()),
-                    KeyValue::new("kaokore".into(), kaokore_metadata(dataset, opts, split)),
+                    KeyValue::new("kaokore".into(), kaokore.clone()),
                 ]))
                 .build();
             let file = File::create(&path).map_err(PackError::io(&path))?;
@@ -192,12 +202,12 @@ impl ParquetWriter {
             })?;
             splits.push(SplitFile {
                 name,
+                schema,
                 writer,
                 rows: Vec::new(),
             });
         }
         Ok(ParquetWriter {
-            schema,
             row_group_rows: opts.row_group_rows.max(1),
             splits,
         })
@@ -206,7 +216,7 @@ impl ParquetWriter {
 
 impl SplitFile {
     /// Write the buffered rows as one row group.
-    fn flush(&mut self, schema: &SchemaRef) -> Result<(), PackError> {
+    fn flush(&mut self) -> Result<(), PackError> {
         if self.rows.is_empty() {
             return Ok(());
         }
@@ -214,7 +224,7 @@ impl SplitFile {
             path: self.name.clone(),
             message: e.to_string(),
         };
-        let batch = record_batch(schema, &self.rows).map_err(|e| err(&e))?;
+        let batch = record_batch(&self.schema, &self.rows).map_err(|e| err(&e))?;
         self.writer.write(&batch).map_err(|e| err(&e))?;
         self.writer.flush().map_err(|e| err(&e))?;
         self.rows.clear();
@@ -328,7 +338,7 @@ impl FormatWriter for ParquetWriter {
             original_tags: tags.map(|t| t.raw.clone()),
         });
         if split.rows.len() >= self.row_group_rows {
-            split.flush(&self.schema)?;
+            split.flush()?;
         }
         Ok(())
     }
@@ -336,7 +346,7 @@ impl FormatWriter for ParquetWriter {
     fn finish(self: Box<Self>, _ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
         let mut produced = Vec::new();
         for mut split in self.splits {
-            split.flush(&self.schema)?;
+            split.flush()?;
             let name = split.name.clone();
             let file = split
                 .writer
