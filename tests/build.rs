@@ -364,3 +364,101 @@ fn verify_detects_a_changed_artifact() {
         stderr(&v)
     );
 }
+
+/// The largest file below `dir`, in bytes.
+fn largest_file(dir: &Path) -> u64 {
+    files(dir)
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_pack_killed_mid_way_leaves_no_half_file() {
+    let run = Run::new(FixtureConfig::default());
+    let meta = small_metadata(&run.root, 600);
+    let m = path_arg(&meta);
+    // A complete build first: its artifacts must survive a killed repack untouched.
+    let o = run.run("build", "1.0", "out", &["--size", "32", "--metadata", &m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = run.root.join("out");
+    let before = sha256sums(&out);
+
+    // Repack at another size, one thread, and kill it once it has written real data.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        .args([
+            "pack",
+            "--quiet",
+            "--jobs",
+            "1",
+            "--size",
+            "256",
+            "--dataset-version",
+            "1.0",
+        ])
+        .args([
+            "--metadata",
+            &m,
+            "--cache",
+            &path_arg(&run.cache()),
+            "--out",
+            &path_arg(&out),
+        ])
+        .spawn()
+        .unwrap();
+    let staging = || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".kaokore-staging-")
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(dir) = staging() {
+            if largest_file(&dir) > 1 << 20 {
+                break;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pack finished before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no staged data appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Every file under a final name is the earlier build's, whole: verify passes and the
+    // checksums are unchanged. Only the staging directory holds the killed run's data.
+    assert!(
+        staging().is_some(),
+        "the killed run's staging directory is left"
+    );
+    assert_eq!(sha256sums(&out), before);
+    let v = kaokore(&["verify", &path_arg(&out)], &[]);
+    assert!(
+        v.status.success(),
+        "verify after a killed pack: {}",
+        stderr(&v)
+    );
+
+    // The next pack completes and removes the leftover.
+    let o = run.run("pack", "1.0", "out", &["--size", "32", "--metadata", &m]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        staging().is_none(),
+        "the leftover staging directory is removed"
+    );
+    assert_eq!(sha256sums(&out), before, "same inputs, same bytes");
+}
