@@ -421,10 +421,8 @@ fn a_pack_killed_mid_way_leaves_no_half_file() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        if let Some(dir) = staging() {
-            if largest_file(&dir) > 1 << 20 {
-                break;
-            }
+        if staging().is_some_and(|dir| largest_file(&dir) > 1 << 20) {
+            break;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
