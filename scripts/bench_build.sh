@@ -17,6 +17,8 @@ SIZE=${SIZE:-256}
 PER_HOST=${PER_HOST:-8}
 LATENCY_MS=${LATENCY_MS:-30}
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/fixture.sh
+source scripts/lib/fixture.sh
 TARGET=${CARGO_TARGET_DIR:-target}
 
 if [[ ! -x /usr/bin/time ]]; then
@@ -32,17 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TARGET/release/examples/iiif_fixture" --latency-ms "$LATENCY_MS" --hosts 3 --gray-one-in 50 >"$work/fixture.out" &
-fixture_pid=$!
-for _ in $(seq 100); do
-    grep -q '^ready$' "$work/fixture.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q '^ready$' "$work/fixture.out" || { echo "fixture did not start" >&2; exit 1; }
-rewrites=()
-while read -r flag pair; do
-    [[ "$flag" == "--rewrite" ]] && rewrites+=(--rewrite "$pair")
-done <"$work/fixture.out"
+start_fixture "$TARGET/release/examples/iiif_fixture" "$work/fixture.out" \
+    --latency-ms "$LATENCY_MS" --hosts 3 --gray-one-in 50
 
 /usr/bin/time -v -o "$work/time.txt" \
     "$TARGET/release/kaokore" build --dataset-version "$VERSION" --size "$SIZE" \

@@ -6,14 +6,16 @@
 #   scripts/bench_fetch.sh                       # per-host 8, 30 ms latency
 #   PER_HOST=4 LATENCY_MS=50 scripts/bench_fetch.sh
 #
-# Uses `kaokore fetch` when the binary has it, else the fetch_bench example (the same
-# library call). Honours CARGO_TARGET_DIR.
+# Times `kaokore fetch` (RUNNER=example: the same library call from
+# examples/fetch_bench.rs). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 
 PER_HOST=${PER_HOST:-8}
 LATENCY_MS=${LATENCY_MS:-30}
 VERSION=${VERSION:-1.3}
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/fixture.sh
+source scripts/lib/fixture.sh
 TARGET=${CARGO_TARGET_DIR:-target}
 
 cargo build --release --quiet --example iiif_fixture --example fetch_bench --bin kaokore
@@ -26,48 +28,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TARGET/release/examples/iiif_fixture" --latency-ms "$LATENCY_MS" --hosts 3 >"$work/fixture.out" &
-fixture_pid=$!
-for _ in $(seq 100); do
-    grep -q '^ready$' "$work/fixture.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q '^ready$' "$work/fixture.out" || { echo "fixture did not start" >&2; exit 1; }
-rewrites=()
-while read -r flag pair; do
-    [[ "$flag" == "--rewrite" ]] && rewrites+=(--rewrite "$pair")
-done <"$work/fixture.out"
+start_fixture "$TARGET/release/examples/iiif_fixture" "$work/fixture.out" \
+    --latency-ms "$LATENCY_MS" --hosts 3
 
 # The busiest host's share of the URLs decides the bound.
 urls="data/kaokore-metadata/v$VERSION/urls.txt"
 busiest=$(awk -F/ 'NF > 2 { n[$3]++ } END { m = 0; for (h in n) if (n[h] > m) m = n[h]; print m }' "$urls")
 total=$(grep -c . "$urls")
 
-# RUNNER=binary|example picks the fetcher; by default the binary when its `fetch`
-# command works, else the example.
+# RUNNER=example times the library call (examples/fetch_bench.rs) instead of the binary.
 runner_for() {
     case "$1" in
         binary) echo "$TARGET/release/kaokore fetch --quiet" ;;
         example) echo "$TARGET/release/examples/fetch_bench" ;;
     esac
 }
-RUNNER=${RUNNER:-auto}
-if [[ "$RUNNER" == auto ]]; then
-    RUNNER=example
-    if "$TARGET/release/kaokore" fetch --help 2>/dev/null | grep -q -- '--rewrite'; then
-        # Probe with a one-URL dataset served by the fixture: a stage that is not wired
-        # yet says "not built".
-        mkdir -p "$work/meta"
-        cp "data/kaokore-metadata/v$VERSION"/labels.metadata.*.txt "$work/meta/"
-        echo "http://codh.rois.ac.jp/iiif/probe/0,0,64,64/64,64/0/default.jpg" >"$work/meta/urls.txt"
-        echo "image,gender,status,set" >"$work/meta/labels.csv"
-        : >"$work/meta/original_tags.txt"
-        if ! "$TARGET/release/kaokore" fetch --quiet --cache "$work/probe" \
-            --metadata "$work/meta" "${rewrites[@]}" 2>&1 | grep -q "not built"; then
-            RUNNER=binary
-        fi
-    fi
-fi
+RUNNER=${RUNNER:-binary}
 read -r -a runner <<<"$(runner_for "$RUNNER")"
 start=$(date +%s.%N)
 "${runner[@]}" --dataset-version "$VERSION" --cache "$work/cache" --per-host "$PER_HOST" \

@@ -5,6 +5,8 @@
 # venv (scripts/setup_venv.sh) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/fixture.sh
+source scripts/lib/fixture.sh
 
 venv="${VENV:-.venv}"
 bash scripts/setup_venv.sh "$venv" >/dev/null
@@ -21,15 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$target/debug/examples/iiif_fixture" --hosts 3 --gray-one-in 25 >"$work/fixture.out" &
-fixture_pid=$!
-for _ in $(seq 1 100); do
-  grep -q '^ready$' "$work/fixture.out" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q '^ready$' "$work/fixture.out" || { echo "fixture server did not start" >&2; exit 1; }
-# shellcheck disable=SC2207
-rewrites=($(grep '^--rewrite ' "$work/fixture.out"))
+start_fixture "$target/debug/examples/iiif_fixture" "$work/fixture.out" --hosts 3 --gray-one-in 25
 
 echo "interop: building KaoKore 1.0 at 256 against the fixture"
 "$bin" build --dataset-version 1.0 --size 256 --cache "$work/cache" --out "$work/out" \
