@@ -36,9 +36,15 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>6} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+                    "{prefix:>6} [{bar:30}] {pos}/{len} {rate} ETA {eta} {msg}",
                 )
                 .expect("static template")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", state.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
             );
             bar.set_prefix(stage);
