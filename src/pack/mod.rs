@@ -303,7 +303,7 @@ pub fn pack(
     let t = Instant::now();
     let mut produced = produced;
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
-    let (artifacts, removed) = staging.commit(produced)?;
+    let (artifacts, removed) = pool.install(|| staging.commit(produced))?;
     summary.artifacts = artifacts;
     summary.removed_stale = removed;
     summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();

@@ -12,6 +12,8 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use rayon::prelude::*;
+
 use super::checksums::{self, SHA256SUMS};
 use super::{Artifact, PackError};
 
@@ -70,16 +72,20 @@ impl Staging {
         mut self,
         produced: Vec<String>,
     ) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
-        let mut artifacts = Vec::with_capacity(produced.len() + 1);
-        for relative in &produced {
-            let path = self.root.join(relative);
-            let (bytes, sha256) = checksums::hash_file(&path).map_err(PackError::io(&path))?;
-            artifacts.push(Artifact {
-                path: relative.clone(),
-                bytes,
-                sha256,
-            });
-        }
+        // The files are hashed in parallel (on the caller's rayon pool): this runs after the
+        // last image, so it is wall time nothing else overlaps.
+        let mut artifacts = produced
+            .par_iter()
+            .map(|relative| {
+                let path = self.root.join(relative);
+                let (bytes, sha256) = checksums::hash_file(&path).map_err(PackError::io(&path))?;
+                Ok(Artifact {
+                    path: relative.clone(),
+                    bytes,
+                    sha256,
+                })
+            })
+            .collect::<Result<Vec<_>, PackError>>()?;
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let sums = checksums::render(&artifacts);
         let sums_path = self.root.join(SHA256SUMS);
