@@ -192,13 +192,37 @@ pub fn fetch(cfg: &BuildConfig) -> Result<FetchSummary, Error> {
     Ok(summary)
 }
 
-/// `kaokore build`: fetch what is missing and pack, overlapping the two.
-pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+/// Start a timed report and load the metadata: the first stage of `build` and `pack`.
+fn begin(
+    command: &'static str,
+    cfg: &BuildConfig,
+) -> Result<(Instant, BuildReport, Dataset), Error> {
     let started = Instant::now();
-    let mut report = BuildReport::start("build", cfg);
+    let mut report = BuildReport::start(command, cfg);
     let dataset = report.time(Stage::Metadata, || {
         load_dataset(cfg.version, cfg.metadata_dir.as_deref())
     })?;
+    Ok((started, report, dataset))
+}
+
+/// Complete the counts and write report.json next to the artifacts.
+fn conclude(
+    mut report: BuildReport,
+    started: Instant,
+    dataset: &Dataset,
+    cfg: &BuildConfig,
+) -> Result<BuildReport, Error> {
+    report
+        .seconds
+        .insert(Stage::Total, started.elapsed().as_secs_f64());
+    report.finish(dataset);
+    report.write(&cfg.out)?;
+    Ok(report)
+}
+
+/// `kaokore build`: fetch what is missing and pack, overlapping the two.
+pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+    let (started, mut report, dataset) = begin("build", cfg)?;
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.packable());
     let progress = Progress::new("build", requests.len() as u64, cfg.progress);
@@ -254,21 +278,12 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         report.fetch = Some(fetched);
         report.pack = Some(packed?);
     }
-    report
-        .seconds
-        .insert(Stage::Total, started.elapsed().as_secs_f64());
-    report.finish(&dataset);
-    report.write(&cfg.out)?;
-    Ok(report)
+    conclude(report, started, &dataset, cfg)
 }
 
 /// `kaokore pack`: normalize and pack from the cache, no network.
 pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
-    let started = Instant::now();
-    let mut report = BuildReport::start("pack", cfg);
-    let dataset = report.time(Stage::Metadata, || {
-        load_dataset(cfg.version, cfg.metadata_dir.as_deref())
-    })?;
+    let (started, mut report, dataset) = begin("pack", cfg)?;
     if !cfg.cache.is_dir() {
         return Err(Error::Usage(format!(
             "no image cache at {}: run `kaokore fetch` or `kaokore build` first, or pass --cache",
@@ -304,12 +319,7 @@ pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     })?;
     progress.finish();
     report.pack = Some(packed);
-    report
-        .seconds
-        .insert(Stage::Total, started.elapsed().as_secs_f64());
-    report.finish(&dataset);
-    report.write(&cfg.out)?;
-    Ok(report)
+    conclude(report, started, &dataset, cfg)
 }
 
 fn pack_with(
