@@ -12,7 +12,7 @@ use ndarray_npy::WriteNpyExt;
 
 use super::zip::{Method, ZipWriter};
 use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
-use crate::encode::{FINAL_BLOCK, PIXEL_DEFLATE_LEVEL, deflate_segment};
+use crate::encode::{PIXEL_DEFLATE_LEVEL, deflate_segment};
 use crate::metadata::Split;
 
 /// `npz/kaokore-{split}-imgs.npz`
@@ -96,19 +96,7 @@ impl FormatWriter for NpzWriter {
                 for (member, npy) in members {
                     let npy = npy?;
                     let segment = deflate_segment(&npy, 6).map_err(std::io::Error::other)?;
-                    let packed = (segment.data.len() + FINAL_BLOCK.len()) as u64;
-                    zip.member(
-                        member,
-                        Method::Deflated,
-                        segment.crc,
-                        segment.len,
-                        packed,
-                        |w| {
-                            w.write_all(&segment.data)?;
-                            w.write_all(&FINAL_BLOCK)?;
-                            Ok(packed)
-                        },
-                    )?;
+                    zip.deflated_member(member, &segment)?;
                 }
                 let out = zip.finish()?;
                 out.into_inner().map_err(|e| e.into_error())?.sync_all()

@@ -50,6 +50,29 @@ impl<W: Write> ZipWriter<W> {
         Ok(())
     }
 
+    /// Add a member holding one whole deflate segment, closed with the final empty block:
+    /// a small member compressed in memory.
+    pub fn deflated_member(
+        &mut self,
+        name: &str,
+        segment: &crate::encode::DeflateSegment,
+    ) -> io::Result<()> {
+        use crate::encode::FINAL_BLOCK;
+        let packed = (segment.data.len() + FINAL_BLOCK.len()) as u64;
+        self.member(
+            name,
+            Method::Deflated,
+            segment.crc,
+            segment.len,
+            packed,
+            |w| {
+                w.write_all(&segment.data)?;
+                w.write_all(&FINAL_BLOCK)?;
+                Ok(packed)
+            },
+        )
+    }
+
     /// Add a member whose sizes and CRC are known up front; `write_data` must write exactly
     /// `compressed` bytes.
     pub fn member(
@@ -164,29 +187,16 @@ impl<W: Write> ZipWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{FINAL_BLOCK, deflate_segment};
+    use crate::encode::deflate_segment;
     use std::io::Read;
 
     #[test]
     fn the_zip_crate_reads_what_we_write() {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
         let segment = deflate_segment(&data, 1).unwrap();
-        let packed = (segment.data.len() + FINAL_BLOCK.len()) as u64;
         let mut zip = ZipWriter::new(Vec::new());
         for name in ["a.npy", "b.npy"] {
-            zip.member(
-                name,
-                Method::Deflated,
-                segment.crc,
-                segment.len,
-                packed,
-                |w| {
-                    w.write_all(&segment.data)?;
-                    w.write_all(&FINAL_BLOCK)?;
-                    Ok(packed)
-                },
-            )
-            .unwrap();
+            zip.deflated_member(name, &segment).unwrap();
         }
         let bytes = zip.finish().unwrap();
         let mut archive = ::zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
