@@ -30,7 +30,7 @@ work=$(mktemp -d)
 fixture_pid=""
 cleanup() {
     if [[ -n "$fixture_pid" ]]; then kill "$fixture_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
+    if [[ -n "${KEEP_WORK:-}" ]]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 

@@ -1,16 +1,18 @@
 //! idx (MNIST) files: `idx/kaokore-{split}-images-idx4-ubyte.gz` (uint8 N x S x S x 3,
 //! magic 0x00000804) and the gender/status `idx1` label files (magic 0x00000801).
 //!
-//! The image file's gzip stream is assembled from the spooled pixel segments: gzip header,
-//! the deflated idx header, the segments, a final block, and the combined CRC-32.
+//! The image file is written as rows arrive: gzip header, the idx header in a stored
+//! block, each row's deflated pixels, a final block, and the combined CRC-32
+//! (see [`super::stream`]).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::path::PathBuf;
 
 use flate2::{Compression, GzBuilder};
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
-use crate::encode::PIXEL_DEFLATE_LEVEL;
+use super::stream::{HashingFile, PixelStream};
+use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage, staging};
 use crate::metadata::Split;
 
 /// `idx/kaokore-{split}-images-idx4-ubyte.gz`
@@ -26,10 +28,66 @@ pub fn idx_labels_name(split: Split, label: &str) -> String {
 /// A gzip member header without name or time, so the bytes depend on the data only.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-#[derive(Default)]
+/// The idx header of `n` images of `size` x `size` x 3.
+fn images_header(n: u64, size: u32) -> Vec<u8> {
+    let mut header = vec![0, 0, 8, 4];
+    for d in [n as u32, size, size, 3] {
+        header.extend_from_slice(&d.to_be_bytes());
+    }
+    header
+}
+
+/// The images file of one split, open while rows arrive.
+struct ImagesFile {
+    name: String,
+    path: PathBuf,
+    out: HashingFile,
+    stream: PixelStream,
+}
+
 pub struct IdxWriter {
+    size: u32,
+    images: [ImagesFile; 3],
     /// (gender, status) per split, one byte per row.
     labels: [(Vec<u8>, Vec<u8>); 3],
+}
+
+impl IdxWriter {
+    /// Open the three images files; `expected` is the number of rows per split (the
+    /// header is corrected at the end if fewer arrive).
+    pub fn create(
+        staging: &staging::Staging,
+        size: u32,
+        expected: [u64; 3],
+    ) -> Result<IdxWriter, PackError> {
+        let open = |split: Split| -> Result<ImagesFile, PackError> {
+            let name = idx_images_name(split);
+            let path = staging.path(&name)?;
+            let start = || -> std::io::Result<(HashingFile, PixelStream)> {
+                let mut out = HashingFile::create(&path)?;
+                out.write_all(&GZIP_HEADER)?;
+                let stream =
+                    PixelStream::begin(&mut out, &images_header(expected[split.index()], size))?;
+                Ok((out, stream))
+            };
+            let (out, stream) = start().map_err(PackError::io(&path))?;
+            Ok(ImagesFile {
+                name,
+                path,
+                out,
+                stream,
+            })
+        };
+        Ok(IdxWriter {
+            size,
+            images: [
+                open(Split::ALL[0])?,
+                open(Split::ALL[1])?,
+                open(Split::ALL[2])?,
+            ],
+            labels: Default::default(),
+        })
+    }
 }
 
 impl FormatWriter for IdxWriter {
@@ -37,46 +95,54 @@ impl FormatWriter for IdxWriter {
         let (g, s) = &mut self.labels[row.split.index()];
         g.push(row.label.gender);
         s.push(row.label.status);
-        Ok(())
+        let segment = row
+            .pixels
+            .as_ref()
+            .ok_or(PackError::Internal("a row without pixels for idx"))?;
+        let file = &mut self.images[row.split.index()];
+        file.stream
+            .append(&mut file.out, segment)
+            .map_err(PackError::io(&file.path))
     }
 
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
-        let size = ctx.opts.size;
         let mut produced = Vec::new();
-        for split in Split::ALL {
-            let (gender, status) = &self.labels[split.index()];
-            let n = gender.len() as u32;
-
-            let name = idx_images_name(split);
-            let path = ctx.staging.path(&name)?;
-            let io = PackError::io(&path);
-            let spool = ctx.spools[split.index()]
-                .as_mut()
-                .ok_or(PackError::Internal("pixel spool missing for idx"))?;
-            if spool.rows() != u64::from(n) {
+        let IdxWriter {
+            size,
+            images,
+            labels,
+        } = *self;
+        for (split, file) in Split::ALL.into_iter().zip(images) {
+            let (gender, status) = &labels[split.index()];
+            let n = gender.len() as u64;
+            if file.stream.rows() != n {
                 return Err(PackError::Internal("pixel rows and label rows differ"));
             }
-            let mut header = vec![0, 0, 8, 4];
-            for d in [n, size, size, 3] {
-                header.extend_from_slice(&d.to_be_bytes());
-            }
-            let mut write = || -> std::io::Result<()> {
-                let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-                let mut stream = spool.stream(&header, PIXEL_DEFLATE_LEVEL)?;
-                out.write_all(&GZIP_HEADER)?;
-                stream.write_to(&mut out)?;
-                out.write_all(&stream.crc().to_le_bytes())?;
-                out.write_all(&(stream.uncompressed() as u32).to_le_bytes())?;
-                out.into_inner().map_err(|e| e.into_error())?.sync_all()
+            let ImagesFile {
+                name,
+                path,
+                mut out,
+                stream,
+            } = file;
+            let close = || -> std::io::Result<(u64, String)> {
+                let (totals, patch) = stream.end(&mut out, images_header(n, size))?;
+                out.write_all(&totals.crc.to_le_bytes())?;
+                out.write_all(&(totals.uncompressed as u32).to_le_bytes())?;
+                out.finish(patch.as_ref())
             };
-            write().map_err(io)?;
+            let (bytes, sha256) = close().map_err(PackError::io(&path))?;
+            ctx.hashed.push(Artifact {
+                path: name.clone(),
+                bytes,
+                sha256,
+            });
             produced.push(name);
 
             for (label, values) in [("gender", gender), ("status", status)] {
                 let name = idx_labels_name(split, label);
                 let path = ctx.staging.path(&name)?;
                 let mut bytes = vec![0, 0, 8, 1];
-                bytes.extend_from_slice(&n.to_be_bytes());
+                bytes.extend_from_slice(&(n as u32).to_be_bytes());
                 bytes.extend_from_slice(values);
                 write_gzip(&path, &bytes).map_err(PackError::io(&path))?;
                 produced.push(name);
@@ -98,5 +164,5 @@ fn write_gzip(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
         .operating_system(0xff)
         .write(file, Compression::best());
     gz.write_all(bytes)?;
-    gz.finish()?.sync_all()
+    gz.finish().map(drop)
 }

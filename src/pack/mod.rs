@@ -15,8 +15,8 @@ mod idx;
 mod images;
 mod npz;
 mod parquet;
-mod spool;
 mod staging;
+mod stream;
 mod zip;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -38,7 +38,6 @@ pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use npz::{npz_images_name, npz_labels_name};
 pub use parquet::{arrow_schema, huggingface_features, parquet_name};
-use spool::PixelSpool;
 
 /// Images handed to the pool at once. Large enough to keep every thread busy, small
 /// enough that two chunks in flight stay a few tens of MiB.
@@ -161,8 +160,6 @@ pub struct StageSeconds {
     pub deflate: f64,
     pub png: f64,
     pub jpeg: f64,
-    /// Appending compressed pixels to the split spools.
-    pub spool: f64,
     pub idx: f64,
     pub npz: f64,
     pub parquet: f64,
@@ -252,9 +249,8 @@ enum Outcome {
 /// Everything the format writers get at the end of a pack.
 pub(crate) struct FinishContext<'a> {
     pub staging: &'a staging::Staging,
-    pub opts: &'a PackOptions,
-    /// Pixel spools by split (present when idx or npz is written).
-    pub spools: &'a mut [Option<PixelSpool>; 3],
+    /// Artifacts hashed while they were written (the rest is hashed at commit).
+    pub hashed: &'a mut Vec<Artifact>,
 }
 
 /// One output format: rows in, files out. Adding a format means adding one of these.
@@ -298,12 +294,11 @@ pub fn pack(
     let packable: Vec<&ImageRecord> = dataset.packable().collect();
     sink.summary.labelled_without_url = dataset.labelled.len() - packable.len();
     run_chunks(&pool, &packable, source, opts, &mut sink)?;
-    let (mut summary, produced) = sink.finish(opts)?;
+    let (mut summary, mut produced, hashed) = sink.finish()?;
 
     let t = Instant::now();
-    let mut produced = produced;
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
-    let (artifacts, removed) = pool.install(|| staging.commit(produced))?;
+    let (artifacts, removed) = pool.install(|| staging.commit(produced, hashed))?;
     summary.artifacts = artifacts;
     summary.removed_stale = removed;
     summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
@@ -368,10 +363,9 @@ fn run_chunks(
     })
 }
 
-/// The writing side of a pack: pixel spools, format writers and counts, fed in row order.
+/// The writing side of a pack: format writers and counts, fed in row order.
 struct RowSink<'a> {
     staging: &'a staging::Staging,
-    spools: [Option<PixelSpool>; 3],
     writers: Vec<Box<dyn FormatWriter>>,
     counts: Counts,
     summary: PackSummary,
@@ -386,20 +380,21 @@ impl<'a> RowSink<'a> {
         progress: &'a Progress,
     ) -> Result<RowSink<'a>, PackError> {
         let f = opts.formats;
-        let mut spools: [Option<PixelSpool>; 3] = [None, None, None];
-        if f.idx || f.npz {
-            for split in Split::ALL {
-                let path = staging.scratch(&format!("pixels-{split}.deflate"));
-                spools[split.index()] =
-                    Some(PixelSpool::create(&path).map_err(PackError::io(&path))?);
-            }
+        // Rows per split if every image packs; the headers are corrected when some do not.
+        let mut expected = [0u64; 3];
+        for label in dataset.packable().filter_map(|r| r.label) {
+            expected[label.split.index()] += 1;
         }
         let mut writers: Vec<Box<dyn FormatWriter>> = Vec::new();
         if f.idx {
-            writers.push(Box::new(idx::IdxWriter::default()));
+            writers.push(Box::new(idx::IdxWriter::create(
+                staging, opts.size, expected,
+            )?));
         }
         if f.npz {
-            writers.push(Box::new(npz::NpzWriter::default()));
+            writers.push(Box::new(npz::NpzWriter::create(
+                staging, opts.size, expected,
+            )?));
         }
         if f.parquet {
             writers.push(Box::new(parquet::ParquetWriter::create(
@@ -411,7 +406,6 @@ impl<'a> RowSink<'a> {
         }
         Ok(RowSink {
             staging,
-            spools,
             writers,
             counts: Counts::new(dataset),
             summary: PackSummary {
@@ -458,15 +452,9 @@ impl<'a> RowSink<'a> {
             stored: encoded.stored,
             image_file: encoded.image_file,
         };
-        if let (Some(spool), Some(segment)) = (
-            self.spools[label.split.index()].as_mut(),
-            row.pixels.as_ref(),
-        ) {
-            let t = Instant::now();
-            spool
-                .append(segment)
-                .map_err(PackError::io(self.staging.root()))?;
-            self.summary.seconds.spool += t.elapsed().as_secs_f64();
+        if let Some(segment) = row.pixels.as_ref() {
+            self.summary.pixel_bytes += segment.len;
+            self.summary.pixel_deflate_bytes += segment.data.len() as u64;
         }
         for w in self.writers.iter_mut() {
             let t = Instant::now();
@@ -477,17 +465,14 @@ impl<'a> RowSink<'a> {
         Ok(())
     }
 
-    /// Complete every format's files; returns the summary so far and the files written.
-    fn finish(mut self, opts: &PackOptions) -> Result<(PackSummary, Vec<String>), PackError> {
-        for spool in self.spools.iter().flatten() {
-            self.summary.pixel_bytes += spool.pixel_bytes();
-            self.summary.pixel_deflate_bytes += spool.compressed_bytes();
-        }
+    /// Complete every format's files; returns the summary so far, the files written and
+    /// those of them already hashed.
+    fn finish(mut self) -> Result<(PackSummary, Vec<String>, Vec<Artifact>), PackError> {
         let mut produced = Vec::new();
+        let mut hashed = Vec::new();
         let mut ctx = FinishContext {
             staging: self.staging,
-            opts,
-            spools: &mut self.spools,
+            hashed: &mut hashed,
         };
         for w in self.writers {
             let stage = w.stage();
@@ -496,7 +481,7 @@ impl<'a> RowSink<'a> {
             *self.summary.seconds.of(stage) += t.elapsed().as_secs_f64();
         }
         self.counts.finish(&mut self.summary);
-        Ok((self.summary, produced))
+        Ok((self.summary, produced, hashed))
     }
 }
 

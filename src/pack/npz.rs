@@ -1,18 +1,21 @@
 //! npz files: `npz/kaokore-{split}-imgs.npz` (key `arr_0`, uint8 N x S x S x 3) and
 //! `npz/kaokore-{split}-labels.npz` (keys `gender`, `status` uint8 and `image_id` int32).
 //!
-//! The image member's deflate data is the deflated npy header followed by the spooled
-//! pixel segments, inside a hand-written zip container (see [`super::zip`]).
+//! The image member is written as rows arrive: the npy header in a stored block, then each
+//! row's deflated pixels (see [`super::stream`]), in a hand-written zip container whose
+//! CRC-32 and sizes follow the data (see [`super::zip`]).
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::path::PathBuf;
 
 use ndarray::Array1;
 use ndarray_npy::WriteNpyExt;
 
+use super::stream::{HashingFile, PixelStream};
 use super::zip::{Method, ZipWriter};
-use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
-use crate::encode::{PIXEL_DEFLATE_LEVEL, deflate_segment};
+use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage, staging};
+use crate::encode::deflate_segment;
 use crate::metadata::Split;
 
 /// `npz/kaokore-{split}-imgs.npz`
@@ -25,14 +28,14 @@ pub fn npz_labels_name(split: Split) -> String {
     format!("npz/kaokore-{split}-labels.npz")
 }
 
-#[derive(Default)]
-pub struct NpzWriter {
-    /// (gender, status, image_id) per split.
-    labels: [(Vec<u8>, Vec<u8>, Vec<i32>); 3],
-}
-
 /// The npy (format 1.0) header of a C-order uint8 array, padded to 64 bytes as numpy does.
 pub fn npy_header_u8(shape: &[u64]) -> Vec<u8> {
+    npy_header_u8_padded(shape, 0)
+}
+
+/// [`npy_header_u8`], padded with spaces to at least `min_len` bytes (a multiple of 64),
+/// so a header written for more rows can be overwritten in place.
+fn npy_header_u8_padded(shape: &[u64], min_len: usize) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
     let shape = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -40,12 +43,69 @@ pub fn npy_header_u8(shape: &[u64]) -> Vec<u8> {
     };
     let mut dict = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
     let unpadded = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    let total = unpadded.next_multiple_of(64).max(min_len);
+    dict.push_str(&" ".repeat(total - unpadded));
     dict.push('\n');
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
     out.extend_from_slice(dict.as_bytes());
     out
+}
+
+/// The images archive of one split, open while rows arrive.
+struct ImagesFile {
+    name: String,
+    path: PathBuf,
+    zip: ZipWriter<HashingFile>,
+    stream: PixelStream,
+    header_len: usize,
+}
+
+pub struct NpzWriter {
+    size: u64,
+    images: [ImagesFile; 3],
+    /// (gender, status, image_id) per split.
+    labels: [(Vec<u8>, Vec<u8>, Vec<i32>); 3],
+}
+
+impl NpzWriter {
+    /// Open the three images archives; `expected` is the number of rows per split (the
+    /// npy header is corrected at the end if fewer arrive).
+    pub fn create(
+        staging: &staging::Staging,
+        size: u32,
+        expected: [u64; 3],
+    ) -> Result<NpzWriter, PackError> {
+        let size = u64::from(size);
+        let open = |split: Split| -> Result<ImagesFile, PackError> {
+            let name = npz_images_name(split);
+            let path = staging.path(&name)?;
+            let header = npy_header_u8(&[expected[split.index()], size, size, 3]);
+            let start = || -> std::io::Result<(ZipWriter<HashingFile>, PixelStream)> {
+                let mut zip = ZipWriter::new(HashingFile::create(&path)?);
+                zip.begin_streamed("arr_0.npy", Method::Deflated)?;
+                let stream = PixelStream::begin(zip.sink(), &header)?;
+                Ok((zip, stream))
+            };
+            let (zip, stream) = start().map_err(PackError::io(&path))?;
+            Ok(ImagesFile {
+                name,
+                path,
+                zip,
+                stream,
+                header_len: header.len(),
+            })
+        };
+        Ok(NpzWriter {
+            size,
+            images: [
+                open(Split::ALL[0])?,
+                open(Split::ALL[1])?,
+                open(Split::ALL[2])?,
+            ],
+            labels: Default::default(),
+        })
+    }
 }
 
 impl FormatWriter for NpzWriter {
@@ -54,34 +114,49 @@ impl FormatWriter for NpzWriter {
         g.push(row.label.gender);
         s.push(row.label.status);
         ids.push(row.record.id.0 as i32);
-        Ok(())
+        let segment = row
+            .pixels
+            .as_ref()
+            .ok_or(PackError::Internal("a row without pixels for npz"))?;
+        let file = &mut self.images[row.split.index()];
+        file.stream
+            .append(file.zip.sink(), segment)
+            .map_err(PackError::io(&file.path))
     }
 
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
-        let size = u64::from(ctx.opts.size);
+        let NpzWriter {
+            size,
+            images,
+            labels,
+        } = *self;
         let mut produced = Vec::new();
-        for split in Split::ALL {
-            let (gender, status, ids) = &self.labels[split.index()];
+        for (split, file) in Split::ALL.into_iter().zip(images) {
+            let (gender, status, ids) = &labels[split.index()];
             let n = gender.len() as u64;
-
-            let name = npz_images_name(split);
-            let path = ctx.staging.path(&name)?;
-            let spool = ctx.spools[split.index()]
-                .as_mut()
-                .ok_or(PackError::Internal("pixel spool missing for npz"))?;
-            let header = npy_header_u8(&[n, size, size, 3]);
-            let mut write = || -> std::io::Result<()> {
-                let out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-                let mut zip = ZipWriter::new(out);
-                let mut stream = spool.stream(&header, PIXEL_DEFLATE_LEVEL)?;
-                let (crc, raw, packed) = (stream.crc(), stream.uncompressed(), stream.compressed());
-                zip.member("arr_0.npy", Method::Deflated, crc, raw, packed, |w| {
-                    stream.write_to(w)
-                })?;
+            if file.stream.rows() != n {
+                return Err(PackError::Internal("pixel rows and label rows differ"));
+            }
+            let ImagesFile {
+                name,
+                path,
+                mut zip,
+                stream,
+                header_len,
+            } = file;
+            let header = npy_header_u8_padded(&[n, size, size, 3], header_len);
+            let close = || -> std::io::Result<(u64, String)> {
+                let (totals, patch) = stream.end(zip.sink(), header)?;
+                zip.end_streamed(totals.crc, totals.uncompressed, totals.compressed)?;
                 let out = zip.finish()?;
-                out.into_inner().map_err(|e| e.into_error())?.sync_all()
+                out.finish(patch.as_ref())
             };
-            write().map_err(PackError::io(&path))?;
+            let (bytes, sha256) = close().map_err(PackError::io(&path))?;
+            ctx.hashed.push(Artifact {
+                path: name.clone(),
+                bytes,
+                sha256,
+            });
             produced.push(name);
 
             let name = npz_labels_name(split);
@@ -99,7 +174,7 @@ impl FormatWriter for NpzWriter {
                     zip.deflated_member(member, &segment)?;
                 }
                 let out = zip.finish()?;
-                out.into_inner().map_err(|e| e.into_error())?.sync_all()
+                out.into_inner().map_err(|e| e.into_error()).map(drop)
             };
             write().map_err(PackError::io(&path))?;
             produced.push(name);
@@ -139,5 +214,20 @@ mod tests {
         let back: ndarray::Array4<u8> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).unwrap();
         assert_eq!(back.shape(), [2, 2, 2, 3]);
         assert_eq!(back[[1, 1, 1, 2]], 23);
+    }
+
+    #[test]
+    fn a_padded_header_keeps_its_length_and_reads_back() {
+        let wide = npy_header_u8_padded(&[2, 2, 2, 3], 192);
+        assert_eq!(wide.len(), 192);
+        assert_eq!(*wide.last().unwrap(), b'\n');
+        let mut npy = wide;
+        npy.extend(0u8..24);
+        let back: ndarray::Array4<u8> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).unwrap();
+        assert_eq!(back.shape(), [2, 2, 2, 3]);
+        assert_eq!(
+            npy_header_u8_padded(&[2, 2, 2, 3], 0),
+            npy_header_u8(&[2, 2, 2, 3])
+        );
     }
 }

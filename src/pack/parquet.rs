@@ -360,7 +360,8 @@ impl FormatWriter for ParquetWriter {
                     path: name.clone(),
                     message: e.error().to_string(),
                 })?;
-            file.sync_all().map_err(PackError::io(&name))?;
+            // Flushed; not synced to disk (see the staging module).
+            drop(file);
             produced.push(name);
         }
         Ok(produced)

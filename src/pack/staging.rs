@@ -18,8 +18,6 @@ use super::checksums::{self, SHA256SUMS};
 use super::{Artifact, PackError};
 
 const STAGING_PREFIX: &str = ".kaokore-staging-";
-/// Files that are not artifacts: never staged, never removed as stale.
-const SCRATCH_DIR: &str = ".scratch";
 
 pub struct Staging {
     out: PathBuf,
@@ -39,16 +37,12 @@ impl Staging {
         if root.exists() {
             fs::remove_dir_all(&root).map_err(PackError::io(&root))?;
         }
-        fs::create_dir_all(root.join(SCRATCH_DIR)).map_err(PackError::io(&root))?;
+        fs::create_dir_all(&root).map_err(PackError::io(&root))?;
         Ok(Staging {
             out: out.to_path_buf(),
             root,
             committed: false,
         })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Where the artifact `relative` is staged; its parent directory is created.
@@ -60,22 +54,20 @@ impl Staging {
         Ok(path)
     }
 
-    /// A scratch file (never an artifact), removed with the staging directory.
-    pub fn scratch(&self, name: &str) -> PathBuf {
-        self.root.join(SCRATCH_DIR).join(name)
-    }
-
-    /// Hash every staged artifact, write SHA256SUMS, remove the artifacts of an earlier
-    /// build that this one does not produce, and rename everything into place.
-    /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
+    /// Hash every staged artifact (but those in `hashed`, hashed while written), write
+    /// SHA256SUMS, remove the artifacts of an earlier build that this one does not
+    /// produce, and rename everything into place. Returns the artifacts (SHA256SUMS last)
+    /// and the stale paths removed.
     pub fn commit(
         mut self,
         produced: Vec<String>,
+        hashed: Vec<Artifact>,
     ) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
-        // The files are hashed in parallel (on the caller's rayon pool): this runs after the
-        // last image, so it is wall time nothing else overlaps.
+        // The other files are hashed in parallel (on the caller's rayon pool): this runs
+        // after the last image, so it is wall time nothing else overlaps.
         let mut artifacts = produced
             .par_iter()
+            .filter(|relative| !hashed.iter().any(|a| &a.path == *relative))
             .map(|relative| {
                 let path = self.root.join(relative);
                 let (bytes, sha256) = checksums::hash_file(&path).map_err(PackError::io(&path))?;
@@ -86,6 +78,7 @@ impl Staging {
                 })
             })
             .collect::<Result<Vec<_>, PackError>>()?;
+        artifacts.extend(hashed);
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let sums = checksums::render(&artifacts);
         let sums_path = self.root.join(SHA256SUMS);

@@ -1,0 +1,225 @@
+//! The image files of idx and npz, written as rows arrive.
+//!
+//! Each image's pixels arrive as an independent deflate segment (see [`crate::encode`]).
+//! The same segment is appended to the split's idx `.gz` file and to its npz member
+//! (compress once, write twice), so no pixel is held in memory or copied again at the end,
+//! and each file's SHA-256 is computed while it is written.
+//!
+//! Both formats put the row count in a header in front of the pixels. The header is
+//! written with the expected count (the split's packable rows) in a *stored* deflate
+//! block, so it has a fixed length and position: when images turn out missing, it is
+//! overwritten in place at the end and only then is the file hashed again.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::checksums;
+use crate::encode::{DeflateSegment, FINAL_BLOCK};
+
+/// Bytes to overwrite in a written file: the corrected header.
+pub struct Patch {
+    pub at: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A new file whose SHA-256 and length follow every byte written.
+pub struct HashingFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    sha: Sha256,
+    written: u64,
+}
+
+impl HashingFile {
+    pub fn create(path: &Path) -> io::Result<HashingFile> {
+        Ok(HashingFile {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+            sha: Sha256::new(),
+            written: 0,
+        })
+    }
+
+    /// Bytes written so far: the offset of the next byte.
+    pub fn position(&self) -> u64 {
+        self.written
+    }
+
+    /// Flush and close; `patch` overwrites bytes already written (at an offset), in which
+    /// case the file is hashed again from the start. Returns its size and SHA-256.
+    pub fn finish(self, patch: Option<&Patch>) -> io::Result<(u64, String)> {
+        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
+        let Some(patch) = patch else {
+            return Ok((self.written, checksums::hex(&self.sha.finalize())));
+        };
+        file.seek(SeekFrom::Start(patch.at))?;
+        file.write_all(&patch.bytes)?;
+        drop(file);
+        checksums::hash_file(&self.path)
+    }
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The raw deflate stream of one file: a header in a stored block, then pixel segments.
+pub struct PixelStream {
+    /// File offset of the header bytes (inside the stored block).
+    header_at: u64,
+    header: Vec<u8>,
+    pixels: crc32fast::Hasher,
+    /// Deflate bytes written, stored block included.
+    compressed: u64,
+    rows: u64,
+}
+
+/// What a closed stream holds, for the container's trailer.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTotals {
+    /// CRC-32 of the uncompressed data (header + pixels).
+    pub crc: u32,
+    pub uncompressed: u64,
+    /// Length of the raw deflate stream, final block included.
+    pub compressed: u64,
+}
+
+impl PixelStream {
+    /// Start the stream at the current position of `out` with `header` (below 64 KiB).
+    pub fn begin(out: &mut HashingFile, header: &[u8]) -> io::Result<PixelStream> {
+        let len = u16::try_from(header.len()).map_err(io::Error::other)?;
+        // BFINAL 0, BTYPE 00 (stored), padded to the byte, then LEN and its complement.
+        let mut block = vec![0u8];
+        block.extend_from_slice(&len.to_le_bytes());
+        block.extend_from_slice(&(!len).to_le_bytes());
+        out.write_all(&block)?;
+        let header_at = out.position();
+        out.write_all(header)?;
+        Ok(PixelStream {
+            header_at,
+            header: header.to_vec(),
+            pixels: crc32fast::Hasher::new(),
+            compressed: (block.len() + header.len()) as u64,
+            rows: 0,
+        })
+    }
+
+    pub fn append(&mut self, out: &mut HashingFile, segment: &DeflateSegment) -> io::Result<()> {
+        out.write_all(&segment.data)?;
+        self.pixels
+            .combine(&crc32fast::Hasher::new_with_initial_len(
+                segment.crc,
+                segment.len,
+            ));
+        self.compressed += segment.data.len() as u64;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// End the stream with the final block. `header` is the true header, of the same
+    /// length as the one written at the start; if it differs, the returned patch must be
+    /// applied with [`HashingFile::finish`].
+    pub fn end(
+        self,
+        out: &mut HashingFile,
+        header: Vec<u8>,
+    ) -> io::Result<(StreamTotals, Option<Patch>)> {
+        if header.len() != self.header.len() {
+            return Err(io::Error::other(format!(
+                "header changed length ({} -> {} bytes)",
+                self.header.len(),
+                header.len()
+            )));
+        }
+        out.write_all(&FINAL_BLOCK)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.combine(&self.pixels);
+        let totals = StreamTotals {
+            crc: crc.finalize(),
+            uncompressed: header.len() as u64 + self.pixels.total_len(),
+            compressed: self.compressed + FINAL_BLOCK.len() as u64,
+        };
+        let patch = (header != self.header).then_some(Patch {
+            at: self.header_at,
+            bytes: header,
+        });
+        Ok((totals, patch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::deflate_segment;
+    use std::io::Read;
+
+    #[test]
+    fn a_patched_header_reads_back_and_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.deflate");
+        let rows: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
+        let mut out = HashingFile::create(&path).unwrap();
+        let mut stream = PixelStream::begin(&mut out, b"count=5").unwrap();
+        for r in &rows {
+            stream
+                .append(&mut out, &deflate_segment(r, 1).unwrap())
+                .unwrap();
+        }
+        assert_eq!(stream.rows(), 3);
+        let (totals, patch) = stream.end(&mut out, b"count=3".to_vec()).unwrap();
+        let patch = patch.expect("the header changed");
+        let (len, sha) = out.finish(Some(&patch)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(len, bytes.len() as u64);
+        assert_eq!(totals.compressed, len);
+        assert_eq!(sha, checksums::sha256_hex(&bytes));
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&bytes[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        let mut expected = b"count=3".to_vec();
+        rows.iter().for_each(|r| expected.extend_from_slice(r));
+        assert!(back == expected);
+        assert_eq!(totals.uncompressed, expected.len() as u64);
+        assert_eq!(totals.crc, crc32fast::hash(&expected));
+    }
+
+    #[test]
+    fn an_unpatched_stream_is_hashed_while_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.deflate");
+        let mut out = HashingFile::create(&path).unwrap();
+        out.write_all(b"prefix").unwrap();
+        let stream = PixelStream::begin(&mut out, b"h").unwrap();
+        let (_, patch) = stream.end(&mut out, b"h".to_vec()).unwrap();
+        assert!(patch.is_none());
+        let (len, sha) = out.finish(None).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((len, sha), (6 + 6 + 2, checksums::sha256_hex(&bytes)));
+        assert!(stream_header_len_mismatch_is_an_error());
+    }
+
+    fn stream_header_len_mismatch_is_an_error() -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = HashingFile::create(&dir.path().join("x")).unwrap();
+        let stream = PixelStream::begin(&mut out, b"abc").unwrap();
+        stream.end(&mut out, b"abcd".to_vec()).is_err()
+    }
+}
