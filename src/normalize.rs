@@ -24,6 +24,8 @@ pub enum NormalizeError {
     UnknownFormat,
     #[error("cannot decode image: {0}")]
     Decode(#[from] image::ImageError),
+    #[error("cannot decode JPEG: {0}")]
+    Jpeg(String),
     #[error("image is larger than {max} pixels on an edge, or too large to decode")]
     TooLarge { max: u32 },
     #[error("image has no pixels")]
@@ -149,6 +151,10 @@ pub struct Decoded {
 
 /// Decode with dimension and allocation caps checked from the header first.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let image = decode_jpeg(bytes, MAX_IMAGE_EDGE)?;
+        return Ok(Decoded::jpeg(bytes, image));
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| NormalizeError::Decode(image::ImageError::IoError(e)))?;
@@ -172,24 +178,85 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
     if image.width() == 0 || image.height() == 0 {
         return Err(NormalizeError::Empty);
     }
-    let mut layout = SourceLayout::of(image.color());
     if format == SourceFormat::Jpeg {
-        // The JPEG decoder hands CMYK/YCCK out as RGB; the frame header tells the truth.
-        match jpeg_components(bytes) {
-            Some(4) => layout = SourceLayout::Cmyk8,
-            Some(3) | Some(1) => {}
-            _ => layout = SourceLayout::Other,
-        }
+        return Ok(Decoded::jpeg(bytes, image));
     }
     Ok(Decoded {
         source: SourceImage {
             format,
             width: image.width(),
             height: image.height(),
-            layout,
+            layout: SourceLayout::of(image.color()),
         },
         image,
     })
+}
+
+impl Decoded {
+    /// A JPEG decoded by [`decode_jpeg`] (here or while it was fetched) from `bytes`.
+    pub fn jpeg(bytes: &[u8], image: DynamicImage) -> Decoded {
+        // The decoder hands CMYK/YCCK out as RGB; the frame header tells the truth.
+        let layout = match jpeg_components(bytes) {
+            Some(4) => SourceLayout::Cmyk8,
+            Some(3) | Some(1) => SourceLayout::of(image.color()),
+            _ => SourceLayout::Other,
+        };
+        Decoded {
+            source: SourceImage {
+                format: SourceFormat::Jpeg,
+                width: image.width(),
+                height: image.height(),
+                layout,
+            },
+            image,
+        }
+    }
+}
+
+/// The one JPEG decoder of kaokore: zune-jpeg in strict mode, edges capped at `max_edge`
+/// from the header. A cut or garbled scan is an error (the lenient mode fills it with
+/// grey); grayscale stays one channel, everything else comes out RGB. The fetcher
+/// validates bodies with it and pack decodes with it, so an image decoded while it was
+/// fetched can be packed without decoding it again, with the same pixels.
+pub fn decode_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, NormalizeError> {
+    use zune_core::colorspace::ColorSpace;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(max_edge as usize)
+        .set_max_height(max_edge as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    let error = |e: zune_jpeg::errors::DecodeErrors| match e {
+        zune_jpeg::errors::DecodeErrors::LargeDimensions(_) => {
+            NormalizeError::TooLarge { max: max_edge }
+        }
+        other => NormalizeError::Jpeg(format!("{other:?}")),
+    };
+    decoder.decode_headers().map_err(error)?;
+    let gray = matches!(
+        decoder.input_colorspace(),
+        Some(ColorSpace::Luma | ColorSpace::LumaA)
+    );
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
+    let pixels = decoder.decode().map_err(error)?;
+    let (width, height) = decoder.dimensions().ok_or(NormalizeError::Empty)?;
+    let (width, height) = (width as u32, height as u32);
+    if width == 0 || height == 0 {
+        return Err(NormalizeError::Empty);
+    }
+    let image = if gray {
+        image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
+    };
+    image.ok_or_else(|| NormalizeError::Jpeg("decoded size does not match the header".into()))
 }
 
 /// Convert to 8-bit RGB and resize to `size` x `size`; returns the pixels and whether

@@ -11,12 +11,14 @@ use std::time::Instant;
 
 use crate::config::BuildConfig;
 use crate::error::Error;
-use crate::fetch::{Cache, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
+use image::DynamicImage;
+
+use crate::fetch::{Cache, FetchFailure, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
 use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
-use crate::pack::{ImageSource, PackSummary};
+use crate::pack::{Delivered, ImageSource, PackSummary};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stage};
 use crate::verify::VerifyReport;
@@ -55,10 +57,19 @@ pub fn info(dataset: &Dataset, cache_dir: &Path) -> Result<DatasetInfo, Error> {
     Ok(DatasetInfo::of(dataset, Some((&shown, &probe))))
 }
 
+/// Pixels decoded by the fetcher's validation are kept for pack only for images at most
+/// this many rows ahead of the last one pack asked for...
+const DECODED_AHEAD: usize = 256;
+/// ... and only up to this many bytes in all. An image that comes earlier is decoded
+/// again from the cache, so memory stays bounded whatever the order of arrival.
+const DECODED_BUDGET: usize = 128 << 20;
+
 /// Images the pack stage receives during `build`: it waits for the fetcher to finish each
 /// one, so packing overlaps the network instead of following it.
 struct Arrivals<'a> {
     cache: &'a Cache,
+    /// Row of each packable image, in labels.csv order.
+    rows: HashMap<ImageId, usize>,
     state: Mutex<ArrivalState>,
     changed: Condvar,
 }
@@ -69,14 +80,37 @@ struct ArrivalState {
     done: HashMap<ImageId, bool>,
     /// The fetcher has stopped: an image not in `done` will never come.
     finished: bool,
+    /// Pixels the fetcher decoded, waiting for pack, and their size in bytes.
+    decoded: HashMap<ImageId, DynamicImage>,
+    decoded_bytes: usize,
+    /// One past the last row pack asked for.
+    asked: usize,
 }
 
 impl<'a> Arrivals<'a> {
-    fn new(cache: &'a Cache) -> Self {
+    fn new(cache: &'a Cache, packable: &[FetchRequest]) -> Self {
         Arrivals {
             cache,
+            rows: packable
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id, i))
+                .collect(),
             state: Mutex::new(ArrivalState::default()),
             changed: Condvar::new(),
+        }
+    }
+
+    /// Keep the pixels the fetcher decoded if pack will want them soon.
+    fn decoded(&self, id: ImageId, image: DynamicImage) {
+        let Some(&row) = self.rows.get(&id) else {
+            return;
+        };
+        let size = image.as_bytes().len();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if row < state.asked + DECODED_AHEAD && state.decoded_bytes + size <= DECODED_BUDGET {
+            state.decoded_bytes += size;
+            state.decoded.insert(id, image);
         }
     }
 
@@ -94,9 +128,12 @@ impl<'a> Arrivals<'a> {
 }
 
 impl ImageSource for Arrivals<'_> {
-    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>> {
+    fn image(&self, record: &ImageRecord) -> Option<Delivered> {
         let url = record.url.as_deref()?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&row) = self.rows.get(&record.id) {
+            state.asked = state.asked.max(row + 1);
+        }
         let ok = loop {
             if let Some(&ok) = state.done.get(&record.id) {
                 break ok;
@@ -106,12 +143,16 @@ impl ImageSource for Arrivals<'_> {
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         };
-        drop(state);
-        if ok {
-            self.cache.read(url).ok().flatten()
-        } else {
-            None
+        let decoded = state.decoded.remove(&record.id);
+        if let Some(image) = &decoded {
+            state.decoded_bytes -= image.as_bytes().len();
         }
+        drop(state);
+        if !ok {
+            return None;
+        }
+        let bytes = self.cache.read(url).ok().flatten()?;
+        Some(Delivered { bytes, decoded })
     }
 }
 
@@ -119,8 +160,9 @@ impl ImageSource for Arrivals<'_> {
 struct CacheSource<'a>(&'a Cache);
 
 impl ImageSource for CacheSource<'_> {
-    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>> {
-        self.0.read(record.url.as_deref()?).ok().flatten()
+    fn image(&self, record: &ImageRecord) -> Option<Delivered> {
+        let bytes = self.0.read(record.url.as_deref()?).ok().flatten()?;
+        Some(bytes.into())
     }
 }
 
@@ -135,13 +177,15 @@ fn requests<'a>(records: impl Iterator<Item = &'a ImageRecord>) -> Vec<FetchRequ
         .collect()
 }
 
-/// Run the fetcher over `requests`, reporting each completion to `progress` and `also`.
+/// Run the fetcher over `requests`, reporting each completion to `progress` and `also`,
+/// and the pixels of downloaded JPEGs to `on_decoded` when given.
 fn run_fetch(
     requests: &[FetchRequest],
     cache: &Cache,
     cfg: &BuildConfig,
     progress: &Progress,
     also: &(dyn Fn(ImageId, bool) + Sync),
+    on_decoded: Option<&OnDecoded<'_>>,
 ) -> Result<FetchSummary, Error> {
     let on_done = |request: &FetchRequest, outcome: &FetchOutcome| {
         let failed = matches!(outcome, FetchOutcome::Failed(_));
@@ -156,9 +200,10 @@ fn run_fetch(
         progress.advance(failed);
         also(request.id, !failed);
     };
-    Ok(crate::fetch::fetch_all(
-        requests, cache, &cfg.fetch, &on_done,
-    )?)
+    Ok(match on_decoded {
+        Some(hook) => crate::fetch::fetch_all_decoded(requests, cache, &cfg.fetch, &on_done, hook)?,
+        None => crate::fetch::fetch_all(requests, cache, &cfg.fetch, &on_done)?,
+    })
 }
 
 fn summarize_failures(failures: &[FetchFailure]) {
@@ -181,7 +226,7 @@ pub fn fetch(cfg: &BuildConfig) -> Result<FetchSummary, Error> {
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.with_url());
     let progress = Progress::new("fetch", requests.len() as u64, cfg.progress);
-    let summary = run_fetch(&requests, &cache, cfg, &progress, &|_, _| {})?;
+    let summary = run_fetch(&requests, &cache, cfg, &progress, &|_, _| {}, None)?;
     progress.finish();
     summarize_failures(&summary.failures);
     if cfg.strict && !summary.failures.is_empty() {
@@ -230,7 +275,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     if cfg.strict {
         // No partial dataset: every image must be in the cache before anything is packed.
         let fetched = report.time(Stage::Fetch, || {
-            run_fetch(&requests, &cache, cfg, &progress, &|_, _| {})
+            run_fetch(&requests, &cache, cfg, &progress, &|_, _| {}, None)
         })?;
         progress.finish();
         summarize_failures(&fetched.failures);
@@ -250,7 +295,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         })?;
         report.pack = Some(packed);
     } else {
-        let arrivals = Arrivals::new(&cache);
+        let arrivals = Arrivals::new(&cache, &requests);
         let fetch_started = Instant::now();
         let (fetched, packed) = std::thread::scope(|s| {
             let fetcher = s.spawn(|| {
@@ -260,6 +305,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
                     cfg,
                     &Progress::hidden("fetch", 0),
                     &|id, ok| arrivals.arrived(id, ok),
+                    Some(&|request: &FetchRequest, image| arrivals.decoded(request.id, image)),
                 );
                 arrivals.finish();
                 (r, fetch_started.elapsed())

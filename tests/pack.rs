@@ -388,9 +388,18 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
     let fx = fixture(90, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let mut trees = Vec::new();
-    for (k, (jobs, delay)) in [(1, 0), (2, 0), (2, 6), (3, 4)].into_iter().enumerate() {
+    // The last run gets JPEGs with their pixels decoded beforehand, as in a build.
+    let runs = [
+        (1, 0, false),
+        (2, 0, false),
+        (2, 6, false),
+        (3, 4, false),
+        (2, 3, true),
+    ];
+    for (k, (jobs, delay, predecoded)) in runs.into_iter().enumerate() {
         let out = dir.path().join(format!("out{k}"));
-        let source = MapSource::jittery(fx.files.clone(), delay, 7 + k as u64);
+        let mut source = MapSource::jittery(fx.files.clone(), delay, 7 + k as u64);
+        source.predecoded = predecoded;
         let progress = Progress::hidden("pack", 0);
         pack::pack(
             &fx.dataset,

@@ -24,6 +24,7 @@ use crate::config::FetchOptions;
 use crate::metadata::ImageId;
 
 pub use cache::Cache;
+pub use run::OnDecoded;
 
 /// One image to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +107,21 @@ pub fn fetch_all(
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
 ) -> Result<FetchSummary, FetchError> {
     let never = AtomicBool::new(false);
-    run::fetch_all(requests, cache, opts, on_done, &never)
+    run::fetch_all(requests, cache, opts, on_done, None, &never)
+}
+
+/// [`fetch_all`] that also hands over the pixels of each downloaded JPEG, as decoded by
+/// validation ([`crate::normalize::decode_jpeg`]), before reporting it done: `build`
+/// packs them without decoding the file again.
+pub fn fetch_all_decoded(
+    requests: &[FetchRequest],
+    cache: &Cache,
+    opts: &FetchOptions,
+    on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
+    on_decoded: &OnDecoded<'_>,
+) -> Result<FetchSummary, FetchError> {
+    let never = AtomicBool::new(false);
+    run::fetch_all(requests, cache, opts, on_done, Some(on_decoded), &never)
 }
 
 /// [`fetch_all`] that stops promptly once `stop` becomes true (e.g. set by a Ctrl-C
@@ -119,5 +134,5 @@ pub fn fetch_all_until(
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
     stop: &AtomicBool,
 ) -> Result<FetchSummary, FetchError> {
-    run::fetch_all(requests, cache, opts, on_done, stop)
+    run::fetch_all(requests, cache, opts, on_done, None, stop)
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use image::DynamicImage;
 use tokio::sync::Semaphore;
 
 use crate::config::{FetchOptions, Rewrite};
@@ -35,7 +36,11 @@ struct Job {
 
 /// How a job ended.
 enum JobResult {
-    Downloaded { attempts: u32 },
+    /// `decoded`: the pixels of a JPEG body, from its validation.
+    Downloaded {
+        attempts: u32,
+        decoded: Option<DynamicImage>,
+    },
     Failed(AttemptError, u32),
 }
 
@@ -67,13 +72,20 @@ struct Shared {
     /// `--concurrency`: taken after the host's own slot, so that waiting for a busy host
     /// never holds a global slot another host could use.
     global: Semaphore,
+    /// Hand the pixels decoded by validation to the caller (else they are dropped).
+    keep_decoded: bool,
 }
+
+/// Called on the calling thread with the pixels of a downloaded JPEG, before its
+/// requests are reported done.
+pub type OnDecoded<'a> = dyn Fn(&FetchRequest, DynamicImage) + Sync + 'a;
 
 pub(super) fn fetch_all(
     requests: &[FetchRequest],
     cache: &Cache,
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
+    on_decoded: Option<&OnDecoded<'_>>,
     stop: &AtomicBool,
 ) -> Result<FetchSummary, FetchError> {
     let mut summary = FetchSummary {
@@ -136,18 +148,28 @@ pub(super) fn fetch_all(
     }
 
     if !jobs.is_empty() {
+        let queues = host_order
+            .into_iter()
+            .map(|host| host_jobs.remove(&host).unwrap_or_default())
+            .collect();
         download_jobs(
             jobs,
-            host_order,
-            host_jobs,
+            queues,
             cache,
             opts,
             stop,
-            |jobs, j, result| {
+            on_decoded.is_some(),
+            |jobs, j, mut result| {
                 let job: &Job = &jobs[j];
+                if let (Some(hook), JobResult::Downloaded { decoded, .. }) =
+                    (on_decoded, &mut result)
+                    && let Some(image) = decoded.take()
+                {
+                    hook(&requests[job.requests[0]], image);
+                }
                 for &i in &job.requests {
                     let outcome = match &result {
-                        JobResult::Downloaded { attempts } => FetchOutcome::Downloaded {
+                        JobResult::Downloaded { attempts, .. } => FetchOutcome::Downloaded {
                             attempts: *attempts,
                         },
                         JobResult::Failed(e, attempts) => FetchOutcome::Failed(FetchFailure {
@@ -161,7 +183,9 @@ pub(super) fn fetch_all(
                     tally(&mut summary, i, outcome);
                 }
                 let attempts = match result {
-                    JobResult::Downloaded { attempts } | JobResult::Failed(_, attempts) => attempts,
+                    JobResult::Downloaded { attempts, .. } | JobResult::Failed(_, attempts) => {
+                        attempts
+                    }
                 };
                 summary.retries += u64::from(attempts.saturating_sub(1));
             },
@@ -174,11 +198,11 @@ pub(super) fn fetch_all(
 /// Run the downloads on a runtime of their own; `done` is called on this thread.
 fn download_jobs(
     jobs: Vec<Job>,
-    host_order: Vec<String>,
-    mut host_jobs: HashMap<String, VecDeque<usize>>,
+    queues: Vec<VecDeque<usize>>,
     cache: &Cache,
     opts: &FetchOptions,
     stop: &AtomicBool,
+    keep_decoded: bool,
     mut done: impl FnMut(&[Job], usize, JobResult),
 ) -> Result<(), FetchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -197,11 +221,11 @@ fn download_jobs(
         cache: cache.clone(),
         jobs,
         global: Semaphore::new(opts.concurrency.max(1)),
+        keep_decoded,
     });
     let (tx, rx) = mpsc::channel::<Message>();
     let per_host = opts.per_host.max(1);
-    for host in host_order {
-        let queue = host_jobs.remove(&host).unwrap_or_default();
+    for queue in queues {
         // Twice the host's slots: while one worker validates and stores a body, another
         // already holds the next request, so the host never idles at its limit.
         let workers = (per_host * 2).min(queue.len());
@@ -297,9 +321,9 @@ async fn fetch_job<'g>(
             Err(e) => Err(e),
         };
         let e = match result {
-            Ok(()) => {
+            Ok(decoded) => {
                 gate.success();
-                return Ok(JobResult::Downloaded { attempts });
+                return Ok(JobResult::Downloaded { attempts, decoded });
             }
             Err(e) => e,
         };
@@ -323,28 +347,31 @@ async fn fetch_job<'g>(
     }
 }
 
-/// Validate a body off the async threads and store it if it is a sane image.
-/// The outer `Err` is a cache that cannot be written.
+/// Validate a body off the async threads and store it if it is a sane image; a JPEG's
+/// pixels come back when the caller wants them. The outer `Err` is a cache that cannot
+/// be written.
 async fn store_validated(
     shared: &Shared,
     url: &str,
     body: Vec<u8>,
-) -> Result<Result<(), AttemptError>, (std::path::PathBuf, std::io::Error)> {
+) -> Result<Result<Option<DynamicImage>, AttemptError>, (std::path::PathBuf, std::io::Error)> {
     let cache = shared.cache.clone();
     let url = url.to_string();
     let max_edge = shared.opts.max_image_edge;
+    let keep = shared.keep_decoded;
     let joined = tokio::task::spawn_blocking(move || {
-        if let Err(invalid) = validate::check_image(&body, max_edge) {
-            return Ok(Err(invalid));
-        }
+        let decoded = match validate::check_image(&body, max_edge) {
+            Ok(decoded) => decoded,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
         match cache.store(&url, &body) {
-            Ok(()) => Ok(Ok(())),
+            Ok(()) => Ok(Ok(decoded.filter(|_| keep))),
             Err(e) => Err((cache.path_for(&url), e)),
         }
     })
     .await;
     let invalid = match joined {
-        Ok(Ok(Ok(()))) => return Ok(Ok(())),
+        Ok(Ok(Ok(decoded))) => return Ok(Ok(decoded)),
         Ok(Ok(Err(invalid))) => invalid,
         Ok(Err(broken)) => return Err(broken),
         Err(e) => Invalid::Undecodable(format!("validation did not finish: {e}")),

@@ -4,7 +4,9 @@
 
 use std::io::Cursor;
 
-use image::ImageReader;
+use image::{DynamicImage, ImageReader};
+
+use crate::normalize;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +30,9 @@ impl std::fmt::Display for Invalid {
 }
 
 /// Check that `bytes` hold an image with both edges in `1..=max_edge` that decodes.
-/// The dimensions are read from the header before any pixel is decoded.
-pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<(u32, u32), Invalid> {
+/// The dimensions are read from the header before any pixel is decoded. A JPEG's pixels
+/// are returned: decoded by the decoder pack uses, they can be packed as they are.
+pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<Option<DynamicImage>, Invalid> {
     let reader = || {
         ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -45,8 +48,9 @@ pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<(u32, u32), Inv
     if width == 0 || height == 0 || width > max_edge || height > max_edge {
         return Err(Invalid::BadDimensions { width, height });
     }
+    let mut decoded = None;
     if is_jpeg(bytes) {
-        check_jpeg(bytes, max_edge)?;
+        decoded = Some(check_jpeg(bytes, max_edge)?);
     } else {
         let mut r = reader()?;
         // The header was checked; keep the decoder's own allocation limit in line with it.
@@ -57,7 +61,7 @@ pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<(u32, u32), Inv
         r.decode()
             .map_err(|e| Invalid::Undecodable(e.to_string()))?;
     }
-    Ok((width, height))
+    Ok(decoded)
 }
 
 fn is_jpeg(bytes: &[u8]) -> bool {
@@ -67,25 +71,15 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 /// A JPEG must decode in strict mode and end with its end-of-image marker. The lenient
 /// default decoder fills a cut or garbled scan with grey and reports success, which
 /// would let a damaged file into the cache for good.
-fn check_jpeg(bytes: &[u8], max_edge: u32) -> Result<(), Invalid> {
+fn check_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, Invalid> {
     let tail = &bytes[bytes.len().saturating_sub(64)..];
     if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         return Err(Invalid::Undecodable(
             "JPEG without its end-of-image marker (cut short)".to_string(),
         ));
     }
-    let options = zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(max_edge as usize)
-        .set_max_height(max_edge as usize);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-        zune_core::bytestream::ZCursor::new(bytes),
-        options,
-    );
-    decoder
-        .decode()
-        .map(drop)
-        .map_err(|e| Invalid::Undecodable(format!("corrupt JPEG: {e:?}")))
+    normalize::decode_jpeg(bytes, max_edge)
+        .map_err(|e| Invalid::Undecodable(format!("corrupt JPEG: {e}")))
 }
 
 /// A short hint at what an unrecognised body is, for the failure report.
@@ -115,10 +109,15 @@ mod tests {
     #[test]
     fn accepts_a_jpeg_and_refuses_the_rest() {
         let good = jpeg(40, 30);
-        assert_eq!(check_image(&good, 100), Ok((40, 30)));
+        let pixels = check_image(&good, 100).unwrap().expect("a JPEG is decoded");
+        assert_eq!((pixels.width(), pixels.height()), (40, 30));
         assert_eq!(
-            check_image(&good, 35),
-            Err(Invalid::BadDimensions {
+            pixels.as_bytes(),
+            normalize::decode(&good).unwrap().image.as_bytes()
+        );
+        assert_eq!(
+            check_image(&good, 35).err(),
+            Some(Invalid::BadDimensions {
                 width: 40,
                 height: 30
             })

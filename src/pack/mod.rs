@@ -46,7 +46,24 @@ const CHUNK_ROWS: usize = 64;
 /// Where pack gets image bytes. `image` blocks until the image is known (so a build can
 /// overlap fetching and packing) and returns `None` if it could not be fetched.
 pub trait ImageSource: Sync {
-    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>>;
+    fn image(&self, record: &ImageRecord) -> Option<Delivered>;
+}
+
+/// An image file as a source delivers it.
+pub struct Delivered {
+    pub bytes: Vec<u8>,
+    /// Its pixels, when already decoded by [`normalize::decode_jpeg`] (as the fetcher's
+    /// validation does): pack then does not decode the file again.
+    pub decoded: Option<image::DynamicImage>,
+}
+
+impl From<Vec<u8>> for Delivered {
+    fn from(bytes: Vec<u8>) -> Delivered {
+        Delivered {
+            bytes,
+            decoded: None,
+        }
+    }
 }
 
 /// Why pack failed. No artifact is left behind when it does.
@@ -324,7 +341,7 @@ fn run_chunks(
         }
         match source.image(record) {
             None => Outcome::Missing,
-            Some(bytes) => encode_image(&bytes, opts),
+            Some(delivered) => encode_image(delivered, opts),
         }
     };
     let work = &work;
@@ -486,13 +503,17 @@ impl<'a> RowSink<'a> {
 }
 
 /// Decode, normalize and encode one fetched image into what the formats need.
-fn encode_image(bytes: &[u8], opts: &PackOptions) -> Outcome {
+fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
     let f = opts.formats;
     let mut times = WorkerTimes::default();
     let t = Instant::now();
-    let decoded = match normalize::decode(bytes) {
-        Ok(d) => d,
-        Err(e) => return Outcome::Undecodable(e),
+    let bytes = &delivered.bytes[..];
+    let decoded = match delivered.decoded {
+        Some(image) => normalize::Decoded::jpeg(bytes, image),
+        None => match normalize::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => return Outcome::Undecodable(e),
+        },
     };
     times.decode = t.elapsed();
     let t = Instant::now();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use image::{ImageEncoder, RgbImage, RgbaImage};
 use kaokore::config::{Formats, PackOptions};
 use kaokore::metadata::{Dataset, DatasetVersion, ImageId, ImageRecord, MetadataFiles};
-use kaokore::pack::ImageSource;
+use kaokore::pack::{Delivered, ImageSource};
 
 pub const CLASS_NAMES_EN: &str = "gender\tstatus\n2\t4\n\ngender\n\t0\tmale\n\t1\tfemale\n\nstatus\n\t0\tnoble\n\t1\twarrior\n\t2\tincarnation\n\t3\tcommoner\n";
 pub const CLASS_NAMES_JA: &str = "性別\t身分\n2\t4\n\n性別\n\t0\t男\n\t1\t女\n\n身分\n\t0\t貴族\n\t1\t武士\n\t2\t化身\n\t3\t庶民\n";
@@ -329,6 +329,8 @@ pub struct MapSource {
     pub files: HashMap<ImageId, Option<Vec<u8>>>,
     pub max_delay_ms: u64,
     pub seed: Mutex<u64>,
+    /// Deliver JPEGs with their pixels already decoded, as the fetcher of a build does.
+    pub predecoded: bool,
 }
 
 impl MapSource {
@@ -337,6 +339,7 @@ impl MapSource {
             files,
             max_delay_ms: 0,
             seed: Mutex::new(1),
+            predecoded: false,
         }
     }
 
@@ -345,12 +348,13 @@ impl MapSource {
             files,
             max_delay_ms,
             seed: Mutex::new(seed | 1),
+            predecoded: false,
         }
     }
 }
 
 impl ImageSource for MapSource {
-    fn image(&self, record: &ImageRecord) -> Option<Vec<u8>> {
+    fn image(&self, record: &ImageRecord) -> Option<Delivered> {
         if self.max_delay_ms > 0 {
             let r = {
                 let mut x = self.seed.lock().unwrap();
@@ -361,7 +365,13 @@ impl ImageSource for MapSource {
             };
             std::thread::sleep(Duration::from_millis(r % self.max_delay_ms));
         }
-        self.files.get(&record.id).cloned().flatten()
+        let bytes = self.files.get(&record.id).cloned().flatten()?;
+        // As the fetcher of a build does: hand over the pixels validation decoded.
+        let decoded = self
+            .predecoded
+            .then(|| kaokore::normalize::decode_jpeg(&bytes, 8192).ok())
+            .flatten();
+        Some(Delivered { bytes, decoded })
     }
 }
 
