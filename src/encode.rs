@@ -10,25 +10,38 @@ use image::ImageEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 
-/// Deflate level of the pixel segments, the dominant cost of a pack. Segments are made
-/// with miniz_oxide, whose level 1 (greedy, one probe, dynamic Huffman) beats every other
-/// backend on both speed and size. Measured on normalized 256 x 256 crops of real faces
-/// (tests/pack_bench.rs; C zlib via libz-sys with its bundled source), full-flushed raw
-/// deflate, same rows, one run:
+/// How the pixel segments are deflated, the dominant cost of a pack: ISA-L (igzip) level 2
+/// with the default `isal` feature, else miniz_oxide level 1. Measured on 200 normalized
+/// 256 x 256 face crops, one thread, full-flushed raw deflate
+/// (`cargo test --release --test pack_bench -- --ignored --nocapture`):
 ///
-/// | backend, level        | MB/s     | ratio |
-/// |-----------------------|----------|-------|
-/// | miniz_oxide 1         | 110-116  | 0.555 |
-/// | miniz_oxide 2         | 40       | 0.517 |
-/// | zlib-rs 1 (quick)     | 74-103   | 0.632 |
-/// | zlib-rs 2             | 44-51    | 0.544 |
-/// | C zlib 1              | 41-45    | 0.514 |
-/// | C zlib 1, Z_RLE       | 60       | 0.632 |
+/// | backend, level        | MB/s | ratio |
+/// |-----------------------|------|-------|
+/// | ISA-L 2 (used)        | 220  | 0.557 |
+/// | miniz_oxide 1         | 103  | 0.555 |
+/// | miniz_oxide 2         | 44   | 0.517 |
+/// | miniz_oxide 6         | 26   | 0.509 |
+/// | zlib-rs 1 (quick)     | 91   | 0.632 |
+/// | zlib-rs 2             | 57   | 0.544 |
 ///
-/// On a v1.3 pack at 256 (fixture images) miniz_oxide 1 took ~15% less deflate CPU than
-/// zlib-rs 1 and made the idx files 13% smaller (862 vs 995 MB), which also saves writing
-/// and hashing. Level 2 and up cost 2.5x the CPU for 7% less.
-pub const PIXEL_DEFLATE_LEVEL: u32 = 1;
+/// ISA-L halves the CPU of deflate at the same size; slower levels save 7% at 2.5x the CPU
+/// or more.
+pub const PIXEL_DEFLATE: &str = if cfg!(feature = "isal") {
+    "ISA-L level 2"
+} else {
+    "miniz_oxide level 1"
+};
+
+#[cfg(feature = "isal")]
+mod isal;
+
+/// Deflate one image's pixel rows into a segment with [`PIXEL_DEFLATE`].
+pub fn deflate_pixels(pixels: &[u8]) -> Result<DeflateSegment, EncodeError> {
+    #[cfg(feature = "isal")]
+    return isal::deflate_segment(pixels);
+    #[cfg(not(feature = "isal"))]
+    return deflate_segment(pixels, 1);
+}
 /// Quality of JPEGs made from normalized pixels (`images_S/` rows that needed changes).
 pub const JPEG_QUALITY: u8 = 95;
 
@@ -113,11 +126,14 @@ mod tests {
     fn segments_concatenate_into_one_stream() {
         let a: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let b: Vec<u8> = (0..70_000u32).map(|i| (i / 300) as u8).collect();
-        let sa = deflate_segment(&a, 1).unwrap();
+        // Segments of the pixel deflate and of miniz_oxide mix freely.
+        let sa = deflate_pixels(&a).unwrap();
         let sb = deflate_segment(&b, 6).unwrap();
         let empty = deflate_segment(&[], 1).unwrap();
+        let empty_pixels = deflate_pixels(&[]).unwrap();
         let mut stream = sa.data.clone();
         stream.extend_from_slice(&empty.data);
+        stream.extend_from_slice(&empty_pixels.data);
         stream.extend_from_slice(&sb.data);
         stream.extend_from_slice(&FINAL_BLOCK);
         let mut back = Vec::new();
@@ -142,13 +158,19 @@ mod tests {
                 x as u8
             })
             .collect();
-        let s = deflate_segment(&noise, 1).unwrap();
-        let mut stream = s.data;
-        stream.extend_from_slice(&FINAL_BLOCK);
-        let mut back = Vec::new();
-        flate2::read::DeflateDecoder::new(&stream[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, noise);
+        for s in [deflate_segment(&noise, 1), deflate_pixels(&noise)] {
+            let s = s.unwrap();
+            assert_eq!(
+                (s.len, s.crc),
+                (noise.len() as u64, crc32fast::hash(&noise))
+            );
+            let mut stream = s.data;
+            stream.extend_from_slice(&FINAL_BLOCK);
+            let mut back = Vec::new();
+            flate2::read::DeflateDecoder::new(&stream[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == noise);
+        }
     }
 }

@@ -5,7 +5,7 @@ mod pack_common;
 
 use std::time::Instant;
 
-use kaokore::encode::deflate_segment;
+use kaokore::encode::{PIXEL_DEFLATE, deflate_pixels, deflate_segment};
 use kaokore::normalize::normalize;
 use pack_common::*;
 
@@ -22,17 +22,31 @@ fn deflate_level_bench() {
         })
         .collect();
     let raw: usize = rows.iter().map(Vec::len).sum();
-    for level in [1, 2, 3, 4, 6, 9] {
+    let measure = |name: &str, deflate: &dyn Fn(&[u8]) -> usize| {
         let t = Instant::now();
-        let packed: usize = rows
-            .iter()
-            .map(|r| deflate_segment(r, level).unwrap().data.len())
-            .sum();
+        let packed: usize = rows.iter().map(|r| deflate(r)).sum();
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
-            "level {level}: {:.1} MB/s, ratio {:.3}",
+            "{name}: {:.1} MB/s, ratio {:.3}",
             raw as f64 / secs / 1e6,
             packed as f64 / raw as f64
         );
+    };
+    measure(&format!("pixels ({PIXEL_DEFLATE})"), &|r| {
+        deflate_pixels(r).unwrap().data.len()
+    });
+    for level in [1, 2, 3, 6] {
+        measure(&format!("miniz_oxide {level}"), &|r| {
+            deflate_segment(r, level).unwrap().data.len()
+        });
+    }
+    for level in [1, 2] {
+        measure(&format!("zlib-rs {level}"), &|r| {
+            let mut z = flate2::Compress::new(flate2::Compression::new(level), false);
+            let mut out = Vec::with_capacity(r.len() + 1024);
+            z.compress_vec(r, &mut out, flate2::FlushCompress::Full)
+                .unwrap();
+            out.len()
+        });
     }
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::config::PackOptions;
-use crate::encode::{self, DeflateSegment, EncodeError, PIXEL_DEFLATE_LEVEL};
+use crate::encode::{self, DeflateSegment, EncodeError};
 use crate::metadata::{Dataset, ImageId, ImageRecord, Label, Provider, Split};
 use crate::normalize::{self, NormalizeError, SourceLayout};
 use crate::progress::Progress;
@@ -542,7 +542,7 @@ fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
         };
         if f.idx || f.npz {
             let t = Instant::now();
-            e.pixels = Some(encode::deflate_segment(&image.pixels, PIXEL_DEFLATE_LEVEL)?);
+            e.pixels = Some(encode::deflate_pixels(&image.pixels)?);
             e.times.deflate = t.elapsed();
         }
         if f.parquet {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Tools the default `isal` feature needs to build ISA-L from source: nasm, autoconf,
+# automake, libtool and make. Installs the missing ones with apt-get (Debian/Ubuntu; as
+# root, or through sudo); does nothing when all are there. Elsewhere, install them with
+# the system's package manager, or build with `--no-default-features` (miniz_oxide).
+set -euo pipefail
+
+missing=()
+for tool in nasm autoconf automake libtoolize make; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+echo "install_build_tools: missing ${missing[*]}; installing nasm autoconf automake libtool make" >&2
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || {
+        echo "install_build_tools: not root and no sudo: install nasm autoconf automake libtool make" >&2
+        exit 1
+    }
+    sudo=(sudo)
+fi
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nasm autoconf automake libtool make >/dev/null

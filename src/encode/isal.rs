@@ -1,0 +1,66 @@
+//! Pixel deflate with Intel's ISA-L (igzip): twice as fast as miniz_oxide on these images
+//! at the same size (see [`super::PIXEL_DEFLATE`]).
+//!
+//! ISA-L's stateless deflate compresses one buffer in one call. With `end_of_stream`
+//! unset and a full flush it ends on a byte boundary without a final block, and it never
+//! refers to earlier data: exactly a [`DeflateSegment`].
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
+use isal_sys::igzip_lib as ffi;
+
+use super::{DeflateSegment, EncodeError};
+
+/// ISA-L level 2: as fast as level 1 here, slightly smaller.
+const LEVEL: u32 = 2;
+const LEVEL_BUF_SIZE: usize = ffi::ISAL_DEF_LVL2_DEFAULT as usize;
+
+thread_local! {
+    /// The level's hash tables (about 330 KiB), reused by every image of a thread: ISA-L
+    /// initializes what it uses at the start of each call.
+    static LEVEL_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; LEVEL_BUF_SIZE]);
+}
+
+pub fn deflate_segment(input: &[u8]) -> Result<DeflateSegment, EncodeError> {
+    let avail_in = u32::try_from(input.len())
+        .map_err(|_| EncodeError::Deflate(format!("{} bytes is too much", input.len())))?;
+    // Room for incompressible input (stored blocks) and the block headers.
+    let mut out = vec![0u8; input.len() + input.len() / 16 + 1024];
+    let status = LEVEL_BUF.with_borrow_mut(|level_buf| {
+        let mut stream = MaybeUninit::<ffi::isal_zstream>::uninit();
+        // SAFETY: isal_deflate_stateless_init initializes every field of the stream; the
+        // pointers set below stay valid for the call (input and out are borrowed until it
+        // returns, level_buf is this thread's), and the lengths given are theirs. ISA-L
+        // only reads `input` through next_in, though the field is declared mutable.
+        unsafe {
+            ffi::isal_deflate_stateless_init(stream.as_mut_ptr());
+            let mut stream = stream.assume_init();
+            stream.level = LEVEL;
+            stream.level_buf = level_buf.as_mut_ptr();
+            stream.level_buf_size = level_buf.len() as u32;
+            stream.gzip_flag = ffi::IGZIP_DEFLATE as u16;
+            stream.flush = ffi::FULL_FLUSH as u16;
+            stream.end_of_stream = 0;
+            stream.next_in = input.as_ptr().cast_mut();
+            stream.avail_in = avail_in;
+            stream.next_out = out.as_mut_ptr();
+            stream.avail_out = out.len() as u32;
+            let status = ffi::isal_deflate_stateless(&mut stream);
+            (status, stream.avail_in, stream.total_out)
+        }
+    });
+    match status {
+        (0, 0, written) => {
+            out.truncate(written as usize);
+            Ok(DeflateSegment {
+                data: out,
+                crc: crc32fast::hash(input),
+                len: input.len() as u64,
+            })
+        }
+        (code, left, _) => Err(EncodeError::Deflate(format!(
+            "ISA-L deflate failed (code {code}, {left} bytes left)"
+        ))),
+    }
+}
