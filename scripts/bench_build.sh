@@ -10,6 +10,7 @@
 #
 #   scripts/bench_build.sh
 #   VERSION=1.0 SIZE=256 PER_HOST=8 LATENCY_MS=30 scripts/bench_build.sh
+#   KEEP_WORK=1 scripts/bench_build.sh      # keep the cache, output and report.json
 set -euo pipefail
 
 VERSION=${VERSION:-1.3}
