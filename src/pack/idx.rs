@@ -7,12 +7,11 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
 
 use flate2::{Compression, GzBuilder};
 
-use super::stream::{HashingFile, PixelStream};
-use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage, staging};
+use super::stream::{HashingFile, ImagesFile};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage, per_split, staging};
 use crate::metadata::Split;
 
 /// `idx/kaokore-{split}-images-idx4-ubyte.gz`
@@ -37,17 +36,9 @@ fn images_header(n: u64, size: u32) -> Vec<u8> {
     header
 }
 
-/// The images file of one split, open while rows arrive.
-struct ImagesFile {
-    name: String,
-    path: PathBuf,
-    out: HashingFile,
-    stream: PixelStream,
-}
-
 pub struct IdxWriter {
     size: u32,
-    images: [ImagesFile; 3],
+    images: [ImagesFile<HashingFile>; 3],
     /// (gender, status) per split, one byte per row.
     labels: [(Vec<u8>, Vec<u8>); 3],
 }
@@ -60,31 +51,16 @@ impl IdxWriter {
         size: u32,
         expected: [u64; 3],
     ) -> Result<IdxWriter, PackError> {
-        let open = |split: Split| -> Result<ImagesFile, PackError> {
-            let name = idx_images_name(split);
-            let path = staging.path(&name)?;
-            let start = || -> std::io::Result<(HashingFile, PixelStream)> {
-                let mut out = HashingFile::create(&path)?;
+        let open = |split: Split| {
+            let header = images_header(expected[split.index()], size);
+            ImagesFile::create(staging, idx_images_name(split), &header, |mut out| {
                 out.write_all(&GZIP_HEADER)?;
-                let stream =
-                    PixelStream::begin(&mut out, &images_header(expected[split.index()], size))?;
-                Ok((out, stream))
-            };
-            let (out, stream) = start().map_err(PackError::io(&path))?;
-            Ok(ImagesFile {
-                name,
-                path,
-                out,
-                stream,
+                Ok(out)
             })
         };
         Ok(IdxWriter {
             size,
-            images: [
-                open(Split::ALL[0])?,
-                open(Split::ALL[1])?,
-                open(Split::ALL[2])?,
-            ],
+            images: per_split(open)?,
             labels: Default::default(),
         })
     }
@@ -95,14 +71,7 @@ impl FormatWriter for IdxWriter {
         let (g, s) = &mut self.labels[row.split.index()];
         g.push(row.label.gender);
         s.push(row.label.status);
-        let segment = row
-            .pixels
-            .as_ref()
-            .ok_or(PackError::Internal("a row without pixels for idx"))?;
-        let file = &mut self.images[row.split.index()];
-        file.stream
-            .append(&mut file.out, segment)
-            .map_err(PackError::io(&file.path))
+        self.images[row.split.index()].append(row)
     }
 
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
@@ -115,28 +84,12 @@ impl FormatWriter for IdxWriter {
         for (split, file) in Split::ALL.into_iter().zip(images) {
             let (gender, status) = &labels[split.index()];
             let n = gender.len() as u64;
-            if file.stream.rows() != n {
-                return Err(PackError::Internal("pixel rows and label rows differ"));
-            }
-            let ImagesFile {
-                name,
-                path,
-                mut out,
-                stream,
-            } = file;
-            let close = || -> std::io::Result<(u64, String)> {
-                let (totals, patch) = stream.end(&mut out, images_header(n, size))?;
+            let header = images_header(n, size);
+            produced.push(file.close(n, header, ctx, |mut out, totals| {
                 out.write_all(&totals.crc.to_le_bytes())?;
                 out.write_all(&(totals.uncompressed as u32).to_le_bytes())?;
-                out.finish(patch.as_ref())
-            };
-            let (bytes, sha256) = close().map_err(PackError::io(&path))?;
-            ctx.hashed.push(Artifact {
-                path: name.clone(),
-                bytes,
-                sha256,
-            });
-            produced.push(name);
+                Ok(out)
+            })?);
 
             for (label, values) in [("gender", gender), ("status", status)] {
                 let name = idx_labels_name(split, label);

@@ -579,6 +579,12 @@ fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
     }
 }
 
+/// One value per split, in `Split::ALL` order.
+fn per_split<T>(mut make: impl FnMut(Split) -> Result<T, PackError>) -> Result<[T; 3], PackError> {
+    let [a, b, c] = Split::ALL;
+    Ok([make(a)?, make(b)?, make(c)?])
+}
+
 /// Running counts per split, label and provider.
 struct Counts {
     per_split: [(u64, Vec<u64>, Vec<u64>); 3],

@@ -7,14 +7,13 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::PathBuf;
 
 use ndarray::Array1;
 use ndarray_npy::WriteNpyExt;
 
-use super::stream::{HashingFile, PixelStream};
+use super::stream::{HashingFile, ImagesFile};
 use super::zip::{Method, ZipWriter};
-use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage, staging};
+use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage, per_split, staging};
 use crate::encode::deflate_segment;
 use crate::metadata::Split;
 
@@ -52,18 +51,9 @@ fn npy_header_u8_padded(shape: &[u64], min_len: usize) -> Vec<u8> {
     out
 }
 
-/// The images archive of one split, open while rows arrive.
-struct ImagesFile {
-    name: String,
-    path: PathBuf,
-    zip: ZipWriter<HashingFile>,
-    stream: PixelStream,
-    header_len: usize,
-}
-
 pub struct NpzWriter {
     size: u64,
-    images: [ImagesFile; 3],
+    images: [ImagesFile<ZipWriter<HashingFile>>; 3],
     /// (gender, status, image_id) per split.
     labels: [(Vec<u8>, Vec<u8>, Vec<i32>); 3],
 }
@@ -77,32 +67,17 @@ impl NpzWriter {
         expected: [u64; 3],
     ) -> Result<NpzWriter, PackError> {
         let size = u64::from(size);
-        let open = |split: Split| -> Result<ImagesFile, PackError> {
-            let name = npz_images_name(split);
-            let path = staging.path(&name)?;
+        let open = |split: Split| {
             let header = npy_header_u8(&[expected[split.index()], size, size, 3]);
-            let start = || -> std::io::Result<(ZipWriter<HashingFile>, PixelStream)> {
-                let mut zip = ZipWriter::new(HashingFile::create(&path)?);
+            ImagesFile::create(staging, npz_images_name(split), &header, |out| {
+                let mut zip = ZipWriter::new(out);
                 zip.begin_streamed("arr_0.npy", Method::Deflated)?;
-                let stream = PixelStream::begin(zip.sink(), &header)?;
-                Ok((zip, stream))
-            };
-            let (zip, stream) = start().map_err(PackError::io(&path))?;
-            Ok(ImagesFile {
-                name,
-                path,
-                zip,
-                stream,
-                header_len: header.len(),
+                Ok(zip)
             })
         };
         Ok(NpzWriter {
             size,
-            images: [
-                open(Split::ALL[0])?,
-                open(Split::ALL[1])?,
-                open(Split::ALL[2])?,
-            ],
+            images: per_split(open)?,
             labels: Default::default(),
         })
     }
@@ -114,14 +89,7 @@ impl FormatWriter for NpzWriter {
         g.push(row.label.gender);
         s.push(row.label.status);
         ids.push(row.record.id.0 as i32);
-        let segment = row
-            .pixels
-            .as_ref()
-            .ok_or(PackError::Internal("a row without pixels for npz"))?;
-        let file = &mut self.images[row.split.index()];
-        file.stream
-            .append(file.zip.sink(), segment)
-            .map_err(PackError::io(&file.path))
+        self.images[row.split.index()].append(row)
     }
 
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
@@ -134,30 +102,11 @@ impl FormatWriter for NpzWriter {
         for (split, file) in Split::ALL.into_iter().zip(images) {
             let (gender, status, ids) = &labels[split.index()];
             let n = gender.len() as u64;
-            if file.stream.rows() != n {
-                return Err(PackError::Internal("pixel rows and label rows differ"));
-            }
-            let ImagesFile {
-                name,
-                path,
-                mut zip,
-                stream,
-                header_len,
-            } = file;
-            let header = npy_header_u8_padded(&[n, size, size, 3], header_len);
-            let close = || -> std::io::Result<(u64, String)> {
-                let (totals, patch) = stream.end(zip.sink(), header)?;
+            let header = npy_header_u8_padded(&[n, size, size, 3], file.header_len());
+            produced.push(file.close(n, header, ctx, |mut zip, totals| {
                 zip.end_streamed(totals.crc, totals.uncompressed, totals.compressed)?;
-                let out = zip.finish()?;
-                out.finish(patch.as_ref())
-            };
-            let (bytes, sha256) = close().map_err(PackError::io(&path))?;
-            ctx.hashed.push(Artifact {
-                path: name.clone(),
-                bytes,
-                sha256,
-            });
-            produced.push(name);
+                zip.finish()
+            })?);
 
             let name = npz_labels_name(split);
             let path = ctx.staging.path(&name)?;

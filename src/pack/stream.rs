@@ -16,8 +16,110 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::checksums;
+use super::zip::ZipWriter;
+use super::{Artifact, FinishContext, PackError, PackedRow, checksums, staging};
 use crate::encode::{DeflateSegment, FINAL_BLOCK};
+
+/// What holds a pixel stream: a plain file (idx `.gz`) or a zip archive (npz).
+pub trait Container {
+    /// The file the stream's bytes go to.
+    fn file(&mut self) -> &mut HashingFile;
+}
+
+impl Container for HashingFile {
+    fn file(&mut self) -> &mut HashingFile {
+        self
+    }
+}
+
+impl Container for ZipWriter<HashingFile> {
+    fn file(&mut self) -> &mut HashingFile {
+        self.sink()
+    }
+}
+
+/// The images file of one split while its rows arrive.
+pub struct ImagesFile<C> {
+    /// Relative to the output directory.
+    name: String,
+    path: PathBuf,
+    container: C,
+    stream: PixelStream,
+    header_len: usize,
+}
+
+impl<C: Container> ImagesFile<C> {
+    /// Create `name` in the staging directory: `start` writes what comes before the
+    /// pixel stream, which then begins with `header`.
+    pub fn create(
+        staging: &staging::Staging,
+        name: String,
+        header: &[u8],
+        start: impl FnOnce(HashingFile) -> io::Result<C>,
+    ) -> Result<ImagesFile<C>, PackError> {
+        let path = staging.path(&name)?;
+        let open = || -> io::Result<(C, PixelStream)> {
+            let mut container = start(HashingFile::create(&path)?)?;
+            let stream = PixelStream::begin(container.file(), header)?;
+            Ok((container, stream))
+        };
+        let (container, stream) = open().map_err(PackError::io(&path))?;
+        Ok(ImagesFile {
+            name,
+            path,
+            container,
+            stream,
+            header_len: header.len(),
+        })
+    }
+
+    /// Append the row's deflated pixels.
+    pub fn append(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
+        let segment = row.pixels.as_ref().ok_or(PackError::Internal(
+            "a row without pixels for an images file",
+        ))?;
+        self.stream
+            .append(self.container.file(), segment)
+            .map_err(PackError::io(&self.path))
+    }
+
+    /// Length of the header the stream began with (a corrected one must match it).
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// Close the stream after `rows` rows with the true `header`; `finish` writes what
+    /// follows it. The file's hash is recorded in `ctx`; returns its name.
+    pub fn close(
+        self,
+        rows: u64,
+        header: Vec<u8>,
+        ctx: &mut FinishContext<'_>,
+        finish: impl FnOnce(C, StreamTotals) -> io::Result<HashingFile>,
+    ) -> Result<String, PackError> {
+        if self.stream.rows() != rows {
+            return Err(PackError::Internal("pixel rows and label rows differ"));
+        }
+        let ImagesFile {
+            name,
+            path,
+            mut container,
+            stream,
+            ..
+        } = self;
+        let close = || -> io::Result<(u64, String)> {
+            let (totals, patch) = stream.end(container.file(), header)?;
+            finish(container, totals)?.finish(patch.as_ref())
+        };
+        let (bytes, sha256) = close().map_err(PackError::io(&path))?;
+        ctx.hashed.push(Artifact {
+            path: name.clone(),
+            bytes,
+            sha256,
+        });
+        Ok(name)
+    }
+}
 
 /// Bytes to overwrite in a written file: the corrected header.
 pub struct Patch {
