@@ -103,6 +103,15 @@ fn valid_entries(cache: &Cache, allow_temps: bool) -> usize {
     n
 }
 
+/// The fixture's `--rewrite` pairs as fetch options take them.
+fn rewrites(hosts: &FixtureHosts) -> Vec<Rewrite> {
+    hosts
+        .rewrite_pairs()
+        .into_iter()
+        .map(|(from, to)| Rewrite { from, to })
+        .collect()
+}
+
 fn temp_cache() -> (tempfile::TempDir, Cache) {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::open(dir.path()).unwrap();
@@ -438,11 +447,7 @@ fn per_host_limit_is_reached_and_never_exceeded() {
     }
     let (_dir, cache) = temp_cache();
     let o = FetchOptions {
-        rewrites: hosts
-            .rewrite_pairs()
-            .into_iter()
-            .map(|(from, to)| Rewrite { from, to })
-            .collect(),
+        rewrites: rewrites(&hosts),
         per_host: 3,
         concurrency: 32,
         ..opts(&hosts.codh)
@@ -655,11 +660,7 @@ fn every_v1_3_url_is_fetched_from_the_fixture_hosts() {
     });
     let (_dir, cache) = temp_cache();
     let o = FetchOptions {
-        rewrites: hosts
-            .rewrite_pairs()
-            .into_iter()
-            .map(|(from, to)| Rewrite { from, to })
-            .collect(),
+        rewrites: rewrites(&hosts),
         per_host: 8,
         ..FetchOptions::default()
     };
