@@ -25,14 +25,16 @@ thread_local! {
 pub fn deflate_segment(input: &[u8]) -> Result<DeflateSegment, EncodeError> {
     let avail_in = u32::try_from(input.len())
         .map_err(|_| EncodeError::Deflate(format!("{} bytes is too much", input.len())))?;
-    // Room for incompressible input (stored blocks) and the block headers.
-    let mut out = vec![0u8; input.len() + input.len() / 16 + 1024];
+    // Room for incompressible input (stored blocks) and the block headers; ISA-L writes
+    // into it, so it is not zeroed first (that was a memset of the image per call).
+    let mut out: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 16 + 1024);
     let status = LEVEL_BUF.with_borrow_mut(|level_buf| {
         let mut stream = MaybeUninit::<ffi::isal_zstream>::uninit();
         // SAFETY: isal_deflate_stateless_init initializes every field of the stream; the
         // pointers set below stay valid for the call (input and out are borrowed until it
-        // returns, level_buf is this thread's), and the lengths given are theirs. ISA-L
-        // only reads `input` through next_in, though the field is declared mutable.
+        // returns, level_buf is this thread's), and the lengths given are theirs (out's
+        // capacity: ISA-L only writes there). ISA-L only reads `input` through next_in,
+        // though the field is declared mutable.
         unsafe {
             ffi::isal_deflate_stateless_init(stream.as_mut_ptr());
             let mut stream = stream.assume_init();
@@ -45,21 +47,22 @@ pub fn deflate_segment(input: &[u8]) -> Result<DeflateSegment, EncodeError> {
             stream.next_in = input.as_ptr().cast_mut();
             stream.avail_in = avail_in;
             stream.next_out = out.as_mut_ptr();
-            stream.avail_out = out.len() as u32;
+            stream.avail_out = out.capacity() as u32;
             let status = ffi::isal_deflate_stateless(&mut stream);
-            (status, stream.avail_in, stream.total_out)
+            if status == 0 {
+                // SAFETY: on success ISA-L wrote total_out (<= capacity) bytes from the start.
+                out.set_len(stream.total_out as usize);
+            }
+            (status, stream.avail_in)
         }
     });
     match status {
-        (0, 0, written) => {
-            out.truncate(written as usize);
-            Ok(DeflateSegment {
-                data: out,
-                crc: crc32fast::hash(input),
-                len: input.len() as u64,
-            })
-        }
-        (code, left, _) => Err(EncodeError::Deflate(format!(
+        (0, 0) => Ok(DeflateSegment {
+            data: out,
+            crc: crc32fast::hash(input),
+            len: input.len() as u64,
+        }),
+        (code, left) => Err(EncodeError::Deflate(format!(
             "ISA-L deflate failed (code {code}, {left} bytes left)"
         ))),
     }
