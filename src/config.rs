@@ -112,6 +112,21 @@ impl Default for Formats {
     }
 }
 
+impl Formats {
+    /// The `--formats` names of the chosen formats, in canonical order.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("idx", self.idx),
+            ("npz", self.npz),
+            ("parquet", self.parquet),
+            ("images", self.images),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+    }
+}
+
 impl std::str::FromStr for Formats {
     type Err = String;
 

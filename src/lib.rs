@@ -14,6 +14,7 @@ pub mod normalize;
 pub mod pack;
 pub mod pipeline;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod verify;
 

@@ -6,7 +6,6 @@
 //! refers to earlier data: exactly a [`DeflateSegment`].
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 
 use isal_sys::igzip_lib as ffi;
 
@@ -29,15 +28,19 @@ pub fn deflate_segment(input: &[u8]) -> Result<DeflateSegment, EncodeError> {
     // into it, so it is not zeroed first (that was a memset of the image per call).
     let mut out: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 16 + 1024);
     let status = LEVEL_BUF.with_borrow_mut(|level_buf| {
-        let mut stream = MaybeUninit::<ffi::isal_zstream>::uninit();
-        // SAFETY: isal_deflate_stateless_init initializes every field of the stream; the
-        // pointers set below stay valid for the call (input and out are borrowed until it
-        // returns, level_buf is this thread's), and the lengths given are theirs (out's
-        // capacity: ISA-L only writes there). ISA-L only reads `input` through next_in,
-        // though the field is declared mutable.
+        // A zeroed stream, not an uninitialized one: isal_deflate_stateless_init sets only
+        // the fields the stateless call reads (totals, level, flush, gzip and header
+        // flags, its internal state), so the others must hold a valid value beforehand.
+        // SAFETY: isal_zstream is a plain C struct of integers, pointers and nested
+        // structs of the same; all-zero bytes are a valid value for each of its fields.
+        let mut stream: ffi::isal_zstream = unsafe { std::mem::zeroed() };
+        // SAFETY: `stream` is a valid, exclusively borrowed isal_zstream. The pointers set
+        // below stay valid for the call (input and out are borrowed until it returns,
+        // level_buf is this thread's), and the lengths given are theirs (out's capacity:
+        // ISA-L only writes there). ISA-L only reads `input` through next_in, though the
+        // field is declared mutable.
         unsafe {
-            ffi::isal_deflate_stateless_init(stream.as_mut_ptr());
-            let mut stream = stream.assume_init();
+            ffi::isal_deflate_stateless_init(&mut stream);
             stream.level = LEVEL;
             stream.level_buf = level_buf.as_mut_ptr();
             stream.level_buf_size = level_buf.len() as u32;

@@ -52,6 +52,10 @@ impl AttemptError {
 /// The one client of a fetch run. Proxies from the standard environment variables
 /// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`) apply, as reqwest does by default.
 pub(crate) fn build_client(opts: &FetchOptions) -> Result<reqwest::Client, FetchError> {
+    // rustls needs one crypto provider per process; ring builds with a C compiler alone.
+    // An error only says one is installed already (an earlier client, or the embedding
+    // program's choice), which is then used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout.min(Duration::from_secs(15)))

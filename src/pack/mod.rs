@@ -89,6 +89,8 @@ pub enum PackError {
     BadSize { size: u32 },
     #[error("no output format selected")]
     NoFormat,
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -316,11 +318,40 @@ pub fn pack(
     let t = Instant::now();
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
     let (artifacts, removed) = pool.install(|| staging.commit(produced, hashed))?;
+    write_record(out, dataset, opts, &summary, &artifacts)?;
     summary.artifacts = artifacts;
     summary.removed_stale = removed;
     summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
     summary.seconds.total = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Record what this build wrote (see [`crate::record`]): the artifacts, SHA256SUMS and the
+/// report.json the pipeline writes beside them.
+fn write_record(
+    out: &Path,
+    dataset: &Dataset,
+    opts: &PackOptions,
+    summary: &PackSummary,
+    artifacts: &[Artifact],
+) -> Result<(), PackError> {
+    let mut files: Vec<String> = artifacts.iter().map(|a| a.path.clone()).collect();
+    files.push(crate::report::REPORT_FILE.to_string());
+    files.sort();
+    files.dedup();
+    let record = crate::record::BuildRecord {
+        kaokore_build: crate::record::RECORD_LAYOUT,
+        dataset_version: dataset.version.to_string(),
+        size: opts.size,
+        formats: opts.formats.names().iter().map(|n| n.to_string()).collect(),
+        rows: summary
+            .splits
+            .iter()
+            .map(|s| (s.split.name().to_string(), s.packed))
+            .collect(),
+        files,
+    };
+    Ok(record.write(out)?)
 }
 
 /// Chunks in flight at once: the pool works on the next while the current one is written.
