@@ -6,8 +6,10 @@ mod pack_common;
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BinaryArray, StringArray};
-use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, BinaryArray, StringArray};
+use arrow_schema::{DataType, Field, Fields};
 use kaokore::metadata::{ImageId, Split};
 use kaokore::normalize::normalize;
 use kaokore::pack::{self, PackSummary};

@@ -11,11 +11,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructArray,
-};
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow_array::builder::{BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -232,7 +230,7 @@ impl SplitFile {
     }
 }
 
-fn record_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn record_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
     let mut bytes = BinaryBuilder::with_capacity(n, rows.iter().map(|r| r.image_bytes.len()).sum());
     let mut path = StringBuilder::new();
