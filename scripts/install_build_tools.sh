@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Tools the default `isal` feature needs to build ISA-L from source: nasm, autoconf,
+# Tools the opt-in `isal` feature needs to build ISA-L from source: nasm, autoconf,
 # automake, libtool and make. Installs the missing ones with apt-get (Debian/Ubuntu; as
-# root, or through sudo); does nothing when all are there. Elsewhere, install them with
-# the system's package manager, or build with `--no-default-features` (miniz_oxide).
+# root, or through sudo); does nothing when all are there. CI runs it; the default build and
+# scripts/test.sh need none of these. Elsewhere, install them with the system's package
+# manager.
 set -euo pipefail
 
 missing=()

@@ -644,39 +644,6 @@ fn a_killed_fetch_leaves_no_bad_entry_and_the_rerun_fetches_only_the_rest() {
 }
 
 #[test]
-fn every_v1_3_url_is_fetched_from_the_fixture_hosts() {
-    let dataset = kaokore::Dataset::embedded(kaokore::DatasetVersion::V1_3).unwrap();
-    let reqs: Vec<FetchRequest> = dataset
-        .with_url()
-        .map(|r| FetchRequest {
-            id: r.id,
-            url: r.url.clone().unwrap(),
-        })
-        .collect();
-    assert_eq!(reqs.len(), 9683);
-    let hosts = FixtureHosts::start(FixtureConfig {
-        gray_one_in: 50,
-        ..Default::default()
-    });
-    let (_dir, cache) = temp_cache();
-    let o = FetchOptions {
-        rewrites: rewrites(&hosts),
-        per_host: 8,
-        ..FetchOptions::default()
-    };
-    let (summary, _) = run(&reqs, &cache, &o);
-    assert!(summary.failures.is_empty(), "{:?}", &summary.failures[..1]);
-    assert_eq!(summary.downloaded, 9683);
-    assert_eq!(hosts.codh.stats().total, 5351);
-    assert_eq!(hosts.keio.stats().total, 2233);
-    assert_eq!(hosts.kyoto.stats().total, 2099);
-    for fx in hosts.all() {
-        assert!(fx.stats().max_in_flight <= 8);
-    }
-    assert_eq!(valid_entries(&cache, false), 9683);
-}
-
-#[test]
 fn requests_start_in_the_given_order_within_a_host() {
     let fx = Fixture::start(FixtureConfig::default());
     let (_dir, cache) = temp_cache();

@@ -2,7 +2,8 @@
 //! for each URL, a crop of the upstream label figure of the size the URL requests. Checks
 //! the counts against the metadata and verifies the build; prints timings and the pixel
 //! compression ratio (run with `--nocapture` to see them; `--release` for real timings).
-//! `KAOKORE_TEST_SIZE=64` exercises the resize path on every image.
+//! `KAOKORE_TEST_SIZE=64` exercises the resize path on every image. A whole-version run,
+//! ignored by default: `scripts/test.sh --full` (and CI) runs it.
 
 mod pack_common;
 
@@ -62,7 +63,8 @@ fn files_for(dataset: &Dataset, fig: &RgbImage) -> HashMap<ImageId, Option<Vec<u
 }
 
 #[test]
-fn real_v1_0_metadata_packs_and_verifies() {
+#[ignore = "whole version: scripts/test.sh --full runs it"]
+fn whole_version_1_0_real_metadata_packs_and_verifies() {
     let size: u32 = std::env::var("KAOKORE_TEST_SIZE")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod metadata;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
