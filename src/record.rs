@@ -5,6 +5,9 @@
 //! `verify` takes the artifacts it expects from it rather than from SHA256SUMS alone.
 //! It holds relative paths and counts only: no timings, no path of `--out`, so it is as
 //! deterministic as the artifacts. It is not listed in SHA256SUMS (it lists SHA256SUMS).
+//!
+//! [`check_out`] decides, before anything is fetched or written, whether `--out` may take a
+//! build at all; [`inspect`] is how the commit looks at a path without following symlinks.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -15,6 +18,8 @@ use std::path::{Component, Path, PathBuf};
 pub const RECORD_FILE: &str = ".kaokore-build.json";
 /// The record layout written by this version; a record of another layout is not trusted.
 pub const RECORD_LAYOUT: u32 = 1;
+/// Staging directories of a pack are named `{STAGING_PREFIX}{pid}-{n}`.
+pub(crate) const STAGING_PREFIX: &str = ".kaokore-staging-";
 /// A record is a few KiB (a few MiB with `--formats images`); a larger file is not one.
 const MAX_RECORD_BYTES: u64 = 64 << 20;
 
@@ -112,12 +117,277 @@ impl BuildRecord {
     }
 }
 
+/// Why `--out` cannot take this build. Returned before anything in it was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutError {
+    /// `--out`, or a directory above it, is a file.
+    #[error("--out {}: {} is not a directory", out.display(), at.display())]
+    NotADirectory { out: PathBuf, at: PathBuf },
+    /// A non-empty directory without a build record: not kaokore's to write into.
+    #[error("{}", foreign_message(out, entries, *has_sums))]
+    Foreign {
+        out: PathBuf,
+        /// Its entries (a directory with a trailing `/`), sorted.
+        entries: Vec<String>,
+        has_sums: bool,
+    },
+    /// A record that cannot be trusted: nothing it lists may be replaced.
+    #[error(
+        "--out {}: its build record cannot be trusted ({source}); kaokore changed nothing. \
+         If this is a kaokore build, delete the directory and build again; otherwise pass \
+         --out a new or empty directory",
+        out.display()
+    )]
+    BadRecord {
+        out: PathBuf,
+        #[source]
+        source: RecordError,
+    },
+    /// Where the build must write, something kaokore did not write (or a symlink) is.
+    #[error(
+        "--out {}: {at} {why}; kaokore replaces only files its previous build wrote, never \
+         through a symlink, and changed nothing. Move {at} away, or pass --out a new or \
+         empty directory",
+        out.display()
+    )]
+    InTheWay {
+        out: PathBuf,
+        /// Relative to `out`, `/`-separated.
+        at: String,
+        why: &'static str,
+    },
+    #[error("--out {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl OutError {
+    /// 2 when `--out` is the wrong place for a build (a file, someone else's directory),
+    /// 1 when it is the right place but cannot be used (permissions, I/O).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OutError::Io { .. }
+            | OutError::BadRecord {
+                source: RecordError::Io { .. },
+                ..
+            } => 1,
+            _ => 2,
+        }
+    }
+
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> OutError {
+        let path = path.to_path_buf();
+        move |source| OutError::Io { path, source }
+    }
+}
+
+/// How many entries a refusal names before "and N more".
+const ENTRIES_SHOWN: usize = 5;
+
+fn foreign_message(out: &Path, entries: &[String], has_sums: bool) -> String {
+    let mut shown = entries
+        .iter()
+        .take(ENTRIES_SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if entries.len() > ENTRIES_SHOWN {
+        shown.push_str(&format!(" and {} more", entries.len() - ENTRIES_SHOWN));
+    }
+    let mut message = format!(
+        "--out {out}: not empty and not a kaokore build (no {RECORD_FILE}): it holds {shown}. \
+         kaokore writes only into a new or empty directory or into one of its own builds, \
+         and changed nothing. Pass --out a new or empty directory, or move those files away",
+        out = out.display()
+    );
+    if has_sums {
+        message.push_str(
+            ". A SHA256SUMS does not make a kaokore build: if this is a build of an older \
+             kaokore, delete the directory and build again",
+        );
+    }
+    message
+}
+
+/// Whether `out` may take a build, checked before anything is fetched or written: a
+/// missing or empty directory, a kaokore build (a valid record) and the leftovers of a
+/// killed kaokore run are accepted; anything else is refused, with nothing touched.
+/// Returns the previous build's record. A missing `out` is created (to see that it can
+/// be) and removed again; an existing one gets a probe directory, removed at once.
+pub fn check_out(out: &Path) -> Result<Option<BuildRecord>, OutError> {
+    match fs::metadata(out) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(OutError::NotADirectory {
+                out: out.to_path_buf(),
+                at: out.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return probe_missing(out).map(|()| None),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(OutError::NotADirectory {
+                out: out.to_path_buf(),
+                at: existing_ancestor(out).unwrap_or_else(|| out.to_path_buf()),
+            });
+        }
+        Err(e) => return Err(OutError::io(out)(e)),
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(out).map_err(OutError::io(out))? {
+        let entry = entry.map_err(OutError::io(out))?;
+        let kind = entry.file_type().map_err(OutError::io(&entry.path()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == RECORD_FILE || leftover_pid(&name, kind).is_some() {
+            continue;
+        }
+        entries.push(if kind.is_dir() { name + "/" } else { name });
+    }
+    let record = BuildRecord::read(out).map_err(|source| OutError::BadRecord {
+        out: out.to_path_buf(),
+        source,
+    })?;
+    if record.is_none() && !entries.is_empty() {
+        entries.sort();
+        let has_sums = entries.iter().any(|e| e == "SHA256SUMS");
+        return Err(OutError::Foreign {
+            out: out.to_path_buf(),
+            entries,
+            has_sums,
+        });
+    }
+    // Read-only directories and file systems show here, not after the fetch.
+    let probe = out.join(format!("{STAGING_PREFIX}{}-probe", std::process::id()));
+    match fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = fs::remove_dir(&probe);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(OutError::io(out)(e)),
+    }
+    Ok(record)
+}
+
+/// `out` does not exist: create it, so that a file in the way or a missing permission
+/// shows now, then remove what was created (the build creates it again when it commits).
+fn probe_missing(out: &Path) -> Result<(), OutError> {
+    let created: Vec<&Path> = out
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| fs::symlink_metadata(a).is_err())
+        .collect();
+    if let Some(at) = existing_ancestor(out).filter(|a| !a.is_dir()) {
+        return Err(OutError::NotADirectory {
+            out: out.to_path_buf(),
+            at,
+        });
+    }
+    fs::create_dir_all(out).map_err(|e| match e.kind() {
+        io::ErrorKind::NotADirectory => OutError::NotADirectory {
+            out: out.to_path_buf(),
+            at: existing_ancestor(out).unwrap_or_else(|| out.to_path_buf()),
+        },
+        _ => OutError::io(out)(e),
+    })?;
+    for dir in created {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// The nearest of `path` and its ancestors that exists.
+fn existing_ancestor(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| fs::symlink_metadata(a).is_ok())
+        .map(Path::to_path_buf)
+}
+
+/// The process id in the name of something a kaokore run leaves behind only when it is
+/// killed: a staging directory (a real one, not a symlink), or the temp file of the record
+/// or of report.json (a regular file). `None` for anything else.
+pub(crate) fn leftover_pid(name: &str, kind: fs::FileType) -> Option<u32> {
+    let pid = if kind.is_dir() {
+        name.strip_prefix(STAGING_PREFIX)?.split('-').next()?
+    } else if kind.is_file() {
+        let record_temp = format!("{RECORD_FILE}.tmp-");
+        let report_temp = format!(".{}.tmp-", crate::report::REPORT_FILE);
+        name.strip_prefix(&record_temp)
+            .or_else(|| name.strip_prefix(&report_temp))?
+    } else {
+        return None;
+    };
+    pid.parse().ok()
+}
+
+/// What is at `out/relative`, looked at one component at a time without following any
+/// symlink below `out`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PathState {
+    Absent,
+    /// A regular file, reached through real directories only.
+    File,
+    /// A real directory, reached through real directories only.
+    Dir,
+    /// Something kaokore neither replaces nor writes through: `at` (relative to `out`)
+    /// is a symlink, a file where a directory goes, or a special file.
+    Blocked {
+        at: String,
+        why: &'static str,
+    },
+}
+
+/// Look at `out/relative` (a plain relative path) without following symlinks.
+pub(crate) fn inspect(out: &Path, relative: &str) -> io::Result<PathState> {
+    let parts: Vec<&str> = relative.split('/').collect();
+    let mut path = out.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PathState::Absent),
+            Err(e) => return Err(e),
+        };
+        let kind = meta.file_type();
+        let last = i + 1 == parts.len();
+        let why = if kind.is_symlink() {
+            "is a symlink"
+        } else if kind.is_dir() {
+            if last {
+                return Ok(PathState::Dir);
+            }
+            continue;
+        } else if last && kind.is_file() {
+            return Ok(PathState::File);
+        } else if last {
+            "is not a regular file"
+        } else {
+            "is not a directory"
+        };
+        return Ok(PathState::Blocked {
+            at: parts[..=i].join("/"),
+            why,
+        });
+    }
+    Ok(PathState::Absent)
+}
+
 /// Whether `path` is relative and made only of plain names (no `..`, `.`, root or
 /// prefix, no empty component): the only paths a record may name.
 pub fn is_plain_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.contains('\\')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
         && Path::new(path)
             .components()
             .all(|c| matches!(c, Component::Normal(_)))
