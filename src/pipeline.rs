@@ -332,6 +332,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
 /// `kaokore pack`: normalize and pack from the cache, no network.
 pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("pack", cfg)?;
+    crate::record::check_out(&cfg.out)?;
     if !cfg.cache.is_dir() {
         return Err(Error::Usage(format!(
             "no image cache at {}: run `kaokore fetch` or `kaokore build` first, or pass --cache",

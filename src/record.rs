@@ -440,6 +440,100 @@ mod tests {
         assert!(e.contains("not a build record"), "{e}");
     }
 
+    #[test]
+    fn check_out_takes_missing_empty_own_and_leftover_dirs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new/out");
+        assert_eq!(check_out(&out).unwrap(), None);
+        assert!(!dir.path().join("new").exists(), "the probe leaves nothing");
+
+        fs::create_dir_all(out.join(".kaokore-staging-999999999-0/npz")).unwrap();
+        fs::write(out.join(format!("{RECORD_FILE}.tmp-999999999")), "{").unwrap();
+        assert_eq!(check_out(&out).unwrap(), None, "leftovers of a killed run");
+
+        fs::write(out.join("notes.txt"), "x").unwrap();
+        let e = check_out(&out).unwrap_err();
+        assert!(matches!(&e, OutError::Foreign { entries, .. } if entries == &["notes.txt"]));
+        assert_eq!(e.exit_code(), 2);
+
+        record().write(&out).unwrap();
+        assert_eq!(
+            check_out(&out).unwrap(),
+            Some(record()),
+            "a build with a user file"
+        );
+
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        for bad in [file.clone(), file.join("below")] {
+            let e = check_out(&bad).unwrap_err();
+            assert!(matches!(e, OutError::NotADirectory { .. }), "{e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn leftovers_are_staging_dirs_and_temp_files_with_a_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = |name: &str, is_dir: bool| {
+            let p = dir.path().join(name);
+            if is_dir {
+                fs::create_dir(&p).unwrap();
+            } else {
+                fs::write(&p, "").unwrap();
+            }
+            fs::symlink_metadata(&p).unwrap().file_type()
+        };
+        assert_eq!(
+            leftover_pid(".kaokore-staging-12-0", kind("a", true)),
+            Some(12)
+        );
+        assert_eq!(
+            leftover_pid(".kaokore-staging-12-0", kind("b", false)),
+            None
+        );
+        assert_eq!(
+            leftover_pid(".kaokore-build.json.tmp-7", kind("c", false)),
+            Some(7)
+        );
+        assert_eq!(
+            leftover_pid(".report.json.tmp-7", kind("d", false)),
+            Some(7)
+        );
+        assert_eq!(leftover_pid(".report.json.tmp-x", kind("e", false)), None);
+        assert_eq!(leftover_pid("SHA256SUMS", kind("f", false)), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn inspect_never_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(out.join("npz")).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(out.join("npz/a.npz"), "x").unwrap();
+        fs::write(elsewhere.join("a.gz"), "x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("idx")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("a.gz"), out.join("b.gz")).unwrap();
+        assert_eq!(inspect(&out, "npz/a.npz").unwrap(), PathState::File);
+        assert_eq!(inspect(&out, "npz").unwrap(), PathState::Dir);
+        assert_eq!(inspect(&out, "npz/b.npz").unwrap(), PathState::Absent);
+        let blocked = |at: &str, why| PathState::Blocked { at: at.into(), why };
+        assert_eq!(
+            inspect(&out, "idx/a.gz").unwrap(),
+            blocked("idx", "is a symlink")
+        );
+        assert_eq!(
+            inspect(&out, "b.gz").unwrap(),
+            blocked("b.gz", "is a symlink")
+        );
+        assert_eq!(
+            inspect(&out, "npz/a.npz/x").unwrap(),
+            blocked("npz/a.npz", "is not a directory")
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn refuses_a_symlinked_record() {
