@@ -93,6 +93,13 @@ impl BuildRecord {
         if let Some(bad) = record.files.iter().find(|f| !is_plain_relative(f)) {
             return Err(invalid(format!("names {bad:?}, not a plain relative path")));
         }
+        // The record, staging and temp files are never artifacts: a record naming them
+        // could make a commit remove its own staged files.
+        if let Some(bad) = record.files.iter().find(|f| f.starts_with(".kaokore-")) {
+            return Err(invalid(format!(
+                "names {bad:?}, one of kaokore's working files"
+            )));
+        }
         Ok(Some(record))
     }
 
@@ -435,6 +442,11 @@ mod tests {
             let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
             assert!(e.contains("not a plain relative path"), "{bad:?}: {e}");
         }
+        let mut r = record();
+        r.files.push(".kaokore-staging-1-0/idx/a.gz".into());
+        r.write(dir.path()).unwrap();
+        let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("kaokore's working files"), "{e}");
         fs::write(dir.path().join(RECORD_FILE), "{\"files\": []}").unwrap();
         let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("not a build record"), "{e}");

@@ -2,6 +2,8 @@
 //! directory, one of its own builds, or the leftovers of a killed run; a rebuild replaces
 //! or removes only what its previous build recorded, never through a symlink.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::BTreeMap;

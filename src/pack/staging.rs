@@ -3,8 +3,9 @@
 //!
 //! A killed or failed pack therefore never leaves a half-written file under a final name.
 //! On failure (or drop) the staging directory is removed; a staging directory left by a
-//! killed process is removed by the next pack in that directory. The commit replaces or
-//! removes only files the previous build record lists, never through a symlink.
+//! killed process is removed by the next pack in that directory. SHA256SUMS is removed
+//! first and renamed last, so an interrupted commit is visible to `verify`. The commit
+//! replaces or removes only files the previous build record lists, never through a symlink.
 
 use std::collections::BTreeSet;
 use std::fs;
