@@ -17,6 +17,9 @@ pub enum Error {
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
     Pack(#[from] crate::pack::PackError),
+    /// `--out` cannot take a build (checked before the fetch); nothing in it was changed.
+    #[error(transparent)]
+    Out(#[from] crate::record::OutError),
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
     /// A bug: something that must not happen did.
@@ -42,6 +45,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Metadata(_) | Error::Usage(_) | Error::Verify(_) => 2,
+            Error::Out(e) => e.exit_code(),
+            Error::Pack(e) => e.exit_code(),
             _ => 1,
         }
     }

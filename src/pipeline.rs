@@ -268,6 +268,8 @@ fn conclude(
 /// `kaokore build`: fetch what is missing and pack, overlapping the two.
 pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("build", cfg)?;
+    // An --out that cannot take the build is refused before anything is fetched.
+    crate::record::check_out(&cfg.out)?;
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.packable());
     let progress = Progress::new("build", requests.len() as u64, cfg.progress);
@@ -330,6 +332,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
 /// `kaokore pack`: normalize and pack from the cache, no network.
 pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("pack", cfg)?;
+    crate::record::check_out(&cfg.out)?;
     if !cfg.cache.is_dir() {
         return Err(Error::Usage(format!(
             "no image cache at {}: run `kaokore fetch` or `kaokore build` first, or pass --cache",

@@ -36,6 +36,8 @@ pub struct BuildReport {
     pub failures: Vec<FetchFailure>,
     /// Labelled images that were not packed, with why.
     pub not_packed: Vec<NotPacked>,
+    /// Files of the previous build in `--out` that this build does not produce, removed.
+    pub removed_stale: Vec<String>,
     /// Tolerated metadata quirks, by kind.
     pub warnings: BTreeMap<String, usize>,
     pub normalization: NormalizationCounts,
@@ -121,6 +123,7 @@ impl BuildReport {
             counts: Counts::default(),
             failures: Vec::new(),
             not_packed: Vec::new(),
+            removed_stale: Vec::new(),
             warnings: BTreeMap::new(),
             normalization: NormalizationCounts::default(),
             seconds: BTreeMap::new(),
@@ -167,6 +170,7 @@ impl BuildReport {
             c.packed_total = p.splits.iter().map(|s| s.packed).sum();
             self.normalization = p.normalization.clone();
             self.pack_seconds = Some(p.seconds.clone());
+            self.removed_stale = p.removed_stale.clone();
             let failed: std::collections::HashMap<_, _> = self
                 .failures
                 .iter()

@@ -453,9 +453,11 @@ fn a_failed_pack_leaves_no_artifact() {
     let fx = fixture(12, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    // A file where the npz directory must go: pack fails late, at the npz stage.
-    std::fs::write(out.join("npz"), "in the way").unwrap();
+    // A build, then a file of the user's where the next build's npz goes: that pack fails
+    // late, at its commit, after every image was packed.
+    run(&fx, &options(S, 2, "idx"), &out);
+    std::fs::create_dir_all(out.join("npz")).unwrap();
+    std::fs::write(out.join(pack::npz_images_name(Split::Train)), "mine").unwrap();
     let source = MapSource::new(fx.files.clone());
     let progress = Progress::hidden("pack", 0);
     let before = tree(&out);
@@ -465,8 +467,12 @@ fn a_failed_pack_leaves_no_artifact() {
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &progress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("was not written by kaokore"),
+        "{err}"
     );
-    assert!(err.is_err(), "renaming into a file named npz must fail");
     assert_eq!(tree(&out), before, "no new or changed file");
     assert!(std::fs::read_dir(&out).unwrap().all(|e| {
         !e.unwrap()

@@ -91,11 +91,25 @@ pub enum PackError {
     NoFormat,
     #[error(transparent)]
     Record(#[from] crate::record::RecordError),
+    /// `--out` cannot take this build; nothing in it was changed.
+    #[error(transparent)]
+    Out(#[from] crate::record::OutError),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
 
 impl PackError {
+    /// 2 when `--out` is the wrong place for the build (see [`OutError::exit_code`]), 1
+    /// for any other failure.
+    ///
+    /// [`OutError::exit_code`]: crate::record::OutError::exit_code
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PackError::Out(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PackError {
         let path = path.into();
         move |source| PackError::Io { path, source }
@@ -307,6 +321,11 @@ pub fn pack(
             message: e.to_string(),
         })?;
 
+    // Refuse a directory that is not ours before any work, and a symlinked or blocked
+    // format directory before any image is packed (the commit checks every path again).
+    crate::record::check_out(out)?;
+    staging::check_dirs(out, &format_dirs(opts))?;
+
     // Dropping `staging` on any error below removes everything written so far.
     let staging = staging::Staging::create(out)?;
     let mut sink = RowSink::new(&staging, dataset, opts, progress)?;
@@ -317,8 +336,8 @@ pub fn pack(
 
     let t = Instant::now();
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
-    let (artifacts, removed) = pool.install(|| staging.commit(produced, hashed))?;
-    write_record(out, dataset, opts, &summary, &artifacts)?;
+    let record = build_record(dataset, opts, &summary);
+    let (artifacts, removed) = pool.install(|| staging.commit(produced, hashed, record))?;
     summary.artifacts = artifacts;
     summary.removed_stale = removed;
     summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
@@ -326,20 +345,33 @@ pub fn pack(
     Ok(summary)
 }
 
-/// Record what this build wrote (see [`crate::record`]): the artifacts, SHA256SUMS and the
-/// report.json the pipeline writes beside them.
-fn write_record(
-    out: &Path,
+/// The directories of `--out` the chosen formats write into (`idx`, `npz`...).
+fn format_dirs(opts: &PackOptions) -> Vec<String> {
+    let f = opts.formats;
+    let split = Split::Train;
+    let files = [
+        (f.idx, idx_images_name(split)),
+        (f.npz, npz_images_name(split)),
+        (f.parquet, parquet_name(split)),
+    ];
+    let mut dirs: Vec<String> = files
+        .iter()
+        .filter(|(on, _)| *on)
+        .filter_map(|(_, name)| Some(name.rsplit_once('/')?.0.to_string()))
+        .collect();
+    if f.images {
+        dirs.push(images_dir_name(opts.size));
+    }
+    dirs
+}
+
+/// The record of this build (see [`crate::record`]); the commit fills in its files.
+fn build_record(
     dataset: &Dataset,
     opts: &PackOptions,
     summary: &PackSummary,
-    artifacts: &[Artifact],
-) -> Result<(), PackError> {
-    let mut files: Vec<String> = artifacts.iter().map(|a| a.path.clone()).collect();
-    files.push(crate::report::REPORT_FILE.to_string());
-    files.sort();
-    files.dedup();
-    let record = crate::record::BuildRecord {
+) -> crate::record::BuildRecord {
+    crate::record::BuildRecord {
         kaokore_build: crate::record::RECORD_LAYOUT,
         dataset_version: dataset.version.to_string(),
         size: opts.size,
@@ -349,9 +381,8 @@ fn write_record(
             .iter()
             .map(|s| (s.split.name().to_string(), s.packed))
             .collect(),
-        files,
-    };
-    Ok(record.write(out)?)
+        files: Vec::new(),
+    }
 }
 
 /// Chunks in flight at once: the pool works on the next while the current one is written.

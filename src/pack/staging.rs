@@ -4,20 +4,21 @@
 //! A killed or failed pack therefore never leaves a half-written file under a final name.
 //! On failure (or drop) the staging directory is removed; a staging directory left by a
 //! killed process is removed by the next pack in that directory. SHA256SUMS is removed
-//! first and renamed last, so an interrupted commit is visible to `verify`.
+//! first and renamed last, so an interrupted commit is visible to `verify`. The commit
+//! replaces or removes only files the previous build record lists, never through a symlink.
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{self, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
 use super::checksums::{self, SHA256SUMS};
 use super::{Artifact, PackError};
-
-const STAGING_PREFIX: &str = ".kaokore-staging-";
+use crate::record::{self, BuildRecord, OutError, PathState, STAGING_PREFIX};
+use crate::report::REPORT_FILE;
 
 pub struct Staging {
     out: PathBuf,
@@ -26,7 +27,8 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Create `out` (if needed) and a fresh staging directory inside it.
+    /// Create `out` (if needed) and a fresh staging directory inside it. `out` must have
+    /// passed [`record::check_out`].
     pub fn create(out: &Path) -> Result<Staging, PackError> {
         fs::create_dir_all(out).map_err(PackError::io(out))?;
         remove_abandoned(out);
@@ -55,13 +57,19 @@ impl Staging {
     }
 
     /// Hash every staged artifact (but those in `hashed`, hashed while written), write
-    /// SHA256SUMS, remove the artifacts of an earlier build that this one does not
-    /// produce, and rename everything into place. Returns the artifacts (SHA256SUMS last)
-    /// and the stale paths removed.
+    /// SHA256SUMS, remove the files of the previous build that this one does not produce,
+    /// rename everything into place and write `record` (its `files` filled in here).
+    /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
+    ///
+    /// Only paths the previous record lists are replaced or removed, only when they are
+    /// regular files reached through real directories: a file of the user's where an
+    /// artifact goes, or a symlink on its way, fails the commit before anything changed; a
+    /// stale recorded path that became a symlink (or sits behind one) is left alone.
     pub fn commit(
         mut self,
         produced: Vec<String>,
         hashed: Vec<Artifact>,
+        mut record: BuildRecord,
     ) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
         // The other files are hashed in parallel (on the caller's rayon pool): this runs
         // after the last image, so it is wall time nothing else overlaps.
@@ -84,28 +92,77 @@ impl Staging {
         let sums_path = self.root.join(SHA256SUMS);
         fs::write(&sums_path, &sums).map_err(PackError::io(&sums_path))?;
 
+        // What this build writes: the artifacts, SHA256SUMS, and the report.json the
+        // pipeline writes right after the commit.
+        let mut files: Vec<String> = artifacts.iter().map(|a| a.path.clone()).collect();
+        files.extend([SHA256SUMS.to_string(), REPORT_FILE.to_string()]);
+        files.sort();
+        files.dedup();
+
+        // The record is read again (the directory may have changed since the check at
+        // the start): it alone says what may be replaced.
+        let previous = BuildRecord::read(&self.out).map_err(|source| OutError::BadRecord {
+            out: self.out.clone(),
+            source,
+        })?;
+        let recorded: BTreeSet<String> = previous
+            .map(|r| r.files)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for relative in &files {
+            self.check_writable(relative, &recorded)?;
+        }
+        let new: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+        let stale: Vec<&String> = recorded
+            .iter()
+            .filter(|f| !new.contains(f.as_str()))
+            .collect();
+
         // Make sure every destination directory can exist before anything is replaced, so
-        // the usual failures (a file in the way, no permission) happen while the old build
-        // is still intact.
+        // the usual failures (no permission, a full disk) happen while the old build is
+        // still intact. The checks above saw only real directories on the way.
         for a in &artifacts {
             if let Some(parent) = self.out.join(&a.path).parent() {
                 fs::create_dir_all(parent).map_err(PackError::io(parent))?;
             }
         }
 
+        // While files are replaced, the record lists both builds' files: a commit killed
+        // half-way leaves nothing of kaokore's that the next build would take for the
+        // user's.
+        record.files = recorded
+            .iter()
+            .cloned()
+            .chain(files.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        record.write(&self.out)?;
+
         // From here on the old build is replaced: SHA256SUMS goes first, so an interrupted
         // commit leaves a directory that verify rejects rather than a silent mix.
         let old_sums = self.out.join(SHA256SUMS);
-        let stale = stale_paths(&old_sums, &artifacts);
         match fs::remove_file(&old_sums) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(PackError::io(&old_sums)(e)),
         }
-        for relative in &stale {
+        let mut removed = Vec::new();
+        for relative in stale {
+            // Looked at again just before: only a regular file reached through real
+            // directories is removed.
             let path = self.out.join(relative);
+            if record::inspect(&self.out, relative).map_err(PackError::io(&path))?
+                != PathState::File
+            {
+                continue;
+            }
             match fs::remove_file(&path) {
-                Ok(()) => remove_empty_parents(&self.out, &path),
+                Ok(()) => {
+                    removed.push(relative.clone());
+                    remove_empty_parents(&self.out, &path);
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(PackError::io(&path)(e)),
             }
@@ -116,6 +173,8 @@ impl Staging {
             fs::rename(&from, &to).map_err(PackError::io(&to))?;
         }
         fs::rename(&sums_path, &old_sums).map_err(PackError::io(&old_sums))?;
+        record.files = files;
+        record.write(&self.out)?;
         artifacts.push(Artifact {
             path: SHA256SUMS.to_string(),
             bytes: sums.len() as u64,
@@ -123,8 +182,61 @@ impl Staging {
         });
         self.committed = true;
         let _ = fs::remove_dir_all(&self.root);
-        Ok((artifacts, stale))
+        Ok((artifacts, removed))
     }
+
+    /// `relative` may be written: nothing is there, or a regular file the previous build
+    /// recorded, and no symlink or file is on the way.
+    fn check_writable(&self, relative: &str, recorded: &BTreeSet<String>) -> Result<(), OutError> {
+        let in_the_way = |at: String, why| OutError::InTheWay {
+            out: self.out.clone(),
+            at,
+            why,
+        };
+        let state = record::inspect(&self.out, relative).map_err(|source| OutError::Io {
+            path: self.out.join(relative),
+            source,
+        })?;
+        match state {
+            PathState::Absent => Ok(()),
+            PathState::File if recorded.contains(relative) => Ok(()),
+            PathState::File => Err(in_the_way(
+                relative.to_string(),
+                "exists and was not written by kaokore's previous build here",
+            )),
+            PathState::Dir => Err(in_the_way(relative.to_string(), "is a directory")),
+            PathState::Blocked { at, why } => Err(in_the_way(at, why)),
+        }
+    }
+}
+
+/// Refuse early, before any image is packed, when a directory the build writes into
+/// (`idx`, `npz`...) is a symlink or a file: the commit would refuse it anyway.
+pub fn check_dirs(out: &Path, dirs: &[String]) -> Result<(), OutError> {
+    for dir in dirs {
+        let state = record::inspect(out, dir).map_err(|source| OutError::Io {
+            path: out.join(dir),
+            source,
+        })?;
+        match state {
+            PathState::Absent | PathState::Dir => {}
+            PathState::File => {
+                return Err(OutError::InTheWay {
+                    out: out.to_path_buf(),
+                    at: dir.clone(),
+                    why: "is not a directory",
+                });
+            }
+            PathState::Blocked { at, why } => {
+                return Err(OutError::InTheWay {
+                    out: out.to_path_buf(),
+                    at,
+                    why,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Staging {
@@ -133,31 +245,6 @@ impl Drop for Staging {
             let _ = fs::remove_dir_all(&self.root);
         }
     }
-}
-
-/// Paths listed in an earlier SHA256SUMS that this build does not write. Only plain
-/// relative paths are taken: a tampered list cannot make us delete outside `out`.
-fn stale_paths(old_sums: &Path, artifacts: &[Artifact]) -> Vec<String> {
-    let mut text = String::new();
-    let Ok(mut file) = fs::File::open(old_sums) else {
-        return Vec::new();
-    };
-    if file.read_to_string(&mut text).is_err() {
-        return Vec::new();
-    }
-    let new: BTreeSet<&str> = artifacts.iter().map(|a| a.path.as_str()).collect();
-    let mut stale: Vec<String> = checksums::parse(&text)
-        .into_iter()
-        .filter_map(|(_, path)| {
-            let safe = Path::new(&path)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
-            (safe && path != SHA256SUMS && !new.contains(path.as_str())).then_some(path)
-        })
-        .collect();
-    stale.sort();
-    stale.dedup();
-    stale
 }
 
 /// Remove now-empty directories between `path` and `out` (e.g. `npz/` when npz is dropped).
@@ -171,23 +258,27 @@ fn remove_empty_parents(out: &Path, path: &Path) {
     }
 }
 
-/// Remove staging directories of processes that no longer run (a killed pack).
+/// Remove what killed runs left in `out` (staging directories, temp files of the record
+/// and report), when the process that left it no longer runs.
 fn remove_abandoned(out: &Path) {
     let Ok(entries) = fs::read_dir(out) else {
         return;
     };
     for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(STAGING_PREFIX))
-            .and_then(|p| p.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = name.to_str().and_then(|n| record::leftover_pid(n, kind)) else {
             continue;
         };
         if pid != std::process::id() && !process_alive(pid) {
-            let _ = fs::remove_dir_all(entry.path());
+            // `kind` is not a symlink: remove_dir_all stays inside the directory.
+            let _ = if kind.is_dir() {
+                fs::remove_dir_all(entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            };
         }
     }
 }

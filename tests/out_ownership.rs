@@ -1,0 +1,454 @@
+//! Ownership of `--out`, through the binary: kaokore writes only into a new or empty
+//! directory, one of its own builds, or the leftovers of a killed run; a rebuild replaces
+//! or removes only what its previous build recorded, never through a symlink.
+
+#![cfg(unix)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kaokore::record::RECORD_FILE;
+use support::{FixtureConfig, FixtureHosts};
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Everything below `dir`, without following symlinks: relative path -> `file <sha256>`,
+/// `dir`, or `link -> target`. Two equal snapshots mean nothing was touched.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, format!("link -> {}", target.display()));
+            } else if meta.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &p, out);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                out.insert(rel, format!("file {}", kaokore::pack::sha256_hex(&bytes)));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs).
+fn small_metadata(dir: &Path, n: u32) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kaokore-metadata/v1.0");
+    let meta = dir.join("meta");
+    std::fs::create_dir_all(&meta).unwrap();
+    let read = |f: &str| std::fs::read_to_string(src.join(f)).unwrap();
+    let id_of = |line: &str| line.get(..8).and_then(|d| d.parse::<u32>().ok());
+    let all_urls = read("urls.txt");
+    let urls: Vec<&str> = all_urls.lines().take(n as usize).collect();
+    std::fs::write(meta.join("urls.txt"), urls.join("\n") + "\n").unwrap();
+    let labels = read("labels.csv");
+    let mut kept: Vec<&str> = labels.lines().take(1).collect();
+    kept.extend(
+        labels
+            .lines()
+            .skip(1)
+            .filter(|l| id_of(l).is_some_and(|id| id < n)),
+    );
+    std::fs::write(meta.join("labels.csv"), kept.join("\n") + "\n").unwrap();
+    let tags = read("original_tags.txt");
+    let kept: Vec<&str> = tags
+        .lines()
+        .filter(|l| id_of(l).is_some_and(|id| id < n))
+        .collect();
+    std::fs::write(meta.join("original_tags.txt"), kept.join("\n") + "\n").unwrap();
+    for f in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
+        std::fs::copy(src.join(f), meta.join(f)).unwrap();
+    }
+    meta
+}
+
+/// A temp root, the fixture hosts and 40 images of v1.0 metadata.
+struct Run {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    meta: PathBuf,
+    hosts: FixtureHosts,
+}
+
+impl Run {
+    fn new() -> Run {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Run {
+            meta: small_metadata(&root, 40),
+            root,
+            _tmp: tmp,
+            hosts: FixtureHosts::start(FixtureConfig::default()),
+        }
+    }
+
+    /// `kaokore CMD ... --out OUT --formats FORMATS` at size 16.
+    fn run(&self, cmd: &str, out: &Path, formats: &str) -> Output {
+        let mut args: Vec<String> = [
+            cmd,
+            "--quiet",
+            "--dataset-version",
+            "1.0",
+            "--size",
+            "16",
+            "--jobs",
+            "1",
+            "--formats",
+            formats,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend([
+            "--metadata".into(),
+            path_arg(&self.meta),
+            "--cache".into(),
+            path_arg(&self.root.join("cache")),
+            "--out".into(),
+            path_arg(out),
+        ]);
+        if cmd != "pack" {
+            args.extend(self.hosts.rewrite_args());
+        }
+        Command::new(env!("CARGO_BIN_EXE_kaokore"))
+            .args(&args)
+            .output()
+            .expect("run kaokore")
+    }
+
+    fn build_ok(&self, out: &Path, formats: &str) {
+        let o = self.run("build", out, formats);
+        assert!(o.status.success(), "build failed: {}", stderr(&o));
+    }
+
+    fn requests(&self) -> usize {
+        self.hosts.total_requests()
+    }
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn record_files(dir: &Path) -> Vec<String> {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(RECORD_FILE)).unwrap()).unwrap();
+    record["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 9, item 1: a directory whose SHA256SUMS kaokore did not write lost every file
+/// the list named, through a symlinked folder too. It is now refused, untouched.
+#[test]
+fn a_foreign_sha256sums_is_refused_and_nothing_is_deleted() {
+    let run = Run::new();
+    run.build_ok(&run.root.join("seed"), "npz"); // fills the cache, so pack has images
+
+    let u = run.root.join("u");
+    write(&u.join("notes.txt"), "x\n");
+    write(&u.join("data/keep.csv"), "y\n");
+    write(&u.join("README.md"), "my readme\n");
+    write(&u.join("labels.csv"), "my labels\n");
+    let sums = |names: &[&str], dir: &Path| -> String {
+        names
+            .iter()
+            .map(|n| {
+                let bytes = std::fs::read(dir.join(n)).unwrap();
+                format!("{}  {n}\n", kaokore::pack::sha256_hex(&bytes))
+            })
+            .collect()
+    };
+    let listed = ["notes.txt", "data/keep.csv", "README.md", "labels.csv"];
+    write(&u.join("SHA256SUMS"), &sums(&listed, &u));
+    // The same through a symlinked folder: its files live outside --out.
+    let v = run.root.join("v");
+    let outside = run.root.join("outside");
+    write(&outside.join("keep.csv"), "z\n");
+    std::fs::create_dir_all(&v).unwrap();
+    symlink(&outside, v.join("data")).unwrap();
+    write(&v.join("SHA256SUMS"), &sums(&["data/keep.csv"], &v));
+
+    for dir in [&u, &v] {
+        let before = (snapshot(dir), snapshot(&outside));
+        for cmd in ["pack", "build"] {
+            let requests = run.requests();
+            let o = run.run(cmd, dir, "idx,npz,parquet");
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{cmd}: {e}");
+            assert!(e.contains("not a kaokore build"), "{e}");
+            assert!(
+                e.contains("SHA256SUMS does not make a kaokore build"),
+                "{e}"
+            );
+            assert!(e.contains("changed nothing"), "{e}");
+            assert!(e.contains("Pass --out a new or empty directory"), "{e}");
+            assert!(e.contains(&path_arg(dir)), "{e}");
+            assert_eq!(run.requests(), requests, "{cmd} fetched before refusing");
+            assert_eq!((snapshot(dir), snapshot(&outside)), before, "{cmd}");
+        }
+    }
+}
+
+#[test]
+fn a_rebuild_keeps_user_files_and_symlinked_folders_and_reports_what_it_removed() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    run.build_ok(&out, "idx,npz,parquet");
+    let idx_npz: Vec<String> = record_files(&out)
+        .into_iter()
+        .filter(|f| f.starts_with("idx/") || f.starts_with("npz/"))
+        .collect();
+    assert_eq!(idx_npz.len(), 15, "{idx_npz:?}");
+
+    // The user's own files in the build, one inside a folder the rebuild drops, and a
+    // symlinked folder.
+    let elsewhere = run.root.join("elsewhere");
+    write(&elsewhere.join("precious.txt"), "keep me\n");
+    write(&out.join("mine.txt"), "mine\n");
+    write(&out.join("npz/notes.txt"), "notes\n");
+    symlink(&elsewhere, out.join("linked")).unwrap();
+    let user = |dir: &Path| {
+        let mut s = snapshot(dir);
+        s.retain(|k, _| ["mine.txt", "npz/notes.txt", "linked"].contains(&k.as_str()));
+        s
+    };
+    let (user_before, elsewhere_before) = (user(&out), snapshot(&elsewhere));
+    assert_eq!(user_before.len(), 3);
+
+    run.build_ok(&out, "parquet");
+    assert_eq!(user(&out), user_before, "the user's files are untouched");
+    assert_eq!(snapshot(&elsewhere), elsewhere_before);
+    assert!(
+        !out.join("idx").exists(),
+        "the dropped idx folder is removed"
+    );
+    let npz: Vec<_> = std::fs::read_dir(out.join("npz")).unwrap().collect();
+    assert_eq!(npz.len(), 1, "only the user's file is left in npz/");
+    let removed: Vec<String> = report(&out)["removed_stale"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(removed, idx_npz, "report.json lists every removed file");
+    let files = record_files(&out);
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.starts_with("idx/") && !f.starts_with("npz/"))
+    );
+    assert!(files.contains(&"report.json".to_string()), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f == "mine.txt" || f.starts_with("linked"))
+    );
+}
+
+/// A folder of the build replaced by a symlink: kaokore neither writes through it (the
+/// build is refused) nor removes the recorded files behind it (they are left alone).
+#[test]
+fn a_symlinked_build_folder_is_never_written_through() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    run.build_ok(&out, "idx,parquet");
+    let elsewhere = run.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(out.join("idx"), elsewhere.join("idx")).unwrap();
+    symlink(elsewhere.join("idx"), out.join("idx")).unwrap();
+    let before = (snapshot(&out), snapshot(&elsewhere));
+
+    // Writing idx again would go through the symlink: refused before any fetch.
+    let requests = run.requests();
+    let o = run.run("build", &out, "idx,parquet");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("idx is a symlink"), "{e}");
+    assert!(e.contains("changed nothing"), "{e}");
+    assert_eq!(run.requests(), requests);
+    assert_eq!((snapshot(&out), snapshot(&elsewhere)), before);
+
+    // A build without idx succeeds; the recorded idx files behind the symlink stay.
+    run.build_ok(&out, "parquet");
+    assert_eq!(
+        snapshot(&elsewhere),
+        before.1,
+        "nothing behind the symlink changed"
+    );
+    assert!(
+        std::fs::symlink_metadata(out.join("idx"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(report(&out)["removed_stale"], serde_json::json!([]));
+    assert!(record_files(&out).iter().all(|f| !f.starts_with("idx/")));
+
+    // A recorded file replaced by a symlink is not replaced in turn: refused at commit.
+    let readme = elsewhere.join("README.md");
+    std::fs::rename(out.join("README.md"), &readme).unwrap();
+    symlink(&readme, out.join("README.md")).unwrap();
+    let before = (snapshot(&out), snapshot(&elsewhere));
+    let o = run.run("pack", &out, "parquet");
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("README.md is a symlink"), "{e}");
+    assert_eq!((snapshot(&out), snapshot(&elsewhere)), before);
+}
+
+#[test]
+fn an_unusable_out_fails_at_once_before_any_fetch() {
+    let run = Run::new();
+    let file = run.root.join("a-file");
+    write(&file, "not a directory\n");
+    for (out, cmd) in [
+        (file.clone(), "build"),
+        (file.clone(), "pack"),
+        (file.join("below"), "build"),
+    ] {
+        let o = run.run(cmd, &out, "npz");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd} {}: {e}", out.display());
+        assert!(e.contains("is not a directory"), "{e}");
+        assert_eq!(run.requests(), 0, "{cmd} fetched before failing");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory\n");
+
+    // A read-only directory: exit 1 (it is the right place, but cannot be written).
+    let ro = run.root.join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::create_dir(ro.join("probe")).is_ok() {
+        // Running as root: permissions do not stop writes, nothing to test.
+        std::fs::remove_dir(ro.join("probe")).unwrap();
+        return;
+    }
+    for out in [ro.clone(), ro.join("new")] {
+        let o = run.run("build", &out, "npz");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("ermission denied"), "{e}");
+        assert_eq!(run.requests(), 0);
+    }
+}
+
+#[test]
+fn foreign_and_untrusted_outs_are_refused_before_any_fetch() {
+    let run = Run::new();
+    // (directory, its files as (path, text), what the refusal says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        // An older build: SHA256SUMS and artifacts, no record.
+        (
+            "old-build",
+            &[("SHA256SUMS", "0  a\n"), ("npz/a.npz", "x")],
+            "SHA256SUMS does not make a kaokore build",
+        ),
+        (
+            "someone-else",
+            &[("thesis.tex", "x")],
+            "not a kaokore build",
+        ),
+        (
+            "garbage-record",
+            &[(RECORD_FILE, "{not json"), ("a.txt", "x")],
+            "build record cannot be trusted",
+        ),
+        (
+            "escaping-record",
+            &[(
+                RECORD_FILE,
+                r#"{"kaokore_build":1,"dataset_version":"1.0","size":16,"formats":["npz"],"rows":{},"files":["../outside.txt"]}"#,
+            )],
+            "not a plain relative path",
+        ),
+    ];
+    for (name, files, says) in cases {
+        let out = run.root.join(name);
+        for (path, text) in files {
+            write(&out.join(path), text);
+        }
+        let before = snapshot(&out);
+        let o = run.run("build", &out, "npz");
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {e}");
+        assert!(e.contains(says), "{name}: {e}");
+        assert_eq!(snapshot(&out), before, "{name}");
+    }
+    assert_eq!(run.requests(), 0);
+}
+
+/// A run killed during its first build leaves only its staging and temp files: the next
+/// run takes the directory and cleans them up. An existing empty directory is taken too.
+#[test]
+fn leftovers_of_a_killed_first_build_and_empty_dirs_are_accepted() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    write(
+        &out.join(".kaokore-staging-999999999-0/npz/kaokore-train-imgs.npz"),
+        "half",
+    );
+    write(&out.join(format!("{RECORD_FILE}.tmp-999999999")), "{");
+    write(&out.join(".report.json.tmp-999999999"), "{");
+    run.build_ok(&out, "npz");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.contains("999999999")),
+        "leftovers are removed: {names:?}"
+    );
+    assert!(out.join(RECORD_FILE).is_file());
+
+    let empty = run.root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    run.build_ok(&empty, "npz");
+    assert!(empty.join(RECORD_FILE).is_file());
+}
+
+#[test]
+fn artifacts_and_record_do_not_depend_on_the_out_path() {
+    let run = Run::new();
+    let a = run.root.join("a");
+    let b = run.root.join("deeper/other-name");
+    run.build_ok(&a, "idx,npz,parquet");
+    run.build_ok(&b, "idx,npz,parquet");
+    for name in ["SHA256SUMS", RECORD_FILE] {
+        let (x, y) = (
+            std::fs::read(a.join(name)).unwrap(),
+            std::fs::read(b.join(name)).unwrap(),
+        );
+        assert!(
+            x == y,
+            "{name} differs between --out a and --out deeper/other-name"
+        );
+    }
+    let record = std::fs::read_to_string(a.join(RECORD_FILE)).unwrap();
+    assert!(!record.contains(&path_arg(&run.root)), "{record}");
+}
