@@ -69,6 +69,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             for problem in &report.problems {
                 eprintln!("{}: {problem}", dir.display());
             }
+            for note in report.notes() {
+                eprintln!("{}: {note}", dir.display());
+            }
             if !report.is_ok() {
                 eprintln!(
                     "verify: {} problem(s) in {}",

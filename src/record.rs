@@ -9,7 +9,7 @@
 //! [`check_out`] decides, before anything is fetched or written, whether `--out` may take a
 //! build at all; [`inspect`] is how the commit looks at a path without following symlinks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -387,6 +387,84 @@ pub(crate) fn inspect(out: &Path, relative: &str) -> io::Result<PathState> {
     Ok(PathState::Absent)
 }
 
+impl BuildRecord {
+    /// The files a build of this record's formats and size holds: the fixed names each
+    /// format writes for every split, the card, the provider list, the copied metadata,
+    /// SHA256SUMS, and for `images` the image files the record lists (which depend on what
+    /// was fetched). Not report.json (a log) nor the record itself. An error says why the
+    /// record cannot describe a build (unknown format or split, size out of range, an
+    /// image file that is not `images_S/NNNNNNNN.jpg`).
+    pub fn expected_files(&self) -> Result<BTreeSet<String>, String> {
+        use crate::metadata::Split;
+        use crate::pack::{
+            SHA256SUMS, idx_images_name, idx_labels_name, images_dir_name, npz_images_name,
+            npz_labels_name, parquet_name,
+        };
+        if self.size == 0 || self.size > crate::normalize::MAX_IMAGE_EDGE {
+            return Err(format!(
+                "size {} is not between 1 and {}",
+                self.size,
+                crate::normalize::MAX_IMAGE_EDGE
+            ));
+        }
+        let splits: Vec<&str> = Split::ALL.iter().map(|s| s.name()).collect();
+        if let Some(other) = self.rows.keys().find(|k| !splits.contains(&k.as_str())) {
+            return Err(format!("unknown split '{other}' in rows"));
+        }
+        if let Some(missing) = splits.iter().find(|s| !self.rows.contains_key(**s)) {
+            return Err(format!("no row count for split '{missing}'"));
+        }
+        // As pack's card writes them (the copied metadata keeps its upstream names).
+        let mut files: BTreeSet<String> = [
+            SHA256SUMS,
+            "README.md",
+            "CONTENT_PROVIDERS.txt",
+            crate::metadata::LABELS_FILE,
+            crate::metadata::TAGS_FILE,
+            crate::metadata::CLASS_NAMES_EN_FILE,
+            crate::metadata::CLASS_NAMES_JA_FILE,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        if self.formats.is_empty() {
+            return Err("no formats".into());
+        }
+        for format in &self.formats {
+            for split in Split::ALL {
+                match format.as_str() {
+                    "idx" => {
+                        files.insert(idx_images_name(split));
+                        files.insert(idx_labels_name(split, "gender"));
+                        files.insert(idx_labels_name(split, "status"));
+                    }
+                    "npz" => {
+                        files.insert(npz_images_name(split));
+                        files.insert(npz_labels_name(split));
+                    }
+                    "parquet" => {
+                        files.insert(parquet_name(split));
+                    }
+                    "images" => {}
+                    other => return Err(format!("unknown format '{other}'")),
+                }
+            }
+        }
+        if self.formats.iter().any(|f| f == "images") {
+            let prefix = format!("{}/", images_dir_name(self.size));
+            for f in self.files.iter().filter(|f| f.starts_with(&prefix)) {
+                let name = &f[prefix.len()..];
+                let digits = name.strip_suffix(".jpg").unwrap_or("");
+                if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("lists {f:?}, not an image file of {prefix}"));
+                }
+                files.insert(f.clone());
+            }
+        }
+        Ok(files)
+    }
+}
+
 /// Whether `path` is relative and made only of plain names (no `..`, `.`, root or
 /// prefix, no empty component): the only paths a record may name.
 pub fn is_plain_relative(path: &str) -> bool {
@@ -544,6 +622,41 @@ mod tests {
             inspect(&out, "npz/a.npz/x").unwrap(),
             blocked("npz/a.npz", "is not a directory")
         );
+    }
+
+    #[test]
+    fn expected_files_follow_formats_and_splits() {
+        let mut r = record();
+        let files = r.expected_files().unwrap();
+        assert!(files.contains("idx/kaokore-dev-images-idx4-ubyte.gz"));
+        assert!(files.contains("npz/kaokore-test-labels.npz"));
+        assert!(files.contains("labels.csv") && files.contains("SHA256SUMS"));
+        assert!(!files.iter().any(|f| f.starts_with("parquet/")));
+        // 3 card/provider/SHA256SUMS + 4 metadata + 3 x (3 idx + 2 npz)
+        assert_eq!(files.len(), 7 + 15);
+
+        r.formats.push("images".into());
+        r.files.push("images_256/00000042.jpg".into());
+        assert!(
+            r.expected_files()
+                .unwrap()
+                .contains("images_256/00000042.jpg")
+        );
+        r.files.push("images_256/notes.txt".into());
+        assert!(r.expected_files().unwrap_err().contains("notes.txt"));
+
+        let mut r = record();
+        r.formats.push("tiff".into());
+        assert_eq!(r.expected_files().unwrap_err(), "unknown format 'tiff'");
+        let mut r = record();
+        r.rows.remove("dev");
+        assert_eq!(
+            r.expected_files().unwrap_err(),
+            "no row count for split 'dev'"
+        );
+        let mut r = record();
+        r.size = 0;
+        assert!(r.expected_files().unwrap_err().starts_with("size 0"));
     }
 
     #[cfg(unix)]

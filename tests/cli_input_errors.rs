@@ -204,6 +204,155 @@ fn empty_labels() {
 }
 
 #[test]
+fn label_beyond_the_end_of_urls() {
+    // v1.0's urls.txt has 5824 lines (ids 0..5823): a label for 5824 names no line.
+    let d = broken("labels.csv", |t| {
+        replace_line(&t, 3, "00005824.jpg,0,0,train")
+    });
+    assert_rejected(
+        d,
+        "labels.csv:3: image 00005824.jpg is beyond the end of urls.txt (5824 lines): the files are not of one version",
+    );
+}
+
+#[test]
+fn absurd_label_id_is_an_error_not_an_allocation() {
+    // Once a 216 GB allocation and an abort.
+    let d = broken("labels.csv", |t| {
+        replace_line(&t, 4, "999999999.jpg,0,0,train")
+    });
+    assert_rejected(
+        d,
+        "labels.csv:4: image 999999999.jpg is beyond the end of urls.txt (5824 lines): the files are not of one version",
+    );
+}
+
+#[test]
+fn tags_beyond_the_end_of_urls() {
+    let d = broken("original_tags.txt", |t| {
+        replace_line(&t, 7, "999999999.jpg:原典=ふんせう")
+    });
+    assert_rejected(
+        d,
+        "original_tags.txt:7: image 999999999.jpg is beyond the end of urls.txt (5824 lines): the files are not of one version",
+    );
+}
+
+#[test]
+fn urls_file_of_200_mb_blank_lines_is_refused_unread() {
+    // Once more than 4 GB of memory (a 216-byte record and a warning per line).
+    let d = broken("urls.txt", |t| t.into_bytes());
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(d.path().join("urls.txt")).unwrap();
+        let chunk = vec![b'\n'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let started = std::time::Instant::now();
+    assert_rejected(
+        d,
+        "urls.txt: 209715200 bytes, more than the 16 MiB a metadata file may have (upstream's largest is under 2 MB)",
+    );
+    assert!(started.elapsed().as_secs() < 30, "stops at once");
+}
+
+#[test]
+fn urls_file_with_more_lines_than_any_version_could_have() {
+    // 1 MB of blank lines: small, but a million and one image ids.
+    let d = broken("urls.txt", |t| {
+        let mut text = t.into_bytes();
+        text.resize(text.len() + 1_000_001 - 5824, b'\n');
+        text
+    });
+    assert_rejected(
+        d,
+        "urls.txt:1000001: more than 1000000 lines (image ids); KaoKore versions have about 10,000",
+    );
+}
+
+/// Run `kaokore info --json --metadata DIR` with its address space capped at `limit_kib`
+/// (so a parse that takes more memory aborts): (status, stdout as JSON, stderr).
+fn info_with(meta: &Path, limit_kib: u64) -> (i32, serde_json::Value, String) {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {limit_kib} && exec \"$@\""))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_kaokore"))
+        .args(["info", "--json", "--dataset-version", "1.0", "--metadata"])
+        .arg(meta)
+        .arg("--cache")
+        .arg(meta.join("cache"))
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!meta.join("cache").exists(), "info creates no cache");
+    (o.status.code().unwrap_or(-1), json, stderr)
+}
+
+#[test]
+fn the_most_lines_urls_may_have_parse_in_bounded_memory() {
+    // A million lines, nearly all blank: accepted, and parsed within 256 MiB of address
+    // space (a blank line costs about 100 bytes; it cost 270 before records boxed tags).
+    let d = broken("urls.txt", |t| {
+        let mut text = t.into_bytes();
+        text.resize(text.len() + 1_000_000 - 5824, b'\n');
+        text
+    });
+    let (code, info, stderr) = info_with(d.path(), 256 << 10);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(info["lines"], 1_000_000);
+    assert_eq!(info["urls"], 5552);
+    assert_eq!(info["blank_lines"], 1_000_000 - 5552);
+}
+
+#[test]
+fn byte_order_marks_are_accepted() {
+    let d = broken("urls.txt", |t| t.into_bytes());
+    for f in FILES {
+        let path = d.path().join(f);
+        let text = std::fs::read(&path).unwrap();
+        std::fs::write(&path, [b"\xef\xbb\xbf".as_slice(), &text].concat()).unwrap();
+    }
+    let (code, info, stderr) = info_with(d.path(), 4 << 20);
+    assert_eq!(code, 0, "{stderr}");
+    // The same figures as without the marks (see info_on_real_files).
+    assert_eq!(info["lines"], 5824);
+    assert_eq!(info["urls"], 5552);
+    assert_eq!(info["labelled"], 5298);
+    assert_eq!(info["splits"]["train"]["images"], 4238);
+    assert_eq!(info["hosts"]["codh.rois.ac.jp"], 2366);
+}
+
+#[test]
+fn url_schemes_are_case_insensitive() {
+    let d = broken("urls.txt", |t| {
+        let upper: Vec<String> = t
+            .lines()
+            .map(|l| {
+                l.replacen("http://", "HTTP://", 1)
+                    .replacen("https://", "Https://", 1)
+            })
+            .collect();
+        (upper.join("\n") + "\n").into_bytes()
+    });
+    let (code, info, stderr) = info_with(d.path(), 4 << 20);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(info["urls"], 5552);
+    assert_eq!(info["hosts"]["codh.rois.ac.jp"], 2366);
+    // Other schemes are still refused, whatever their case.
+    let d = broken("urls.txt", |t| {
+        replace_line(&t, 9, "FTP://codh.rois.ac.jp/a.jpg")
+    });
+    assert_rejected(
+        d,
+        "urls.txt:9: not an http(s) URL: 'FTP://codh.rois.ac.jp/a.jpg'",
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let run = |args: &[&str]| {
         let o = Command::new(env!("CARGO_BIN_EXE_kaokore"))

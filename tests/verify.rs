@@ -3,11 +3,13 @@
 
 mod pack_common;
 
+use std::io::{Read, Write};
 use std::path::Path;
 
 use kaokore::metadata::Split;
 use kaokore::pack;
 use kaokore::progress::Progress;
+use kaokore::record::BuildRecord;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
@@ -144,18 +146,256 @@ fn an_edited_label_is_caught_even_with_updated_checksums() {
 fn a_deleted_file_is_reported() {
     let (_dir, out) = build("idx,npz,parquet");
     std::fs::remove_file(out.join(pack::idx_labels_name(Split::Test, "status"))).unwrap();
+    // Reported once, though both the checksums and the idx reader look for it.
+    assert_eq!(
+        messages(&out),
+        ["idx/kaokore-test-status-idx1-ubyte.gz: missing"]
+    );
+}
+
+/// Remove `relative` lines from SHA256SUMS.
+fn drop_sums(out: &Path, gone: impl Fn(&str) -> bool) {
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    let kept: String = sums
+        .lines()
+        .filter(|l| !gone(l.split_once("  ").unwrap().1))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(out.join("SHA256SUMS"), kept).unwrap();
+}
+
+#[test]
+fn formats_removed_with_their_checksum_lines_are_missing() {
+    // Once "ok": verify only checked what SHA256SUMS listed.
+    let (_dir, out) = build("idx,npz,parquet");
+    std::fs::remove_dir_all(out.join("idx")).unwrap();
+    std::fs::remove_dir_all(out.join("npz")).unwrap();
+    drop_sums(&out, |p| p.starts_with("idx/") || p.starts_with("npz/"));
     let m = messages(&out);
+    let mut expected = Vec::new();
+    for split in Split::ALL {
+        expected.push(pack::idx_images_name(split));
+        expected.push(pack::idx_labels_name(split, "gender"));
+        expected.push(pack::idx_labels_name(split, "status"));
+        expected.push(pack::npz_images_name(split));
+        expected.push(pack::npz_labels_name(split));
+    }
+    for name in &expected {
+        assert!(
+            m.contains(&format!("{name}: missing (idx/ does not exist)"))
+                || m.contains(&format!("{name}: missing (npz/ does not exist)")),
+            "{name} not reported: {m:?}"
+        );
+    }
+    assert_eq!(m.len(), expected.len(), "{m:?}");
+}
+
+#[test]
+fn an_artifact_missing_from_sha256sums_fails() {
+    let (_dir, out) = build("npz,parquet");
+    drop_sums(&out, |p| p == "parquet/dev-00000-of-00001.parquet");
+    assert_eq!(
+        messages(&out),
+        ["parquet/dev-00000-of-00001.parquet: not listed in SHA256SUMS"]
+    );
+}
+
+#[test]
+fn a_checksum_line_for_a_file_no_build_writes_fails() {
+    let (_dir, out) = build("npz");
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let mut sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    sums.push_str(&format!("{}  notes.txt\n", pack::sha256_hex(b"mine")));
+    std::fs::write(out.join("SHA256SUMS"), sums).unwrap();
+    let m = messages(&out);
+    assert_eq!(
+        m,
+        ["notes.txt: listed in SHA256SUMS, but the build's record has no such artifact"]
+    );
+}
+
+#[test]
+fn row_counts_must_match_the_record() {
+    let (_dir, out) = build("idx,npz,parquet");
+    let mut record = BuildRecord::read(&out).unwrap().unwrap();
+    let train = record.rows["train"];
+    record.rows.insert("train".into(), train + 1);
+    record.write(&out).unwrap();
+    let m = messages(&out);
+    let more = train + 1;
+    for expected in [
+        format!(
+            "idx/kaokore-train-gender-idx1-ubyte.gz: header says {train} rows, the build's record says {more}"
+        ),
+        format!(
+            "npz/kaokore-train-labels.npz: gender has shape [{train}], the build's record says [{more}]"
+        ),
+        format!(
+            "idx/kaokore-train-images-idx4-ubyte.gz: header states shape [{train}, {S}, {S}, 3], the build's record says [{more}, {S}, {S}, 3]"
+        ),
+        format!(
+            "parquet/train-00000-of-00001.parquet: metadata says {train} rows, the build's record says {more}"
+        ),
+    ] {
+        assert!(m.contains(&expected), "{expected:?} not in {m:?}");
+    }
+}
+
+/// Run verify on another thread: a verify that blocks on a file fails the test instead of
+/// hanging it.
+fn messages_within(out: &Path, secs: u64) -> Vec<String> {
+    let out = out.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(messages(&out));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .expect("verify stops within the time")
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_to_dev_zero_is_reported_not_read() {
+    // Once a hang: verify read /dev/zero through the link.
+    let (_dir, out) = build("idx,npz");
+    let name = pack::npz_images_name(Split::Dev);
+    std::fs::remove_file(out.join(&name)).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", out.join(&name)).unwrap();
+    assert_eq!(
+        messages_within(&out, 60),
+        [format!("{name}: is a symbolic link: not followed")]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_directory_is_not_followed() {
+    let (dir, out) = build("idx,npz");
+    std::fs::rename(out.join("idx"), dir.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), out.join("idx")).unwrap();
+    let m = messages_within(&out, 60);
     assert!(
-        m.iter()
-            .any(|p| p
-                .starts_with("idx/kaokore-test-status-idx1-ubyte.gz: listed in SHA256SUMS but")),
+        m.contains(&format!(
+            "{}: idx/ is a symbolic link: not followed",
+            pack::idx_images_name(Split::Train)
+        )),
         "{m:?}"
     );
-    assert!(
-        m.iter()
-            .any(|p| p.starts_with("idx/kaokore-test-status-idx1-ubyte.gz: cannot read")),
-        "{m:?}"
+    assert!(!verify(&out).unwrap().is_ok());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_reported_not_opened() {
+    let (_dir, out) = build("idx");
+    let name = pack::idx_labels_name(Split::Test, "gender");
+    std::fs::remove_file(out.join(&name)).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(out.join(&name))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(
+        messages_within(&out, 60),
+        [format!("{name}: is a FIFO, not a regular file: not opened")]
     );
+}
+
+#[test]
+fn an_npz_header_claiming_a_huge_shape_is_refused_before_allocating() {
+    // Once a 30 GB allocation and an abort: the header's shape was trusted.
+    let (_dir, out) = build("idx,npz");
+    let name = pack::npz_images_name(Split::Train);
+    let rows = BuildRecord::read(&out).unwrap().unwrap().rows["train"];
+    let mut npy = Vec::new();
+    zip::ZipArchive::new(std::fs::File::open(out.join(&name)).unwrap())
+        .unwrap()
+        .by_name("arr_0.npy")
+        .unwrap()
+        .read_to_end(&mut npy)
+        .unwrap();
+    // Same pixels, same header length: only the shape lies (padding absorbs the digits).
+    let header_len = 10 + u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let header = String::from_utf8(npy[10..header_len].to_vec()).unwrap();
+    let real = format!("({rows}, {S}, {S}, 3)");
+    let bogus = format!("({rows}, 100000, 100000, 3)");
+    assert!(header.contains(&real), "{header}");
+    let lied = header
+        .replace(&real, &bogus)
+        .replacen(&" ".repeat(bogus.len() - real.len()), "", 1);
+    assert_eq!(lied.len(), header.len());
+    npy.splice(10..header_len, lied.into_bytes());
+    let mut w = zip::ZipWriter::new(std::fs::File::create(out.join(&name)).unwrap());
+    w.start_file("arr_0.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&npy).unwrap();
+    w.finish().unwrap();
+    update_sum(&out, &name);
+    assert_eq!(
+        messages_within(&out, 120),
+        [format!(
+            "{name}: header states shape [{rows}, 100000, 100000, 3], the build's record says [{rows}, {S}, {S}, 3]"
+        )]
+    );
+}
+
+#[test]
+fn files_of_the_user_are_reported_and_do_not_fail() {
+    let (_dir, out) = build("idx,npz,parquet");
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("idx").join("mine.csv"), "a,b").unwrap();
+    // A killed run's staging directory is named once, not walked.
+    let staged = out.join(".kaokore-staging-999999999-0/npz");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("kaokore-train-imgs.npz"), "half a file").unwrap();
+    let report = verify(&out).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(
+        report.extra_files,
+        [".kaokore-staging-999999999-0/", "idx/mine.csv", "notes.txt"]
+    );
+    let o = kaokore_verify(&out);
+    assert_eq!(o.0, Some(0), "{}", o.1);
+    assert!(
+        o.1.contains("notes.txt: not written by kaokore (left alone, not checked)"),
+        "{}",
+        o.1
+    );
+}
+
+/// `kaokore verify DIR`: (status, stderr).
+fn kaokore_verify(dir: &Path) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        .arg("verify")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_directory_without_a_record_is_not_a_kaokore_build() {
+    let (_dir, out) = build("npz");
+    std::fs::remove_file(out.join(kaokore::record::RECORD_FILE)).unwrap();
+    assert_eq!(
+        messages(&out),
+        ["not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"]
+    );
+    let (code, stderr) = kaokore_verify(&out);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: not a kaokore build (no .kaokore-build.json)",
+            out.display()
+        )),
+        "{stderr}"
+    );
+    // An empty directory, the same.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(kaokore_verify(empty.path()).0, Some(1));
 }
 
 #[test]
@@ -163,8 +403,12 @@ fn a_missing_checksum_list_is_reported() {
     let (_dir, out) = build("npz");
     std::fs::remove_file(out.join("SHA256SUMS")).unwrap();
     let m = messages(&out);
+    assert!(m.contains(&"SHA256SUMS: missing".to_string()), "{m:?}");
     assert!(
-        m.iter().any(|p| p.starts_with("SHA256SUMS: cannot read")),
+        m.contains(&format!(
+            "{}: not listed in SHA256SUMS",
+            pack::npz_labels_name(Split::Dev)
+        )),
         "{m:?}"
     );
 }

@@ -1,7 +1,7 @@
 //! `labels.csv` (image, gender, status, split) and the class names of
 //! `labels.metadata.en.txt`.
 
-use super::{ImageId, LABELS_FILE, MetadataError, Split};
+use super::{ImageId, LABELS_FILE, MetadataError, Split, URLS_FILE, without_bom};
 
 /// The expert labels of one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +22,10 @@ impl ClassNames {
     /// Parse the upstream layout: a header of attribute names, a line of class counts, then
     /// one block per attribute (`name` followed by `\tindex\tclass` lines).
     pub fn parse(text: &str, file: &str) -> Result<ClassNames, MetadataError> {
-        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end()));
+        let mut lines = without_bom(text)
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim_end()));
         let (_, header) = lines
             .next()
             .ok_or_else(|| MetadataError::invalid(file, 1, "empty file"))?;
@@ -101,13 +104,16 @@ impl ClassNames {
     }
 }
 
-/// Parse labels.csv into (id, label) in file order, validating every row.
+/// Parse labels.csv into (line, id, label) in file order, validating every row. An id
+/// must be one of the `urls_lines` lines of urls.txt: one beyond means the files are not
+/// of one version.
 pub(super) fn parse(
     text: &str,
     classes: &ClassNames,
-) -> Result<Vec<(ImageId, Label)>, MetadataError> {
+    urls_lines: usize,
+) -> Result<Vec<(usize, ImageId, Label)>, MetadataError> {
     let bad = |line: usize, message: String| MetadataError::invalid(LABELS_FILE, line, message);
-    let mut lines = text
+    let mut lines = without_bom(text)
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
@@ -153,6 +159,9 @@ pub(super) fn parse(
                 ),
             )
         })?;
+        if id.0 as usize >= urls_lines {
+            return Err(bad(n, beyond_urls(id, urls_lines)));
+        }
         if let Some(first) = seen.insert(id, n) {
             return Err(bad(
                 n,
@@ -186,6 +195,7 @@ pub(super) fn parse(
             }
         };
         rows.push((
+            n,
             id,
             Label {
                 gender,
@@ -195,6 +205,14 @@ pub(super) fn parse(
         ));
     }
     Ok(rows)
+}
+
+/// The message for an image id that urls.txt has no line for.
+pub(super) fn beyond_urls(id: ImageId, urls_lines: usize) -> String {
+    format!(
+        "image {} is beyond the end of {URLS_FILE} ({urls_lines} lines): the files are not of one version",
+        id.file_name()
+    )
 }
 
 /// `00000042.jpg` -> 42. Upstream names are eight digits and `.jpg`.

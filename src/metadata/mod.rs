@@ -11,6 +11,7 @@ mod tags;
 mod urls;
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 pub use embedded::DatasetVersion;
@@ -80,7 +81,8 @@ pub struct ImageRecord {
     /// The original upstream URL; `None` for a blank line.
     pub url: Option<String>,
     pub label: Option<Label>,
-    pub tags: Option<Tags>,
+    /// Boxed: most of a record's size, and a blank urls.txt line has none.
+    pub tags: Option<Box<Tags>>,
 }
 
 impl ImageRecord {
@@ -103,14 +105,12 @@ pub struct Warning {
 pub enum WarningKind {
     /// A blank line in urls.txt: the id exists but has no image.
     BlankUrlLine,
-    /// labels.csv labels an image whose urls.txt line is blank (or missing).
+    /// labels.csv labels an image whose urls.txt line is blank.
     LabelledWithoutUrl,
     /// An `=`-only or key-less entry in original_tags.txt.
     StrayTagEntry,
     /// A tag value with leading or trailing white space (kept trimmed).
     PaddedTagValue,
-    /// A line of original_tags.txt for an id beyond urls.txt.
-    TagsWithoutUrl,
 }
 
 impl WarningKind {
@@ -120,7 +120,6 @@ impl WarningKind {
             WarningKind::LabelledWithoutUrl => "labelled image with a blank URL line (not packed)",
             WarningKind::StrayTagEntry => "stray entry without a key in original_tags.txt",
             WarningKind::PaddedTagValue => "tag value with surrounding white space (trimmed)",
-            WarningKind::TagsWithoutUrl => "original_tags.txt line for an id without a URL",
         }
     }
 }
@@ -142,6 +141,11 @@ pub enum MetadataError {
     },
     #[error("{file}: not valid UTF-8 (line {line})")]
     NotUtf8 { file: String, line: usize },
+    #[error(
+        "{file}: {bytes} bytes, more than the {} MiB a metadata file may have (upstream's largest is under 2 MB)",
+        MAX_METADATA_BYTES >> 20
+    )]
+    TooLarge { file: String, bytes: u64 },
 }
 
 impl MetadataError {
@@ -166,6 +170,21 @@ pub struct MetadataFiles {
     pub class_names_ja: String,
 }
 
+/// A metadata file larger than this is refused unread. Upstream's largest file
+/// (v1.3 original_tags.txt) is 1.8 MB; parsing keeps a bounded amount per line, so this
+/// also bounds the memory any metadata directory can make the tool use.
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+
+/// The most lines urls.txt may have, so the highest image id: a hundred times the largest
+/// version (v1.3: 9,683). Only blank lines could reach it within [`MAX_METADATA_BYTES`],
+/// and each costs a record (about 100 bytes with its warning), so it caps that too.
+pub const MAX_IMAGES: usize = 1_000_000;
+
+/// The text of a file without the UTF-8 byte order mark some editors put first.
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// The names of the upstream files, as they are copied into an output directory.
 pub const URLS_FILE: &str = "urls.txt";
 pub const LABELS_FILE: &str = "labels.csv";
@@ -179,15 +198,33 @@ impl MetadataFiles {
         embedded::files(version)
     }
 
-    /// Read an upstream-layout directory. Every file must exist and be UTF-8.
+    /// Read an upstream-layout directory. Every file must exist, be UTF-8 and no larger
+    /// than [`MAX_METADATA_BYTES`] (checked before reading, and again while reading, for a
+    /// file that grows or is not a regular file).
     pub fn read_dir(dir: &Path) -> Result<Self, MetadataError> {
         let read = |name: &str| -> Result<String, MetadataError> {
             let path = dir.join(name);
             let shown = path.display().to_string();
-            let bytes = std::fs::read(&path).map_err(|source| MetadataError::Read {
+            let io_err = |source| MetadataError::Read {
                 file: shown.clone(),
                 source,
-            })?;
+            };
+            let file = std::fs::File::open(&path).map_err(io_err)?;
+            let declared = file.metadata().map_err(io_err)?.len();
+            let too_large = |bytes| MetadataError::TooLarge {
+                file: shown.clone(),
+                bytes,
+            };
+            if declared > MAX_METADATA_BYTES {
+                return Err(too_large(declared));
+            }
+            let mut bytes = Vec::with_capacity(declared as usize);
+            file.take(MAX_METADATA_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(io_err)?;
+            if bytes.len() as u64 > MAX_METADATA_BYTES {
+                return Err(too_large(bytes.len() as u64));
+            }
             String::from_utf8(bytes).map_err(|e| {
                 let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 MetadataError::NotUtf8 {
@@ -222,7 +259,8 @@ impl MetadataFiles {
 pub struct Dataset {
     pub version: DatasetVersion,
     pub files: MetadataFiles,
-    /// Every image id from 0 to the last line of urls.txt (or the highest id any file names).
+    /// One record per line of urls.txt: index = image id. labels.csv and
+    /// original_tags.txt may only name these ids.
     pub records: Vec<ImageRecord>,
     /// Labelled images in labels.csv order: the row order of every artifact.
     pub labelled: Vec<ImageId>,
@@ -234,49 +272,38 @@ impl Dataset {
     /// Parse and validate the files of a version.
     pub fn parse(version: DatasetVersion, files: MetadataFiles) -> Result<Self, MetadataError> {
         let (urls, mut warnings) = urls::parse(&files.urls)?;
+        let lines = urls.len();
         let class_names = ClassNames::parse(&files.class_names_en, CLASS_NAMES_EN_FILE)?;
-        let labelled = labels::parse(&files.labels, &class_names)?;
-        let (tags, tag_warnings) = tags::parse(&files.original_tags)?;
+        let labelled = labels::parse(&files.labels, &class_names, lines)?;
+        let (tags, tag_warnings) = tags::parse(&files.original_tags, lines)?;
         warnings.extend(tag_warnings);
 
-        let highest = labelled
-            .iter()
-            .map(|(id, _)| id.0 as usize + 1)
-            .chain(tags.keys().map(|id| id.0 as usize + 1))
-            .chain(std::iter::once(urls.len()))
-            .max()
-            .unwrap_or(0);
-        let mut records: Vec<ImageRecord> = (0..highest)
-            .map(|i| ImageRecord {
+        let mut records: Vec<ImageRecord> = urls
+            .into_iter()
+            .enumerate()
+            .map(|(i, url)| ImageRecord {
                 id: ImageId(i as u32),
-                url: urls.get(i).cloned().flatten(),
+                url,
                 label: None,
                 tags: None,
             })
             .collect();
+        // Both parsers checked every id against the number of lines.
         let mut order = Vec::with_capacity(labelled.len());
-        for (line, (id, label)) in labelled.into_iter().enumerate() {
+        for (line, id, label) in labelled {
             let record = &mut records[id.0 as usize];
             if record.url.is_none() {
                 warnings.push(Warning {
                     file: LABELS_FILE,
-                    line: line + 2,
+                    line,
                     kind: WarningKind::LabelledWithoutUrl,
                 });
             }
             record.label = Some(label);
             order.push(id);
         }
-        for (id, (line, t)) in tags {
-            let record = &mut records[id.0 as usize];
-            if record.url.is_none() && id.0 as usize >= urls.len() {
-                warnings.push(Warning {
-                    file: TAGS_FILE,
-                    line,
-                    kind: WarningKind::TagsWithoutUrl,
-                });
-            }
-            record.tags = Some(t);
+        for (id, (_, t)) in tags {
+            records[id.0 as usize].tags = Some(Box::new(t));
         }
         warnings.sort_by_key(|w| (w.file, w.line, w.kind));
         Ok(Dataset {

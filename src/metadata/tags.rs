@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::labels::parse_image_name;
-use super::{ImageId, MetadataError, TAGS_FILE, Warning, WarningKind};
+use super::labels::{beyond_urls, parse_image_name};
+use super::{ImageId, MetadataError, TAGS_FILE, Warning, WarningKind, without_bom};
 
 /// The parsed expert metadata of one image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,11 +37,15 @@ fn is_source_id_key(key: &str) -> bool {
 /// Each image's tags with the line they were on.
 pub(super) type TagsById = BTreeMap<ImageId, (usize, Tags)>;
 
-/// Parse every line into (id -> (line number, tags)), with the quirks found.
-pub(super) fn parse(text: &str) -> Result<(TagsById, Vec<Warning>), MetadataError> {
+/// Parse every line into (id -> (line number, tags)), with the quirks found. An id must
+/// be one of the `urls_lines` lines of urls.txt.
+pub(super) fn parse(
+    text: &str,
+    urls_lines: usize,
+) -> Result<(TagsById, Vec<Warning>), MetadataError> {
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in without_bom(text).lines().enumerate() {
         let n = i + 1;
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
@@ -57,6 +61,13 @@ pub(super) fn parse(text: &str) -> Result<(TagsById, Vec<Warning>), MetadataErro
                 format!("'{name}' is not an image name like 00000042.jpg"),
             )
         })?;
+        if id.0 as usize >= urls_lines {
+            return Err(MetadataError::invalid(
+                TAGS_FILE,
+                n,
+                beyond_urls(id, urls_lines),
+            ));
+        }
         let mut warn = |kind| {
             warnings.push(Warning {
                 file: TAGS_FILE,
@@ -177,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_line_without_an_image_name_is_an_error() {
-        let err = parse("00000000.jpg:原典=a\nnonsense\n").unwrap_err();
+        let err = parse("00000000.jpg:原典=a\nnonsense\n", 1).unwrap_err();
         assert_eq!(
             err.to_string(),
             "original_tags.txt:2: expected 'NNNNNNNN.jpg:key=value;...'"

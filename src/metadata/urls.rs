@@ -2,14 +2,25 @@
 
 use std::fmt;
 
-use super::{MetadataError, URLS_FILE, Warning, WarningKind};
+use super::{MAX_IMAGES, MetadataError, URLS_FILE, Warning, WarningKind, without_bom};
 
 /// Parse urls.txt. A blank line keeps its id and has no URL (a warning); a line that is
 /// not an http(s) URL is an error, since the tool would fetch something it should not.
+/// More than [`MAX_IMAGES`] lines is an error too: each line, blank or not, becomes a
+/// record, so the count bounds the memory a file of blank lines can take.
 pub(super) fn parse(text: &str) -> Result<(Vec<Option<String>>, Vec<Warning>), MetadataError> {
     let mut urls = Vec::new();
     let mut warnings = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in without_bom(text).lines().enumerate() {
+        if i == MAX_IMAGES {
+            return Err(MetadataError::invalid(
+                URLS_FILE,
+                i + 1,
+                format!(
+                    "more than {MAX_IMAGES} lines (image ids); KaoKore versions have about 10,000"
+                ),
+            ));
+        }
         let line = raw.trim();
         if line.is_empty() {
             warnings.push(Warning {
@@ -41,10 +52,10 @@ fn shorten(s: &str) -> String {
 }
 
 /// The host of an http(s) URL (lower-cased, without port), or `None` for anything else.
+/// The scheme is case-insensitive (`HTTP://` is http), as RFC 3986 says.
 pub fn host_of(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let rest = strip_prefix_ignore_case(url, "https://")
+        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit('@').next()?;
     let host = match host.rsplit_once(':') {
@@ -52,6 +63,12 @@ pub fn host_of(url: &str) -> Option<String> {
         _ => host,
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// The organisation holding a work, as upstream's content-provider list names it.
@@ -144,7 +161,14 @@ mod tests {
             host_of("http://127.0.0.1:8080/a").as_deref(),
             Some("127.0.0.1")
         );
+        assert_eq!(
+            host_of("HTTP://Example.ORG/a").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(host_of("Https://a.b/c").as_deref(), Some("a.b"));
         assert_eq!(host_of("ftp://x/y"), None);
+        assert_eq!(host_of("FILE:///etc/passwd"), None);
+        assert_eq!(host_of("h"), None);
         assert_eq!(host_of("file:///etc/passwd"), None);
         assert_eq!(Provider::from_url("http://127.0.0.1/a"), None);
     }
@@ -164,6 +188,26 @@ mod tests {
         );
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].line, 2);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_url() {
+        let (urls, _) = parse("\u{feff}http://a/1\n").unwrap();
+        assert_eq!(urls, vec![Some("http://a/1".into())]);
+    }
+
+    #[test]
+    fn too_many_lines_is_an_error_at_the_first_line_too_many() {
+        let text = "\n".repeat(MAX_IMAGES);
+        assert_eq!(parse(&text).unwrap().0.len(), MAX_IMAGES);
+        let err = parse(&(text + "http://a/1\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "urls.txt:{}: more than {MAX_IMAGES} lines (image ids); KaoKore versions have about 10,000",
+                MAX_IMAGES + 1
+            )
+        );
     }
 
     #[test]
