@@ -19,7 +19,7 @@ use crate::config::{FetchOptions, Rewrite};
 use super::client::{self, AttemptError};
 use super::host::{GIVE_UP_AFTER, HostGate, Slot};
 use super::validate::{self, Invalid};
-use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
+use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary, Lookup};
 
 /// How often the calling thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -112,9 +112,13 @@ pub(super) fn fetch_all(
             jobs[j].requests.push(i);
             continue;
         }
-        if cache.contains(&req.url) {
-            tally(&mut summary, i, FetchOutcome::FromCache);
-            continue;
+        match cache.lookup(&req.url) {
+            Lookup::Cached => {
+                tally(&mut summary, i, FetchOutcome::FromCache);
+                continue;
+            }
+            Lookup::Evicted(_) => summary.evicted += 1,
+            Lookup::Missing => {}
         }
         let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
         let host = match host_key(&target) {
