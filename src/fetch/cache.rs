@@ -453,7 +453,8 @@ mod tests {
         assert_eq!(record.length, 17);
         assert_eq!(record.sha256, sha256_hex(b"the fetched bytes"));
 
-        let cases: [(&str, fn(&Cache)); 6] = [
+        type Damage = fn(&Cache);
+        let cases: [(&str, Damage); 6] = [
             ("differ", |c| {
                 fs::write(c.path_for("u"), b"the fetched bytez").unwrap()
             }),
