@@ -64,6 +64,8 @@ pub struct FetchOptions {
     pub max_body_bytes: u64,
     /// Largest accepted image edge, checked before decoding.
     pub max_image_edge: u32,
+    /// Most validation decodes at once (CPU work): `--jobs`, by default the CPU count.
+    pub decode_jobs: usize,
     /// First backoff delay; doubles per retry, with jitter.
     pub backoff_base: Duration,
     /// Longest single wait, whether from backoff or a server's Retry-After.
@@ -81,6 +83,7 @@ impl Default for FetchOptions {
             timeout: Duration::from_secs(30),
             max_body_bytes: 32 << 20,
             max_image_edge: 8192,
+            decode_jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             user_agent: format!(

@@ -155,6 +155,7 @@ fn config(
     if let Some(jobs) = run.jobs.jobs {
         pack.jobs = jobs as usize;
     }
+    fetch.decode_jobs = pack.jobs;
     let out = match output {
         Some(o) => {
             pack.size = o.size;

@@ -9,13 +9,16 @@ use std::io::Cursor;
 
 use fast_image_resize::images::Image as ResizeImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{ColorType, DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 /// Largest accepted image edge, checked from the header before decoding.
 pub const MAX_IMAGE_EDGE: u32 = 8192;
-/// Largest decoder allocation: an 8192 x 8192 16-bit RGBA image is 512 MiB, so this also
-/// stops pathological files that pass the edge cap.
-const MAX_DECODE_ALLOC: u64 = 256 << 20;
+/// Largest decoded pixel buffer of an accepted image, in bytes: the one pixel limit of
+/// the fetcher's validation and of pack (an image the fetcher caches can be packed),
+/// checked from the header before any pixel is decoded. 32 MiB is 3,344 x 3,344 8-bit RGB,
+/// far above the 256-pixel crops KaoKore's URLs ask for; an 8192 x 8192 16-bit RGBA PNG
+/// (512 MiB from a 522 KB file) is refused.
+pub const MAX_DECODED_BYTES: u64 = 32 << 20;
 
 /// Why an image file could not be normalized. It is then left out of the artifacts.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,14 @@ pub enum NormalizeError {
     Jpeg(String),
     #[error("image is larger than {max} pixels on an edge, or too large to decode")]
     TooLarge { max: u32 },
+    #[error(
+        "image of {width}x{height} would decode to {} MiB, more than the limit of {} MiB",
+        bytes.div_ceil(1 << 20),
+        MAX_DECODED_BYTES >> 20
+    )]
+    TooManyPixels { width: u32, height: u32, bytes: u64 },
+    #[error("JPEG without its end-of-image marker (cut short)")]
+    CutShort,
     #[error("image has no pixels")]
     Empty,
     #[error("resize failed: {0}")]
@@ -163,18 +174,17 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
         Some(ImageFormat::Png) => SourceFormat::Png,
         _ => return Err(NormalizeError::UnknownFormat),
     };
-    // The caps are checked against the header before any pixel is decoded.
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_EDGE);
-    limits.max_image_height = Some(MAX_IMAGE_EDGE);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => NormalizeError::TooLarge {
-            max: MAX_IMAGE_EDGE,
-        },
-        other => NormalizeError::Decode(other),
-    })?;
+    // The caps are checked against the header before any pixel is decoded: the edges
+    // when the header is read, then the decoded size (to name it in the error), and the
+    // decoder holds to the same size for its own buffers.
+    reader.limits(header_limits());
+    let mut decoder = reader.into_decoder().map_err(limit_error)?;
+    let (width, height) = decoder.dimensions();
+    check_decoded_size(width, height, decoder.total_bytes())?;
+    let mut limits = header_limits();
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    decoder.set_limits(limits).map_err(limit_error)?;
+    let image = DynamicImage::from_decoder(decoder).map_err(limit_error)?;
     if image.width() == 0 || image.height() == 0 {
         return Err(NormalizeError::Empty);
     }
@@ -189,6 +199,81 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
             layout: SourceLayout::of(image.color()),
         },
         image,
+    })
+}
+
+/// Limits for reading a header: edges capped; the allocation cap is that of the largest
+/// image of capped edges (an accounting figure, nothing is allocated), so that the decoded
+/// size is checked by [`check_decoded_size`] with a clear error.
+fn header_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_EDGE);
+    limits.max_image_height = Some(MAX_IMAGE_EDGE);
+    limits.max_alloc = Some(u64::from(MAX_IMAGE_EDGE).pow(2) * 8);
+    limits
+}
+
+fn limit_error(e: image::ImageError) -> NormalizeError {
+    match e {
+        image::ImageError::Limits(_) => NormalizeError::TooLarge {
+            max: MAX_IMAGE_EDGE,
+        },
+        other => NormalizeError::Decode(other),
+    }
+}
+
+/// Refuse an image whose decoded pixels would exceed [`MAX_DECODED_BYTES`].
+fn check_decoded_size(width: u32, height: u32, bytes: u64) -> Result<(), NormalizeError> {
+    if bytes > MAX_DECODED_BYTES {
+        return Err(NormalizeError::TooManyPixels {
+            width,
+            height,
+            bytes,
+        });
+    }
+    Ok(())
+}
+
+/// What decoding an image would produce, read from its header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedSize {
+    pub width: u32,
+    pub height: u32,
+    /// The decoded pixel buffer, in bytes.
+    pub bytes: u64,
+}
+
+/// The dimensions and decoded size of a JPEG or PNG, from its header (no pixel is
+/// decoded). An edge above `max_edge` or a size above [`MAX_DECODED_BYTES`] is an error.
+pub fn decoded_size(bytes: &[u8], max_edge: u32) -> Result<DecodedSize, NormalizeError> {
+    let (width, height, size) = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let (decoder, gray) = jpeg_headers(bytes, max_edge)?;
+        let (w, h) = decoder.dimensions().ok_or(NormalizeError::Empty)?;
+        let channels = if gray { 1 } else { 3 };
+        (w as u32, h as u32, w as u64 * h as u64 * channels)
+    } else {
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| NormalizeError::Decode(image::ImageError::IoError(e)))?;
+        if !matches!(reader.format(), Some(ImageFormat::Png | ImageFormat::Jpeg)) {
+            return Err(NormalizeError::UnknownFormat);
+        }
+        reader.limits(header_limits());
+        let decoder = reader.into_decoder().map_err(limit_error)?;
+        let (w, h) = decoder.dimensions();
+        if w > max_edge || h > max_edge {
+            return Err(NormalizeError::TooLarge { max: max_edge });
+        }
+        (w, h, decoder.total_bytes())
+    };
+    if width == 0 || height == 0 {
+        return Err(NormalizeError::Empty);
+    }
+    check_decoded_size(width, height, size)?;
+    Ok(DecodedSize {
+        width,
+        height,
+        bytes: size,
     })
 }
 
@@ -218,34 +303,20 @@ impl Decoded {
 /// grey); grayscale stays one channel, everything else comes out RGB. The fetcher
 /// validates bodies with it and pack decodes with it, so an image decoded while it was
 /// fetched can be packed without decoding it again, with the same pixels.
+///
+/// A JPEG must also hold its end-of-image marker after its first scan: the strict decoder
+/// does not notice every cut, and nothing else tells a file cut at the end of a row of
+/// blocks. Bytes after that marker (which web servers and editors do append) are ignored.
 pub fn decode_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, NormalizeError> {
-    use zune_core::colorspace::ColorSpace;
-    let options = zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(max_edge as usize)
-        .set_max_height(max_edge as usize);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-        zune_core::bytestream::ZCursor::new(bytes),
-        options,
-    );
-    let error = |e: zune_jpeg::errors::DecodeErrors| match e {
-        zune_jpeg::errors::DecodeErrors::LargeDimensions(_) => {
-            NormalizeError::TooLarge { max: max_edge }
-        }
-        other => NormalizeError::Jpeg(format!("{other:?}")),
-    };
-    decoder.decode_headers().map_err(error)?;
-    let gray = matches!(
-        decoder.input_colorspace(),
-        Some(ColorSpace::Luma | ColorSpace::LumaA)
-    );
-    let out = if gray {
-        ColorSpace::Luma
-    } else {
-        ColorSpace::RGB
-    };
-    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
-    let pixels = decoder.decode().map_err(error)?;
+    let (mut decoder, gray) = jpeg_headers(bytes, max_edge)?;
+    if !has_end_of_image(bytes) {
+        return Err(NormalizeError::CutShort);
+    }
+    if let Some((w, h)) = decoder.dimensions() {
+        let channels = if gray { 1 } else { 3 };
+        check_decoded_size(w as u32, h as u32, w as u64 * h as u64 * channels)?;
+    }
+    let pixels = decoder.decode().map_err(|e| jpeg_error(e, max_edge))?;
     let (width, height) = decoder.dimensions().ok_or(NormalizeError::Empty)?;
     let (width, height) = (width as u32, height as u32);
     if width == 0 || height == 0 {
@@ -257,6 +328,84 @@ pub fn decode_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, Normaliz
         image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
     };
     image.ok_or_else(|| NormalizeError::Jpeg("decoded size does not match the header".into()))
+}
+
+type JpegDecoder<'a> = zune_jpeg::JpegDecoder<zune_core::bytestream::ZCursor<&'a [u8]>>;
+
+/// A strict zune-jpeg decoder with its headers read (edges capped at `max_edge`) and its
+/// output set to one channel for grayscale, RGB for the rest; and whether it is gray.
+fn jpeg_headers(bytes: &[u8], max_edge: u32) -> Result<(JpegDecoder<'_>, bool), NormalizeError> {
+    use zune_core::colorspace::ColorSpace;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(max_edge as usize)
+        .set_max_height(max_edge as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder
+        .decode_headers()
+        .map_err(|e| jpeg_error(e, max_edge))?;
+    let gray = matches!(
+        decoder.input_colorspace(),
+        Some(ColorSpace::Luma | ColorSpace::LumaA)
+    );
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
+    Ok((decoder, gray))
+}
+
+fn jpeg_error(e: zune_jpeg::errors::DecodeErrors, max_edge: u32) -> NormalizeError {
+    match e {
+        zune_jpeg::errors::DecodeErrors::LargeDimensions(_) => {
+            NormalizeError::TooLarge { max: max_edge }
+        }
+        other => NormalizeError::Jpeg(format!("{other:?}")),
+    }
+}
+
+/// Whether an end-of-image marker follows the start of the first scan. Inside
+/// entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so the
+/// first 0xFF 0xD9 there is the image's end, whatever bytes follow it. Markers before the
+/// scan are skipped by their lengths, so that an EXIF thumbnail's own end marker does not
+/// count.
+fn has_end_of_image(bytes: &[u8]) -> bool {
+    let Some(scan) = first_scan(bytes) else {
+        return false;
+    };
+    bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// The offset of the first start-of-scan marker, found by walking the marker segments.
+fn first_scan(bytes: &[u8]) -> Option<usize> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            i += 2;
+            continue;
+        }
+        if marker == 0xDA {
+            return Some(i);
+        }
+        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+    }
+    None
 }
 
 /// Convert to 8-bit RGB and resize to `size` x `size`; returns the pixels and whether

@@ -295,6 +295,7 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
                 &Progress::hidden("pack", 0),
             )
         })?;
+        evict_undecodable(&cache, &dataset, &packed);
         report.pack = Some(packed);
     } else {
         let arrivals = Arrivals::new(&cache, &requests);
@@ -324,7 +325,9 @@ pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         progress.finish();
         summarize_failures(&fetched.failures);
         report.fetch = Some(fetched);
-        report.pack = Some(packed?);
+        let packed = packed?;
+        evict_undecodable(&cache, &dataset, &packed);
+        report.pack = Some(packed);
     }
     conclude(report, started, &dataset, cfg)
 }
@@ -367,8 +370,18 @@ pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         pack_with(&dataset, &CacheSource(&cache), cfg, &progress)
     })?;
     progress.finish();
+    evict_undecodable(&cache, &dataset, &packed);
     report.pack = Some(packed);
     conclude(report, started, &dataset, cfg)
+}
+
+/// Cache entries pack could not decode are evicted, so the next run fetches them again.
+fn evict_undecodable(cache: &Cache, dataset: &Dataset, packed: &PackSummary) {
+    for u in &packed.undecodable {
+        if let Some(url) = &dataset.record(u.id).url {
+            cache.evict(url);
+        }
+    }
 }
 
 fn pack_with(

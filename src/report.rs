@@ -76,6 +76,8 @@ pub struct Counts {
     /// Downloaded in this run.
     pub fetched: usize,
     pub from_cache: usize,
+    /// Cache entries that did not match their record: removed and fetched again.
+    pub evicted: usize,
     pub failed: usize,
     pub retries: u64,
     pub packed: BTreeMap<String, u64>,
@@ -159,6 +161,7 @@ impl BuildReport {
         if let Some(f) = &self.fetch {
             c.fetched = f.downloaded;
             c.from_cache = f.from_cache;
+            c.evicted = f.evicted;
             c.failed = f.failures.len();
             c.retries = f.retries;
             self.failures = f.failures.clone();

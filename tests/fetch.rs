@@ -80,8 +80,8 @@ fn outcome_of(seen: &[(FetchRequest, FetchOutcome)], id: u32) -> FetchOutcome {
         .expect("a callback for every id")
 }
 
-/// Every entry under the cache decodes as an image; returns how many there are.
-/// Temp files (dot-names) are allowed only when `allow_temps`.
+/// Every entry under the cache decodes as an image and has its record; returns how many
+/// entries there are. Temp files (dot-names) are allowed only when `allow_temps`.
 fn valid_entries(cache: &Cache, allow_temps: bool) -> usize {
     let mut n = 0;
     for shard in std::fs::read_dir(cache.dir()).unwrap() {
@@ -93,7 +93,14 @@ fn valid_entries(cache: &Cache, allow_temps: bool) -> usize {
                 assert!(allow_temps, "temp file left in the cache: {name}");
                 continue;
             }
+            if name.ends_with(".json") {
+                continue;
+            }
             assert!(name.ends_with(".img"), "unexpected cache file {name}");
+            assert!(
+                path.with_extension("json").is_file(),
+                "cache entry {name} without its record"
+            );
             let bytes = std::fs::read(&path).unwrap();
             image::load_from_memory(&bytes)
                 .unwrap_or_else(|e| panic!("cache entry {name} does not decode: {e}"));

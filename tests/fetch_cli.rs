@@ -50,6 +50,9 @@ fn entries(cache: &Cache) -> usize {
             let path = file.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             assert!(!name.starts_with('.'), "temp file left: {name}");
+            if name.ends_with(".json") {
+                continue; // the entry's record
+            }
             let bytes = std::fs::read(&path).unwrap();
             image::load_from_memory(&bytes)
                 .unwrap_or_else(|e| panic!("cache entry {name} does not decode: {e}"));

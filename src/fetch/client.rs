@@ -1,7 +1,15 @@
 //! One HTTP attempt: GET a URL, bounded in time and size, and classify what went wrong as
 //! transient (worth a retry) or permanent.
+//!
+//! Redirects: followed (up to 5) only while they stay on the host:port of the original
+//! request, or upgrade it from http to https on the same host; any other is refused
+//! before it is requested, so a server cannot send kaokore to another host (a cloud
+//! metadata address, a private network) or around that host's `--per-host` limit.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::FetchOptions;
 
@@ -62,22 +70,132 @@ pub(crate) fn build_client(opts: &FetchOptions) -> Result<reqwest::Client, Fetch
         .user_agent(opts.user_agent.clone())
         .pool_max_idle_per_host(opts.per_host.max(1))
         .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::custom(same_host_redirects))
         .tcp_nodelay(true)
         .build()
         .map_err(|e| FetchError::Client(error_chain(&e)))
 }
 
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// The redirect policy: see the module documentation.
+fn same_host_redirects(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let Some(original) = attempt.previous().first() else {
+        return attempt.stop();
+    };
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    let next = attempt.url();
+    if same_origin_or_upgrade(original, next) {
+        return attempt.follow();
+    }
+    let shown = |u: &reqwest::Url| {
+        format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port_or_known_default().unwrap_or(0)
+        )
+    };
+    let message = format!(
+        "redirect from {} to another host ({}) refused",
+        shown(original),
+        shown(next)
+    );
+    attempt.error(message)
+}
+
+/// Whether `next` is on the host:port of `original`, or its https upgrade (same host,
+/// both on their default port).
+fn same_origin_or_upgrade(original: &reqwest::Url, next: &reqwest::Url) -> bool {
+    let host = |u: &reqwest::Url| u.host_str().map(str::to_ascii_lowercase);
+    if host(original).is_none() || host(original) != host(next) {
+        return false;
+    }
+    let (from, to) = (original.scheme(), next.scheme());
+    if from == to {
+        return original.port_or_known_default() == next.port_or_known_default();
+    }
+    from == "http" && to == "https" && original.port().is_none() && next.port().is_none()
+}
+
+/// Memory for response bodies held at once, whether still arriving or waiting for
+/// validation: a body's buffer is reserved as it grows and released when the body is
+/// dropped. Ordinary bodies (tens of KB) never wait; huge ones take turns.
+pub(crate) const BODY_MEMORY: u64 = 64 << 20;
+
+/// The body budget of one fetch run, in KiB.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    pub(crate) fn new() -> BodyBudget {
+        BodyBudget(Arc::new(Semaphore::new((BODY_MEMORY >> 10) as usize)))
+    }
+}
+
+/// A whole response body and its share of the [`BodyBudget`].
+#[derive(Debug)]
+pub(crate) struct Body {
+    pub bytes: Vec<u8>,
+    reserved: Option<OwnedSemaphorePermit>,
+}
+
+impl Body {
+    fn new() -> Body {
+        Body {
+            bytes: Vec::new(),
+            reserved: None,
+        }
+    }
+
+    /// Make room for `more` bytes, waiting for the budget when the buffer must grow.
+    /// The buffer never grows beyond `limit` (the body limit) unless `more` needs it.
+    async fn reserve(
+        &mut self,
+        more: usize,
+        limit: u64,
+        budget: &BodyBudget,
+    ) -> Result<(), AttemptError> {
+        let needed = self.bytes.len() + more;
+        let capacity = self.bytes.capacity();
+        if needed <= capacity {
+            return Ok(());
+        }
+        let target = needed.max((capacity * 2).min(limit as usize));
+        let held = self.reserved.as_ref().map_or(0, |p| p.num_permits());
+        let total = (BODY_MEMORY >> 10) as usize;
+        let kib = (target.div_ceil(1024).min(total)).saturating_sub(held);
+        if kib > 0 {
+            let permit = budget
+                .0
+                .clone()
+                .acquire_many_owned(kib as u32)
+                .await
+                .map_err(|_| AttemptError::transient("the fetch is shutting down"))?;
+            match &mut self.reserved {
+                Some(p) => p.merge(permit),
+                None => self.reserved = Some(permit),
+            }
+        }
+        self.bytes.reserve_exact(target - self.bytes.len());
+        Ok(())
+    }
+}
+
 /// GET `url` and return its body if the status is 200 and the body arrived whole within
-/// `opts.timeout` and `opts.max_body_bytes`.
+/// `opts.timeout` and `opts.max_body_bytes`, its buffer counted against `budget`.
 pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
     opts: &FetchOptions,
-) -> Result<Vec<u8>, AttemptError> {
+    budget: &BodyBudget,
+) -> Result<Body, AttemptError> {
     // reqwest's timeout covers the body too; this outer bound is a second line of
     // defence so that nothing in the attempt can outlive `--timeout`.
-    match tokio::time::timeout(opts.timeout, download_inner(client, url, opts)).await {
+    match tokio::time::timeout(opts.timeout, download_inner(client, url, opts, budget)).await {
         Ok(result) => result,
         Err(_) => Err(AttemptError::transient(format!(
             "timed out after {}",
@@ -90,7 +208,8 @@ async fn download_inner(
     client: &reqwest::Client,
     url: &str,
     opts: &FetchOptions,
-) -> Result<Vec<u8>, AttemptError> {
+    budget: &BodyBudget,
+) -> Result<Body, AttemptError> {
     let mut response = client
         .get(url)
         .send()
@@ -110,18 +229,22 @@ async fn download_inner(
         ))
         .with_status(status));
     }
-    let mut body = Vec::with_capacity(expected.unwrap_or(64 * 1024).min(1 << 20) as usize);
+    let mut body = Body::new();
+    let first = expected.unwrap_or(64 * 1024).min(1 << 20) as usize;
+    body.reserve(first, opts.max_body_bytes, budget).await?;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > opts.max_body_bytes {
+                if (body.bytes.len() + chunk.len()) as u64 > opts.max_body_bytes {
                     return Err(AttemptError::permanent(format!(
                         "body exceeds the limit of {} bytes",
                         opts.max_body_bytes
                     ))
                     .with_status(status));
                 }
-                body.extend_from_slice(&chunk);
+                body.reserve(chunk.len(), opts.max_body_bytes, budget)
+                    .await?;
+                body.bytes.extend_from_slice(&chunk);
             }
             Ok(None) => break,
             Err(e) => {
@@ -129,7 +252,7 @@ async fn download_inner(
                 if !err.reason.starts_with("timed out") {
                     err.reason = format!(
                         "body cut after {} of {} bytes: {}",
-                        body.len(),
+                        body.bytes.len(),
                         expected.map_or("?".to_string(), |n| n.to_string()),
                         err.reason
                     );
@@ -139,11 +262,11 @@ async fn download_inner(
         }
     }
     if let Some(len) = expected
-        && body.len() as u64 != len
+        && body.bytes.len() as u64 != len
     {
         return Err(AttemptError::transient(format!(
             "body truncated: {} of {len} bytes",
-            body.len()
+            body.bytes.len()
         ))
         .with_status(status));
     }

@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use crate::config::FetchOptions;
 use crate::metadata::ImageId;
 
-pub use cache::Cache;
+pub use cache::{Cache, Lookup};
 pub use run::OnDecoded;
 
 /// One image to fetch.
@@ -66,6 +66,9 @@ pub struct FetchSummary {
     pub requested: usize,
     pub from_cache: usize,
     pub downloaded: usize,
+    /// Cache entries that did not match their record (other bytes, truncated, empty, no
+    /// record, not a regular file): removed and requested again.
+    pub evicted: usize,
     /// Attempts beyond the first, over all requests.
     pub retries: u64,
     /// Sorted by image id.

@@ -16,10 +16,10 @@ use tokio::sync::Semaphore;
 
 use crate::config::{FetchOptions, Rewrite};
 
-use super::client::{self, AttemptError};
+use super::client::{self, AttemptError, Body, BodyBudget};
 use super::host::{GIVE_UP_AFTER, HostGate, Slot};
-use super::validate::{self, Invalid};
-use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary};
+use super::validate::{self, DecodeGate, Invalid};
+use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary, Lookup};
 
 /// How often the calling thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -74,6 +74,10 @@ struct Shared {
     global: Semaphore,
     /// Hand the pixels decoded by validation to the caller (else they are dropped).
     keep_decoded: bool,
+    /// Bound the memory of bodies held and of validation decodes, whatever the servers
+    /// send and however many requests are in flight.
+    bodies: BodyBudget,
+    decodes: DecodeGate,
 }
 
 /// Called on the calling thread with the pixels of a downloaded JPEG, before its
@@ -112,9 +116,13 @@ pub(super) fn fetch_all(
             jobs[j].requests.push(i);
             continue;
         }
-        if cache.contains(&req.url) {
-            tally(&mut summary, i, FetchOutcome::FromCache);
-            continue;
+        match cache.lookup(&req.url) {
+            Lookup::Cached => {
+                tally(&mut summary, i, FetchOutcome::FromCache);
+                continue;
+            }
+            Lookup::Evicted(_) => summary.evicted += 1,
+            Lookup::Missing => {}
         }
         let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
         let host = match host_key(&target) {
@@ -222,6 +230,8 @@ fn download_jobs(
         jobs,
         global: Semaphore::new(opts.concurrency.max(1)),
         keep_decoded,
+        bodies: BodyBudget::new(),
+        decodes: DecodeGate::new(opts.decode_jobs),
     });
     let (tx, rx) = mpsc::channel::<Message>();
     let per_host = opts.per_host.max(1);
@@ -314,7 +324,7 @@ async fn fetch_job<'g>(
             let Ok(_global) = shared.global.acquire().await else {
                 unreachable!("the global semaphore is never closed")
             };
-            client::download(&shared.client, &job.target, opts).await
+            client::download(&shared.client, &job.target, opts, &shared.bodies).await
         };
         let result = match result {
             Ok(body) => store_validated(shared, &job.url, body).await?,
@@ -349,17 +359,23 @@ async fn fetch_job<'g>(
 
 /// Validate a body off the async threads and store it if it is a sane image; a JPEG's
 /// pixels come back when the caller wants them. The outer `Err` is a cache that cannot
-/// be written.
+/// be written. The decode waits for room at the [`DecodeGate`].
 async fn store_validated(
     shared: &Shared,
     url: &str,
-    body: Vec<u8>,
+    body: Body,
 ) -> Result<Result<Option<DynamicImage>, AttemptError>, (std::path::PathBuf, std::io::Error)> {
     let cache = shared.cache.clone();
     let url = url.to_string();
     let max_edge = shared.opts.max_image_edge;
     let keep = shared.keep_decoded;
+    let admitted = shared.decodes.admit(&body.bytes, max_edge).await;
     let joined = tokio::task::spawn_blocking(move || {
+        let _permit = match admitted {
+            Ok(permit) => permit,
+            Err(invalid) => return Ok(Err(invalid)),
+        };
+        let body = body.bytes;
         let decoded = match validate::check_image(&body, max_edge) {
             Ok(decoded) => decoded,
             Err(invalid) => return Ok(Err(invalid)),

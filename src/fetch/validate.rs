@@ -1,12 +1,22 @@
 //! The gate in front of the cache: a body is stored only if it is an image of sane
 //! dimensions that decodes completely. An HTML error page served with status 200, a
 //! truncated or corrupt JPEG never becomes a cache entry.
+//!
+//! Validation decodes with pack's decoder and pack's pixel limit
+//! ([`normalize::MAX_DECODED_BYTES`]), so what is cached can be packed; and a
+//! [`DecodeGate`] bounds the decodes running at once, in number and in memory, so that
+//! no server can make the fetcher hold more pixels than its budget.
 
-use std::io::Cursor;
+use std::sync::Arc;
 
-use image::{DynamicImage, ImageReader};
+use image::DynamicImage;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::normalize;
+use crate::normalize::{self, DecodedSize, NormalizeError};
+
+/// Memory for the pixels of the validation decodes running at once: two images at the
+/// pixel limit, or many ordinary ones (a 256 x 256 JPEG needs 192 KiB).
+pub(crate) const DECODE_MEMORY: u64 = 2 * normalize::MAX_DECODED_BYTES;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +26,8 @@ pub(crate) enum Invalid {
     Undecodable(String),
     /// An image whose dimensions are out of bounds: the server means it, so not retried.
     BadDimensions { width: u32, height: u32 },
+    /// An image whose pixels exceed the limit (from its header): not retried either.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for Invalid {
@@ -25,61 +37,95 @@ impl std::fmt::Display for Invalid {
             Invalid::BadDimensions { width, height } => {
                 write!(f, "image dimensions {width}x{height} out of bounds")
             }
+            Invalid::TooLarge(why) => write!(f, "refused: {why}"),
         }
     }
 }
 
-/// Check that `bytes` hold an image with both edges in `1..=max_edge` that decodes.
-/// The dimensions are read from the header before any pixel is decoded. A JPEG's pixels
-/// are returned: decoded by the decoder pack uses, they can be packed as they are.
+/// Read the header of `bytes`: an image with both edges in `1..=max_edge` whose pixels
+/// fit the limit, or why not. No pixel is decoded.
+pub(crate) fn check_header(bytes: &[u8], max_edge: u32) -> Result<DecodedSize, Invalid> {
+    let size = normalize::decoded_size(bytes, normalize::MAX_IMAGE_EDGE.max(max_edge)).map_err(
+        |e| match e {
+            NormalizeError::UnknownFormat => Invalid::Undecodable(describe_unknown(bytes)),
+            NormalizeError::TooManyPixels { .. } | NormalizeError::TooLarge { .. } => {
+                Invalid::TooLarge(e.to_string())
+            }
+            other => Invalid::Undecodable(other.to_string()),
+        },
+    )?;
+    if size.width > max_edge || size.height > max_edge {
+        return Err(Invalid::BadDimensions {
+            width: size.width,
+            height: size.height,
+        });
+    }
+    Ok(size)
+}
+
+/// Check that `bytes` hold an image with both edges in `1..=max_edge`, within the pixel
+/// limit, that decodes completely. The header is checked before any pixel is decoded. A
+/// JPEG's pixels are returned: decoded by the decoder pack uses, they can be packed as
+/// they are.
 pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<Option<DynamicImage>, Invalid> {
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| Invalid::Undecodable(e.to_string()))
-    };
-    let r = reader()?;
-    if r.format().is_none() {
-        return Err(Invalid::Undecodable(describe_unknown(bytes)));
-    }
-    let (width, height) = r
-        .into_dimensions()
-        .map_err(|e| Invalid::Undecodable(e.to_string()))?;
-    if width == 0 || height == 0 || width > max_edge || height > max_edge {
-        return Err(Invalid::BadDimensions { width, height });
-    }
-    let mut decoded = None;
-    if is_jpeg(bytes) {
-        decoded = Some(check_jpeg(bytes, max_edge)?);
-    } else {
-        let mut r = reader()?;
-        // The header was checked; keep the decoder's own allocation limit in line with it.
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(max_edge);
-        limits.max_image_height = Some(max_edge);
-        r.limits(limits);
-        r.decode()
-            .map_err(|e| Invalid::Undecodable(e.to_string()))?;
-    }
-    Ok(decoded)
+    check_header(bytes, max_edge)?;
+    let decoded = normalize::decode(bytes).map_err(|e| match e {
+        NormalizeError::TooManyPixels { .. } | NormalizeError::TooLarge { .. } => {
+            Invalid::TooLarge(e.to_string())
+        }
+        NormalizeError::Jpeg(why) => Invalid::Undecodable(format!("corrupt JPEG: {why}")),
+        other => Invalid::Undecodable(other.to_string()),
+    })?;
+    Ok((decoded.source.format == normalize::SourceFormat::Jpeg).then_some(decoded.image))
 }
 
-fn is_jpeg(bytes: &[u8]) -> bool {
-    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+/// Bounds the validation decodes running at once: at most `jobs` of them (they are CPU
+/// work, beside pack's), and pixels of at most [`DECODE_MEMORY`] in all, reserved from
+/// each header before decoding.
+#[derive(Debug, Clone)]
+pub(crate) struct DecodeGate {
+    decodes: Arc<Semaphore>,
+    /// In KiB.
+    memory: Arc<Semaphore>,
 }
 
-/// A JPEG must decode in strict mode and end with its end-of-image marker. The lenient
-/// default decoder fills a cut or garbled scan with grey and reports success, which
-/// would let a damaged file into the cache for good.
-fn check_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, Invalid> {
-    let tail = &bytes[bytes.len().saturating_sub(64)..];
-    if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
-        return Err(Invalid::Undecodable(
-            "JPEG without its end-of-image marker (cut short)".to_string(),
-        ));
+/// The right to decode one body; its reservations end when it is dropped.
+#[derive(Debug)]
+pub(crate) struct DecodePermit {
+    _memory: OwnedSemaphorePermit,
+    _decode: OwnedSemaphorePermit,
+}
+
+impl DecodeGate {
+    pub(crate) fn new(jobs: usize) -> DecodeGate {
+        DecodeGate {
+            decodes: Arc::new(Semaphore::new(jobs.max(1))),
+            memory: Arc::new(Semaphore::new(kib(DECODE_MEMORY) as usize)),
+        }
     }
-    normalize::decode_jpeg(bytes, max_edge)
-        .map_err(|e| Invalid::Undecodable(format!("corrupt JPEG: {e}")))
+
+    /// Check the header of `bytes` and wait for room to decode it. Refused at once (no
+    /// waiting) when the header is bad or the image is over the limits.
+    pub(crate) async fn admit(&self, bytes: &[u8], max_edge: u32) -> Result<DecodePermit, Invalid> {
+        let size = check_header(bytes, max_edge)?;
+        let need = kib(size.bytes).clamp(1, kib(DECODE_MEMORY));
+        let closed = |_| Invalid::Undecodable("the fetch is shutting down".into());
+        let memory = self
+            .memory
+            .clone()
+            .acquire_many_owned(need)
+            .await
+            .map_err(closed)?;
+        let decode = self.decodes.clone().acquire_owned().await.map_err(closed)?;
+        Ok(DecodePermit {
+            _memory: memory,
+            _decode: decode,
+        })
+    }
+}
+
+fn kib(bytes: u64) -> u32 {
+    bytes.div_ceil(1024).min(u32::MAX as u64) as u32
 }
 
 /// A short hint at what an unrecognised body is, for the failure report.
@@ -98,6 +144,7 @@ fn describe_unknown(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
@@ -141,5 +188,95 @@ mod tests {
         }
         assert!(check_image(&garbled, 100).is_err());
         assert!(check_image(b"", 100).is_err());
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_image_are_accepted_a_cut_is_not() {
+        let good = jpeg(40, 30);
+        let mut trailing = good.clone();
+        // 4 KiB of what editors and servers append, end-of-image markers included.
+        trailing.extend((0..4096u32).map(|i| [0xFF, 0xD9, 0x00, 0x41][i as usize % 4]));
+        let pixels = check_image(&trailing, 100).unwrap().expect("decoded");
+        assert_eq!(
+            pixels.as_bytes(),
+            check_image(&good, 100).unwrap().unwrap().as_bytes()
+        );
+        let mut zeros = good.clone();
+        zeros.extend(std::iter::repeat_n(0u8, 4096));
+        assert!(check_image(&zeros, 100).is_ok());
+        // Cut anywhere in the scan, even with 4 KiB appended after the cut: refused.
+        let sos = good.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        for cut in [sos + 30, (sos + good.len()) / 2, good.len() - 2] {
+            let mut cut_short = good[..cut].to_vec();
+            assert!(
+                matches!(check_image(&cut_short, 100), Err(Invalid::Undecodable(m)) if m.contains("cut short")),
+                "cut at {cut}"
+            );
+            cut_short.extend(std::iter::repeat_n(0u8, 4096));
+            assert!(
+                check_image(&cut_short, 100).is_err(),
+                "cut at {cut}, padded"
+            );
+        }
+    }
+
+    /// A 1 x 1 PNG whose header claims `width` x `height` 16-bit RGBA: the header alone
+    /// must decide.
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut png = Vec::new();
+        image::RgbImage::new(1, 1)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        png[24] = 16; // bit depth
+        png[25] = 6; // RGBA
+        let crc = crc32fast::hash(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn one_pixel_limit_refuses_bombs_from_the_header() {
+        let err = check_image(&png_header(8192, 8192), 8192).unwrap_err();
+        assert!(matches!(&err, Invalid::TooLarge(_)), "{err:?}");
+        assert!(err.to_string().contains("8192x8192"), "{err}");
+        assert!(err.to_string().contains("512 MiB"), "{err}");
+        // Within the limit, the header passes (the data is then decoded).
+        let size = check_header(&png_header(1024, 1024), 8192).unwrap();
+        assert_eq!(size.bytes, 8 << 20);
+        // Pack's decoder refuses the same image with the same limit.
+        assert!(matches!(
+            normalize::decode(&png_header(8192, 8192)),
+            Err(NormalizeError::TooManyPixels { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_gate_bounds_decodes_in_number_and_memory() {
+        let gate = DecodeGate::new(3);
+        let small = jpeg(16, 16);
+        let a = gate.admit(&small, 100).await.unwrap();
+        let _b = gate.admit(&small, 100).await.unwrap();
+        let _c = gate.admit(&small, 100).await.unwrap();
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            gate.admit(&small, 100),
+        );
+        assert!(waiting.await.is_err(), "a fourth decode must wait");
+        drop(a);
+        let _d = gate.admit(&small, 100).await.unwrap();
+        // Memory: at most DECODE_MEMORY of pixels at once, however many jobs.
+        let gate = DecodeGate::new(64);
+        let big = png_header(2048, 1024); // 16 MiB of 16-bit RGBA
+        let mut held = Vec::new();
+        for _ in 0..(DECODE_MEMORY / (16 << 20)) {
+            held.push(gate.admit(&big, 8192).await.unwrap());
+        }
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), gate.admit(&big, 8192));
+        assert!(waiting.await.is_err(), "over the memory budget must wait");
+        held.pop();
+        assert!(gate.admit(&big, 8192).await.is_ok());
     }
 }

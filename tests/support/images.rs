@@ -241,3 +241,41 @@ pub fn corrupt_jpeg(good: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A valid PNG of `width` x `height` 16-bit RGBA, every pixel zero: 8192 x 8192 is 512 MiB
+/// of pixels in a file of about 520 KB. Compressed row by row (never held decoded) and
+/// memoized per size (made once: concurrent callers wait for it).
+pub fn pixel_bomb(width: u32, height: u32) -> Arc<Vec<u8>> {
+    type Made = HashMap<(u32, u32), Arc<Vec<u8>>>;
+    static DONE: OnceLock<Mutex<Made>> = OnceLock::new();
+    let mut done = DONE.get_or_init(Default::default).lock().unwrap();
+    if let Some(png) = done.get(&(width, height)) {
+        return png.clone();
+    }
+    use std::io::Write as _;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let row = vec![0u8; 1 + width as usize * 8]; // filter byte "none", then the pixels
+    for _ in 0..height {
+        z.write_all(&row).unwrap();
+    }
+    let idat = z.finish().unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend((data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32fast::hash(&png[start..]);
+        png.extend(crc.to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([16, 6, 0, 0, 0]); // 16-bit, RGBA, deflate, adaptive filter, no interlace
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &idat);
+    chunk(b"IEND", &[]);
+    let png = Arc::new(png);
+    done.insert((width, height), png.clone());
+    png
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use images::{Renderer, corrupt_jpeg, parse_iiif};
+use images::{Renderer, corrupt_jpeg, parse_iiif, pixel_bomb};
 
 /// A misbehaviour the fixture can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,17 @@ pub enum Fault {
     Stall(Duration),
     /// Serve the image, but in grayscale (not a failure).
     Gray,
+    /// 302 to the same path on `127.0.0.1:port` (another fixture: another host).
+    RedirectToPort(u16),
+    /// 302 to this absolute URL.
+    RedirectToUrl(&'static str),
+    /// 302 to the same path with `?moved` appended, on this host.
+    RedirectSameHost,
+    /// Status 200 with a valid PNG of `width` x `height` 16-bit RGBA (all zero): a small
+    /// file with many pixels, a decompression bomb when large.
+    PixelBomb { width: u32, height: u32 },
+    /// The image, followed by this many bytes (as editors and servers append).
+    TrailingBytes(usize),
 }
 
 /// Applies `fault` to the next `times` requests whose path contains `pattern`.
@@ -165,6 +176,11 @@ impl Fixture {
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -337,6 +353,11 @@ async fn respond(
     let (status, fault) = match (method, &parsed, fault) {
         ("GET", _, Some(Fault::Status(s))) => (s, fault),
         ("GET", _, Some(Fault::RetryAfter { status, .. })) => (status, fault),
+        (
+            "GET",
+            _,
+            Some(Fault::RedirectToPort(_) | Fault::RedirectToUrl(_) | Fault::RedirectSameHost),
+        ) => (302, fault),
         ("GET", Some(_), f) => (200, f),
         ("GET", None, _) => (400, None),
         _ => (405, None),
@@ -362,6 +383,14 @@ async fn respond(
         _ => {
             let extra = match fault {
                 Some(Fault::RetryAfter { secs, .. }) => format!("Retry-After: {secs}\r\n"),
+                Some(Fault::RedirectToPort(port)) => {
+                    format!("Location: http://127.0.0.1:{port}{path}\r\n")
+                }
+                Some(Fault::RedirectToUrl(url)) => format!("Location: {url}\r\n"),
+                Some(Fault::RedirectSameHost) => {
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    format!("Location: {path}{sep}moved\r\n")
+                }
                 _ => String::new(),
             };
             drop(in_flight);
@@ -403,6 +432,22 @@ async fn respond(
             drop(in_flight);
             write.write_all(&out).await.is_ok()
         }
+        Some(Fault::PixelBomb { width, height }) => {
+            let body = tokio::task::spawn_blocking(move || pixel_bomb(width, height))
+                .await
+                .expect("bomb encode");
+            let mut out = head(body.len(), "image/png");
+            out.extend_from_slice(&body);
+            drop(in_flight);
+            write.write_all(&out).await.is_ok()
+        }
+        Some(Fault::TrailingBytes(n)) => {
+            let mut out = head(image.len() + n, ctype);
+            out.extend_from_slice(&image);
+            out.extend(trailer(n));
+            drop(in_flight);
+            write.write_all(&out).await.is_ok()
+        }
         Some(Fault::CorruptJpeg) => {
             let body = corrupt_jpeg(&image);
             let mut out = head(body.len(), "image/jpeg");
@@ -436,9 +481,16 @@ async fn respond(
     }
 }
 
+/// The `n` bytes `Fault::TrailingBytes(n)` appends: text with end-of-image markers in it.
+pub fn trailer(n: usize) -> Vec<u8> {
+    let text = b"\xFF\xD9 appended by an editor\n";
+    (0..n).map(|i| text[i % text.len()]).collect()
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
