@@ -117,7 +117,9 @@ impl BuildRecord {
 pub fn is_plain_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.contains('\\')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
         && Path::new(path)
             .components()
             .all(|c| matches!(c, Component::Normal(_)))
