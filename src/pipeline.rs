@@ -428,7 +428,8 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     report
         .seconds
         .insert(Stage::Fetch, fetch_secs.as_secs_f64());
-    if interrupted() {
+    // A stop that came after pack committed changes nothing: the build delivered.
+    if interrupted() && packed.is_err() {
         return Err(Error::Interrupted);
     }
     // A pack that failed on its own (not withheld) is the error: the fetch was stopped
@@ -555,4 +556,81 @@ fn pack_with(
 /// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.
 pub fn verify(dir: &Path) -> Result<VerifyReport, Error> {
     Ok(crate::verify::verify(dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn record(id: u32) -> (ImageRecord, FetchRequest) {
+        let url = format!("https://example.org/{id}.jpg");
+        let record = ImageRecord {
+            id: ImageId(id),
+            url: Some(url.clone()),
+            label: None,
+            tags: None,
+        };
+        (
+            record,
+            FetchRequest {
+                id: ImageId(id),
+                url,
+            },
+        )
+    }
+
+    #[test]
+    fn a_failed_pack_stops_waiting_for_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (r, request) = record(1);
+        let stop = AtomicBool::new(false);
+        let arrivals = Arrivals::new(&cache, &[request], &stop);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| arrivals.image(&r).is_none());
+            std::thread::sleep(Duration::from_millis(100));
+            arrivals.abandon();
+            assert!(waiter.join().unwrap(), "no image after abandon");
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn confirmation_waits_for_the_verdict_and_a_stop_withholds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let stop = AtomicBool::new(false);
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        std::thread::scope(|s| {
+            let confirm = s.spawn(|| arrivals.confirm());
+            std::thread::sleep(Duration::from_millis(50));
+            arrivals.finish(Err("no image could be fetched".into()));
+            // The first verdict counts.
+            arrivals.finish(Ok(()));
+            assert_eq!(
+                confirm.join().unwrap(),
+                Err("no image could be fetched".into())
+            );
+        });
+
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        // A fetcher that panics still finishes the arrivals, as not delivering.
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _finish = FinishOnDrop(&arrivals);
+                    panic!("fetcher bug");
+                })
+                .join();
+        });
+        assert!(arrivals.confirm().is_err());
+
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        arrivals.finish(Ok(()));
+        assert_eq!(arrivals.confirm(), Ok(()));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(arrivals.confirm(), Err("interrupted".into()));
+    }
 }
