@@ -105,7 +105,7 @@ fn print_not_delivered(nd: &NotDelivered) {
 /// One line per host and cause of failure, with a count and an example; `note` follows
 /// the count.
 fn print_failure_groups(groups: &[FailureGroup], failed: usize, note: &str) {
-    if failed == 0 {
+    if failed == 0 || groups.is_empty() {
         return;
     }
     eprintln!("{failed} image(s) could not be fetched{note}:");
