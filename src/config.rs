@@ -1,6 +1,8 @@
 //! Options of every stage, as plain values passed down from the command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::metadata::DatasetVersion;
@@ -200,8 +202,82 @@ pub struct BuildConfig {
     pub pack: PackOptions,
     /// Any image that could not be fetched fails the build.
     pub strict: bool,
+    /// Images that may be missing before a build counts as not delivered.
+    pub max_missing: MaxMissing,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Also print every image that could not be fetched, as it fails.
+    pub verbose: bool,
+    /// Set (by a signal handler, say) to stop the run: it then cleans up and returns
+    /// [`crate::Error::Interrupted`], leaving `out` and the cache as they were.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl BuildConfig {
+    /// Where the report of a build that did not deliver goes: beside the cache, since
+    /// `out` must stay exactly as it was, and the cache is kaokore's own directory.
+    pub fn failed_report_path(&self) -> PathBuf {
+        self.cache.join(FAILED_REPORT_FILE)
+    }
+}
+
+/// The report of the last build that did not deliver, in the cache directory.
+pub const FAILED_REPORT_FILE: &str = "failed-build-report.json";
+
+/// `--max-missing`: how many images may be missing (not fetched) before a build is
+/// refused: a count (`25`) or a share of the images requested (`2%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxMissing {
+    Count(usize),
+    Percent(f64),
+}
+
+impl Default for MaxMissing {
+    /// 2%: twice the ~1% of URLs that may be gone upstream at any time, so ordinary link
+    /// rot (404/410) still builds, while a systematic loss (a moved collection, a mirror
+    /// or proxy missing a path: hundreds of images) fails instead of shipping a dataset
+    /// that silently differs from the published one.
+    fn default() -> Self {
+        MaxMissing::Percent(2.0)
+    }
+}
+
+impl MaxMissing {
+    /// Whether `missing` of `requested` images is more than allowed.
+    pub fn exceeded(self, missing: usize, requested: usize) -> bool {
+        match self {
+            MaxMissing::Count(n) => missing > n,
+            MaxMissing::Percent(p) => missing as f64 > requested as f64 * p / 100.0,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxMissing::Count(n) => write!(f, "{n}"),
+            MaxMissing::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for MaxMissing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || format!("expected a count (25) or a percentage (2%), got '{s}'");
+        match s.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(format!("a percentage from 0% to 100%, got '{s}'"));
+                }
+                Ok(MaxMissing::Percent(p))
+            }
+            None => s.parse().map(MaxMissing::Count).map_err(|_| bad()),
+        }
+    }
 }
 
 /// `$XDG_CACHE_HOME/kaokore`, else `~/.cache/kaokore`, else `.kaokore-cache`.
@@ -231,6 +307,24 @@ mod tests {
         );
         assert!("nonsense".parse::<Rewrite>().is_err());
         assert!("http://a=file:///tmp".parse::<Rewrite>().is_err());
+    }
+
+    #[test]
+    fn max_missing() {
+        let two: MaxMissing = "2%".parse().unwrap();
+        assert_eq!(two, MaxMissing::default());
+        // 1% gone upstream builds; 3% does not.
+        assert!(!two.exceeded(53, 5298));
+        assert!(!two.exceeded(105, 5298));
+        assert!(two.exceeded(106, 5298));
+        assert!(two.exceeded(1, 40));
+        let count: MaxMissing = "25".parse().unwrap();
+        assert!(!count.exceeded(25, 30) && count.exceeded(26, 10_000));
+        assert!(!"0%".parse::<MaxMissing>().unwrap().exceeded(0, 10));
+        for bad in ["", "x", "-1", "101%", "-2%", "2.5.1%"] {
+            assert!(bad.parse::<MaxMissing>().is_err(), "{bad}");
+        }
+        assert_eq!(two.to_string(), "2%");
     }
 
     #[test]

@@ -1,32 +1,170 @@
 //! The `kaokore` binary: parse the command line, call the library, print errors and set
-//! the exit status (0 success, 1 runtime failure, 2 bad usage or input).
+//! the exit status (0 success, 1 runtime failure, 2 bad usage or input, 130 / 143 stopped
+//! by SIGINT / SIGTERM after cleaning up).
 
 mod cli;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
 use cli::{Cli, Command, DatasetArgs, NetworkArgs, OutputArgs, RunArgs};
+use kaokore::error::NotDelivered;
+use kaokore::report::{FailureGroup, Shortfall, group_failures};
 use kaokore::{BuildConfig, Error, FetchOptions, PackOptions, pipeline};
+
+/// Failure groups (host and cause) printed at the end of a run; report.json has them all.
+const MAX_GROUP_LINES: usize = 8;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let stop = Arc::new(AtomicBool::new(false));
+    // The signal that set `stop` (0: none yet).
+    let signal = Arc::new(AtomicU8::new(0));
+    if matches!(
+        cli.command,
+        Command::Build { .. } | Command::Fetch { .. } | Command::Pack { .. }
+    ) && let Err(e) = watch_signals(stop.clone(), signal.clone())
+    {
+        eprintln!("warning: Ctrl-C will not stop the run cleanly: {e}");
+    }
+    match run(cli, &stop) {
         Ok(code) => code,
+        Err(Error::Interrupted) => {
+            let signal = signal.load(Ordering::SeqCst);
+            eprintln!(
+                "interrupted: nothing in the output directory was replaced and the staging \
+                 files are removed; the cache keeps every image fetched: run the same \
+                 command again to resume"
+            );
+            ExitCode::from(128 + if signal == 0 { 2 } else { signal })
+        }
+        Err(Error::NotDelivered(nd)) => {
+            print_not_delivered(&nd);
+            ExitCode::from(1)
+        }
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            print_error(&e);
             ExitCode::from(e.exit_code() as u8)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, Error> {
+/// The error and its causes, each once: a cause its error's text already shows (many
+/// errors print their source) is not repeated.
+fn print_error(e: &Error) {
+    let mut shown = e.to_string();
+    eprintln!("error: {shown}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+            shown.push_str(&text);
+        }
+        source = s.source();
+    }
+}
+
+/// A run that could not deliver: what was not fetched, why that stops it, what to try,
+/// and where the report is. A dozen lines at most, however many images failed.
+fn print_not_delivered(nd: &NotDelivered) {
+    print_failure_groups(&nd.groups, nd.failed, "");
+    eprintln!("error: {}", nd.headline());
+    for s in &nd.shortfalls {
+        eprintln!("  {s}");
+    }
+    if nd.network_related() {
+        eprintln!(
+            "hint: check the network connection and the proxy variables HTTP_PROXY, \
+             HTTPS_PROXY and NO_PROXY, or fetch from a mirror with --rewrite FROM=TO"
+        );
+    }
+    if nd
+        .shortfalls
+        .iter()
+        .any(|s| matches!(s, Shortfall::TooManyMissing { .. }))
+    {
+        eprintln!(
+            "hint: a rerun fetches only what is missing; --max-missing sets how many missing \
+             images are accepted"
+        );
+    }
+    match &nd.report {
+        Some(Ok(path)) => eprintln!("report of this {}: {}", nd.command, path.display()),
+        Some(Err(e)) => eprintln!(
+            "the report of this {} could not be written: {e}",
+            nd.command
+        ),
+        None => {}
+    }
+}
+
+/// One line per host and cause of failure, with a count and an example; `note` follows
+/// the count.
+fn print_failure_groups(groups: &[FailureGroup], failed: usize, note: &str) {
+    if failed == 0 || groups.is_empty() {
+        return;
+    }
+    eprintln!("{failed} image(s) could not be fetched{note}:");
+    for g in groups.iter().take(MAX_GROUP_LINES) {
+        eprintln!("  {g}");
+    }
+    if groups.len() > MAX_GROUP_LINES {
+        let rest: usize = groups[MAX_GROUP_LINES..].iter().map(|g| g.images).sum();
+        eprintln!(
+            "  ... {rest} more in {} other group(s), see the report",
+            groups.len() - MAX_GROUP_LINES
+        );
+    }
+}
+
+/// Turn SIGINT and SIGTERM into a request to stop: the run cleans up and returns
+/// `Error::Interrupted`. A second signal ends the process at once (a later run removes
+/// what it leaves).
+fn watch_signals(stop: Arc<AtomicBool>, signal: Arc<AtomicU8>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    // Registered here, before the run starts, not in the watching thread.
+    #[cfg(unix)]
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _guard = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("kaokore-signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    #[cfg(unix)]
+                    let (number, name) = tokio::select! {
+                        _ = int.recv() => (2u8, "SIGINT"),
+                        _ = term.recv() => (15u8, "SIGTERM"),
+                    };
+                    #[cfg(not(unix))]
+                    let (number, name) = match tokio::signal::ctrl_c().await {
+                        Ok(()) => (2u8, "Ctrl-C"),
+                        Err(_) => return,
+                    };
+                    if stop.swap(true, Ordering::SeqCst) {
+                        std::process::exit(128 + i32::from(number));
+                    }
+                    signal.store(number, Ordering::SeqCst);
+                    eprintln!("{name}: stopping cleanly (send it again to quit at once)");
+                }
+            })
+        })?;
+    Ok(())
+}
+
+fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Build {
             dataset,
@@ -34,7 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             network,
             run,
         } => {
-            let cfg = config(&dataset, Some(&output), Some(&network), &run)?;
+            let cfg = config(&dataset, Some(&output), Some(&network), &run, stop)?;
             let report = pipeline::build(&cfg)?;
             summarize(&report, &cfg);
         }
@@ -43,8 +181,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             network,
             run,
         } => {
-            let cfg = config(&dataset, None, Some(&network), &run)?;
+            let cfg = config(&dataset, None, Some(&network), &run, stop)?;
             let summary = pipeline::fetch(&cfg)?;
+            let groups = group_failures(&summary.failures);
+            print_failure_groups(&groups, summary.failures.len(), "");
             if !run.quiet {
                 eprintln!(
                     "fetched {} image(s), {} already cached, {} failed; cache: {}",
@@ -60,7 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             output,
             run,
         } => {
-            let cfg = config(&dataset, Some(&output), None, &run)?;
+            let cfg = config(&dataset, Some(&output), None, &run, stop)?;
             let report = pipeline::pack(&cfg)?;
             summarize(&report, &cfg);
         }
@@ -114,8 +254,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One closing line on stderr: what was packed and where.
+/// The images left out, by host and cause (even with --quiet: they are warnings), and
+/// one closing line: what was packed and where.
 fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
+    let groups = group_failures(&report.failures);
+    let left_out = format!(
+        " and are left out (see {})",
+        cfg.out.join("report.json").display()
+    );
+    print_failure_groups(&groups, report.failures.len(), &left_out);
     if !cfg.progress {
         return;
     }
@@ -136,6 +283,7 @@ fn config(
     output: Option<&OutputArgs>,
     network: Option<&NetworkArgs>,
     run: &RunArgs,
+    stop: &Arc<AtomicBool>,
 ) -> Result<BuildConfig, Error> {
     let mut fetch = FetchOptions::default();
     if let Some(n) = network {
@@ -177,6 +325,9 @@ fn config(
         fetch,
         pack,
         strict: run.strict,
+        max_missing: run.max_missing,
         progress: !run.quiet,
+        verbose: run.verbose,
+        stop: stop.clone(),
     })
 }

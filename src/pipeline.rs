@@ -3,24 +3,29 @@
 //! `metadata -> fetch -> normalize -> encode -> pack`, with `build` overlapping fetch and
 //! pack (pack consumes images in labels.csv order as the fetcher delivers them), and
 //! `verify` re-reading what pack wrote.
+//!
+//! A build replaces what is in `--out` only if it delivers: a fetch with a shortfall
+//! ([`crate::report::shortfalls`]), a failed pack or an interruption (`cfg.stop`) leaves
+//! `--out` as it was, and each side stops the other within seconds.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::config::BuildConfig;
-use crate::error::Error;
+use crate::error::{Error, NotDelivered};
 use image::DynamicImage;
 
-use crate::fetch::{Cache, FetchFailure, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
+use crate::fetch::{Cache, FetchError, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
 use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
-use crate::pack::{Delivered, ImageSource, PackSummary};
+use crate::pack::{Delivered, ImageSource, PackError, PackSummary};
 use crate::progress::Progress;
-use crate::report::{BuildReport, Stage};
+use crate::report::{BuildReport, Shortfall, Stage, group_failures, shortfalls};
 use crate::verify::VerifyReport;
 
 /// Parse the embedded files of `version`, or an upstream-layout directory.
@@ -68,6 +73,8 @@ const DECODED_BUDGET: usize = 128 << 20;
 /// one, so packing overlaps the network instead of following it.
 struct Arrivals<'a> {
     cache: &'a Cache,
+    /// The user's stop request: withholds the confirmation.
+    stop: &'a AtomicBool,
     /// Row of each packable image, in labels.csv order.
     rows: HashMap<ImageId, usize>,
     state: Mutex<ArrivalState>,
@@ -78,8 +85,12 @@ struct Arrivals<'a> {
 struct ArrivalState {
     /// Fetch outcome per image: true when it is in the cache.
     done: HashMap<ImageId, bool>,
-    /// The fetcher has stopped: an image not in `done` will never come.
+    /// The fetcher has stopped: an image not in `done` will never come. With it, whether
+    /// the fetch delivers what the build needs (the reason when not).
     finished: bool,
+    verdict: Option<Result<(), String>>,
+    /// Pack failed: nobody waits for images any more.
+    abandoned: bool,
     /// Pixels the fetcher decoded, waiting for pack, and their size in bytes.
     decoded: HashMap<ImageId, DynamicImage>,
     decoded_bytes: usize,
@@ -88,9 +99,10 @@ struct ArrivalState {
 }
 
 impl<'a> Arrivals<'a> {
-    fn new(cache: &'a Cache, packable: &[FetchRequest]) -> Self {
+    fn new(cache: &'a Cache, packable: &[FetchRequest], stop: &'a AtomicBool) -> Self {
         Arrivals {
             cache,
+            stop,
             rows: packable
                 .iter()
                 .enumerate()
@@ -120,10 +132,25 @@ impl<'a> Arrivals<'a> {
         self.changed.notify_all();
     }
 
-    fn finish(&self) {
+    /// The fetcher has stopped, with its verdict on the build; the first call counts.
+    fn finish(&self, verdict: Result<(), String>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.finished = true;
+        if !state.finished {
+            state.finished = true;
+            state.verdict = Some(verdict);
+        }
         self.changed.notify_all();
+    }
+}
+
+/// Ends the arrivals when the fetcher thread ends, even by a panic: pack must not wait
+/// for images that will never come.
+struct FinishOnDrop<'a, 'b>(&'b Arrivals<'a>);
+
+impl Drop for FinishOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0
+            .finish(Err("the fetcher stopped unexpectedly".into()));
     }
 }
 
@@ -138,7 +165,7 @@ impl ImageSource for Arrivals<'_> {
             if let Some(&ok) = state.done.get(&record.id) {
                 break ok;
             }
-            if state.finished {
+            if state.finished || state.abandoned {
                 break false;
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
@@ -154,15 +181,47 @@ impl ImageSource for Arrivals<'_> {
         let bytes = self.cache.read(url).ok().flatten()?;
         Some(Delivered { bytes, decoded })
     }
+
+    fn abandon(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.abandoned = true;
+        self.changed.notify_all();
+    }
+
+    /// Wait for the fetcher's verdict: pack commits only a build that delivers.
+    fn confirm(&self) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !state.finished {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
+        state.verdict.clone().unwrap_or(Ok(()))
+    }
 }
 
-/// Images straight from the cache (`pack`): no network, missing ones are missing.
-struct CacheSource<'a>(&'a Cache);
+/// Images straight from the cache (`pack`, and `build --strict` once all is fetched): no
+/// network, missing ones are missing.
+struct CacheSource<'a> {
+    cache: &'a Cache,
+    stop: &'a AtomicBool,
+}
 
 impl ImageSource for CacheSource<'_> {
     fn image(&self, record: &ImageRecord) -> Option<Delivered> {
-        let bytes = self.0.read(record.url.as_deref()?).ok().flatten()?;
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let bytes = self.cache.read(record.url.as_deref()?).ok().flatten()?;
         Some(bytes.into())
+    }
+
+    fn confirm(&self) -> Result<(), String> {
+        match self.stop.load(Ordering::Relaxed) {
+            true => Err("interrupted".into()),
+            false => Ok(()),
+        }
     }
 }
 
@@ -178,7 +237,8 @@ fn requests<'a>(records: impl Iterator<Item = &'a ImageRecord>) -> Vec<FetchRequ
 }
 
 /// Run the fetcher over `requests`, reporting each completion to `progress` and `also`,
-/// and the pixels of downloaded JPEGs to `on_decoded` when given.
+/// and the pixels of downloaded JPEGs to `on_decoded` when given; it stops once `stop`
+/// says so. Single failures are printed only with `--verbose` (report.json has them).
 fn run_fetch(
     requests: &[FetchRequest],
     cache: &Cache,
@@ -186,10 +246,13 @@ fn run_fetch(
     progress: &Progress,
     also: &(dyn Fn(ImageId, bool) + Sync),
     on_decoded: Option<&OnDecoded<'_>>,
-) -> Result<FetchSummary, Error> {
+    stop: &dyn Fn() -> bool,
+) -> Result<FetchSummary, FetchError> {
     let on_done = |request: &FetchRequest, outcome: &FetchOutcome| {
         let failed = matches!(outcome, FetchOutcome::Failed(_));
-        if let FetchOutcome::Failed(f) = outcome {
+        if let FetchOutcome::Failed(f) = outcome
+            && cfg.verbose
+        {
             progress.println(&format!(
                 "warning: {} {}: {}",
                 f.id.file_name(),
@@ -200,23 +263,14 @@ fn run_fetch(
         progress.advance(failed);
         also(request.id, !failed);
     };
-    Ok(match on_decoded {
-        Some(hook) => crate::fetch::fetch_all_decoded(requests, cache, &cfg.fetch, &on_done, hook)?,
-        None => crate::fetch::fetch_all(requests, cache, &cfg.fetch, &on_done)?,
-    })
+    crate::fetch::fetch_all_decoded(requests, cache, &cfg.fetch, &on_done, on_decoded, stop)
 }
 
-fn summarize_failures(failures: &[FetchFailure]) {
-    if failures.is_empty() {
-        return;
-    }
-    eprintln!("{} image(s) could not be fetched:", failures.len());
-    for f in failures.iter().take(10) {
-        let status = f.status.map(|s| format!(" (HTTP {s})")).unwrap_or_default();
-        eprintln!("  {} {}{status}: {}", f.id.file_name(), f.url, f.reason);
-    }
-    if failures.len() > 10 {
-        eprintln!("  ... and {} more (see report.json)", failures.len() - 10);
+/// A fetch error as the pipeline reports it: a stop is the user's interruption.
+fn fetch_error(e: FetchError) -> Error {
+    match e {
+        FetchError::Interrupted => Error::Interrupted,
+        e => e.into(),
     }
 }
 
@@ -226,13 +280,20 @@ pub fn fetch(cfg: &BuildConfig) -> Result<FetchSummary, Error> {
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.with_url());
     let progress = Progress::new("fetch", requests.len() as u64, cfg.progress);
-    let summary = run_fetch(&requests, &cache, cfg, &progress, &|_, _| {}, None)?;
+    let stop = || cfg.stop.load(Ordering::Relaxed);
+    let summary = run_fetch(&requests, &cache, cfg, &progress, &|_, _| {}, None, &stop);
     progress.finish();
-    summarize_failures(&summary.failures);
-    if cfg.strict && !summary.failures.is_empty() {
-        return Err(Error::Strict {
+    let summary = summary.map_err(fetch_error)?;
+    let short = shortfalls(&summary, cfg.max_missing, cfg.strict);
+    if !short.is_empty() {
+        return Err(Error::NotDelivered(Box::new(NotDelivered {
+            command: "fetch",
+            out: None,
+            shortfalls: short,
+            groups: group_failures(&summary.failures),
             failed: summary.failures.len(),
-        });
+            report: None,
+        })));
     }
     Ok(summary)
 }
@@ -265,75 +326,175 @@ fn conclude(
     Ok(report)
 }
 
-/// `kaokore build`: fetch what is missing and pack, overlapping the two.
+/// `kaokore build`: fetch what is missing and pack, overlapping the two. A build that
+/// does not deliver returns [`Error::NotDelivered`], its report written beside the cache.
 pub fn build(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+    leave_out_as_found(cfg, build_inner)
+}
+
+/// `--out` exactly as it was when `run` fails: pack removes its staging, and an output
+/// directory that did not exist before is removed again if it is empty.
+fn leave_out_as_found(
+    cfg: &BuildConfig,
+    run: impl FnOnce(&BuildConfig) -> Result<BuildReport, Error>,
+) -> Result<BuildReport, Error> {
+    let existed = std::fs::symlink_metadata(&cfg.out).is_ok();
+    let result = run(cfg);
+    if result.is_err() && !existed {
+        // Fails (harmlessly) unless the directory is empty.
+        let _ = std::fs::remove_dir(&cfg.out);
+    }
+    result
+}
+
+fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("build", cfg)?;
     // An --out that cannot take the build is refused before anything is fetched.
     crate::record::check_out(&cfg.out)?;
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.packable());
     let progress = Progress::new("build", requests.len() as u64, cfg.progress);
+    let interrupted = || cfg.stop.load(Ordering::Relaxed);
 
     if cfg.strict {
         // No partial dataset: every image must be in the cache before anything is packed.
         let fetched = report.time(Stage::Fetch, || {
-            run_fetch(&requests, &cache, cfg, &progress, &|_, _| {}, None)
-        })?;
-        progress.finish();
-        summarize_failures(&fetched.failures);
-        if !fetched.failures.is_empty() {
-            return Err(Error::Strict {
-                failed: fetched.failures.len(),
-            });
-        }
-        report.fetch = Some(fetched);
-        let packed = report.time(Stage::Pack, || {
-            pack_with(
-                &dataset,
-                &CacheSource(&cache),
+            run_fetch(
+                &requests,
+                &cache,
                 cfg,
-                &Progress::hidden("pack", 0),
+                &progress,
+                &|_, _| {},
+                None,
+                &interrupted,
             )
-        })?;
-        evict_undecodable(&cache, &dataset, &packed);
-        report.pack = Some(packed);
-    } else {
-        let arrivals = Arrivals::new(&cache, &requests);
-        let fetch_started = Instant::now();
-        let (fetched, packed) = std::thread::scope(|s| {
-            let fetcher = s.spawn(|| {
-                let r = run_fetch(
-                    &requests,
-                    &cache,
-                    cfg,
-                    &Progress::hidden("fetch", 0),
-                    &|id, ok| arrivals.arrived(id, ok),
-                    Some(&|request: &FetchRequest, image| arrivals.decoded(request.id, image)),
-                );
-                arrivals.finish();
-                (r, fetch_started.elapsed())
-            });
-            let packed = pack_with(&dataset, &arrivals, cfg, &progress);
-            (fetcher.join(), packed)
         });
-        let (fetched, fetch_secs) =
-            fetched.map_err(|_| Error::Internal("the fetcher panicked".into()))?;
-        report
-            .seconds
-            .insert(Stage::Fetch, fetch_secs.as_secs_f64());
-        let fetched = fetched?;
         progress.finish();
-        summarize_failures(&fetched.failures);
+        let fetched = fetched.map_err(fetch_error)?;
+        let short = shortfalls(&fetched, cfg.max_missing, true);
         report.fetch = Some(fetched);
-        let packed = packed?;
+        if !short.is_empty() {
+            return Err(not_delivered(report, started, &dataset, cfg, short));
+        }
+        let source = CacheSource {
+            cache: &cache,
+            stop: &cfg.stop,
+        };
+        let packed = report.time(Stage::Pack, || {
+            pack_with(&dataset, &source, cfg, &Progress::hidden("pack", 0))
+        });
+        let packed = packed.map_err(|e| pack_error(e, cfg))?;
         evict_undecodable(&cache, &dataset, &packed);
         report.pack = Some(packed);
+        return conclude(report, started, &dataset, cfg);
     }
+
+    let arrivals = Arrivals::new(&cache, &requests, &cfg.stop);
+    let pack_failed = AtomicBool::new(false);
+    // The fetch stops when the user interrupts, or when pack has failed: its images
+    // would be for nothing.
+    let stop = || interrupted() || pack_failed.load(Ordering::Relaxed);
+    let fetch_started = Instant::now();
+    let (fetched, packed) = std::thread::scope(|s| {
+        let fetcher = s.spawn(|| {
+            let _finish = FinishOnDrop(&arrivals);
+            let r = run_fetch(
+                &requests,
+                &cache,
+                cfg,
+                &Progress::hidden("fetch", 0),
+                &|id, ok| arrivals.arrived(id, ok),
+                Some(&|request: &FetchRequest, image| arrivals.decoded(request.id, image)),
+                &stop,
+            );
+            let verdict = match &r {
+                Ok(summary) => {
+                    let short = shortfalls(summary, cfg.max_missing, false);
+                    match short.first() {
+                        None => Ok(()),
+                        Some(first) => Err(first.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            arrivals.finish(verdict);
+            (r, fetch_started.elapsed())
+        });
+        let packed = pack_with(&dataset, &arrivals, cfg, &progress);
+        if packed.is_err() {
+            pack_failed.store(true, Ordering::Relaxed);
+        }
+        (fetcher.join(), packed)
+    });
+    progress.finish();
+    let (fetched, fetch_secs) =
+        fetched.map_err(|_| Error::Internal("the fetcher panicked".into()))?;
+    report
+        .seconds
+        .insert(Stage::Fetch, fetch_secs.as_secs_f64());
+    // A stop that came after pack committed changes nothing: the build delivered.
+    if interrupted() && packed.is_err() {
+        return Err(Error::Interrupted);
+    }
+    // A pack that failed on its own (not withheld) is the error: the fetch was stopped
+    // because of it.
+    let packed = match packed {
+        Err(e) if !matches!(e, PackError::Withheld(_)) => return Err(e.into()),
+        other => other,
+    };
+    let fetched = fetched.map_err(fetch_error)?;
+    let short = shortfalls(&fetched, cfg.max_missing, false);
+    report.fetch = Some(fetched);
+    if !short.is_empty() {
+        return Err(not_delivered(report, started, &dataset, cfg, short));
+    }
+    let packed = packed?;
+    evict_undecodable(&cache, &dataset, &packed);
+    report.pack = Some(packed);
     conclude(report, started, &dataset, cfg)
+}
+
+/// A pack error as the pipeline reports it: withheld by a stop is an interruption.
+fn pack_error(e: PackError, cfg: &BuildConfig) -> Error {
+    match e {
+        PackError::Withheld(_) if cfg.stop.load(Ordering::Relaxed) => Error::Interrupted,
+        e => e.into(),
+    }
+}
+
+/// The error of a build that does not deliver: `--out` is untouched, and the report goes
+/// beside the cache (see [`BuildConfig::failed_report_path`]).
+fn not_delivered(
+    mut report: BuildReport,
+    started: Instant,
+    dataset: &Dataset,
+    cfg: &BuildConfig,
+    short: Vec<Shortfall>,
+) -> Error {
+    report.delivered = false;
+    report.shortfalls = short.iter().map(ToString::to_string).collect();
+    report
+        .seconds
+        .insert(Stage::Total, started.elapsed().as_secs_f64());
+    report.finish(dataset);
+    let path = cfg.failed_report_path();
+    let written = report.write_to(&path).map(|()| path);
+    Error::NotDelivered(Box::new(NotDelivered {
+        command: report.command,
+        out: Some(cfg.out.clone()),
+        shortfalls: short,
+        groups: group_failures(&report.failures),
+        failed: report.failures.len(),
+        report: Some(written.map_err(|e| e.to_string())),
+    }))
 }
 
 /// `kaokore pack`: normalize and pack from the cache, no network.
 pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
+    leave_out_as_found(cfg, pack_inner)
+}
+
+fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("pack", cfg)?;
     crate::record::check_out(&cfg.out)?;
     if !cfg.cache.is_dir() {
@@ -364,12 +525,29 @@ pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         if cfg.strict {
             return Err(Error::Strict { failed: missing });
         }
+        if cfg.max_missing.exceeded(missing, packable.len()) {
+            return Err(Error::NotDelivered(Box::new(NotDelivered {
+                command: "pack",
+                out: Some(cfg.out.clone()),
+                shortfalls: vec![Shortfall::TooManyMissing {
+                    missing,
+                    requested: packable.len(),
+                    limit: cfg.max_missing,
+                }],
+                groups: Vec::new(),
+                failed: missing,
+                report: None,
+            })));
+        }
     }
     let progress = Progress::new("pack", packable.len() as u64, cfg.progress);
-    let packed = report.time(Stage::Pack, || {
-        pack_with(&dataset, &CacheSource(&cache), cfg, &progress)
-    })?;
+    let source = CacheSource {
+        cache: &cache,
+        stop: &cfg.stop,
+    };
+    let packed = report.time(Stage::Pack, || pack_with(&dataset, &source, cfg, &progress));
     progress.finish();
+    let packed = packed.map_err(|e| pack_error(e, cfg))?;
     evict_undecodable(&cache, &dataset, &packed);
     report.pack = Some(packed);
     conclude(report, started, &dataset, cfg)
@@ -389,13 +567,88 @@ fn pack_with(
     source: &dyn ImageSource,
     cfg: &BuildConfig,
     progress: &Progress,
-) -> Result<PackSummary, Error> {
-    Ok(crate::pack::pack(
-        dataset, source, &cfg.pack, &cfg.out, progress,
-    )?)
+) -> Result<PackSummary, PackError> {
+    crate::pack::pack(dataset, source, &cfg.pack, &cfg.out, progress)
 }
 
 /// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.
 pub fn verify(dir: &Path) -> Result<VerifyReport, Error> {
     Ok(crate::verify::verify(dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn record(id: u32) -> (ImageRecord, FetchRequest) {
+        let url = format!("https://example.org/{id}.jpg");
+        let record = ImageRecord {
+            id: ImageId(id),
+            url: Some(url.clone()),
+            label: None,
+            tags: None,
+        };
+        (
+            record,
+            FetchRequest {
+                id: ImageId(id),
+                url,
+            },
+        )
+    }
+
+    #[test]
+    fn a_failed_pack_stops_waiting_for_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (r, request) = record(1);
+        let stop = AtomicBool::new(false);
+        let arrivals = Arrivals::new(&cache, &[request], &stop);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| arrivals.image(&r).is_none());
+            std::thread::sleep(Duration::from_millis(100));
+            arrivals.abandon();
+            assert!(waiter.join().unwrap(), "no image after abandon");
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn confirmation_waits_for_the_verdict_and_a_stop_withholds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let stop = AtomicBool::new(false);
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        std::thread::scope(|s| {
+            let confirm = s.spawn(|| arrivals.confirm());
+            std::thread::sleep(Duration::from_millis(50));
+            arrivals.finish(Err("no image could be fetched".into()));
+            // The first verdict counts.
+            arrivals.finish(Ok(()));
+            assert_eq!(
+                confirm.join().unwrap(),
+                Err("no image could be fetched".into())
+            );
+        });
+
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        // A fetcher that panics still finishes the arrivals, as not delivering.
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _finish = FinishOnDrop(&arrivals);
+                    panic!("fetcher bug");
+                })
+                .join();
+        });
+        assert!(arrivals.confirm().is_err());
+
+        let arrivals = Arrivals::new(&cache, &[], &stop);
+        arrivals.finish(Ok(()));
+        assert_eq!(arrivals.confirm(), Ok(()));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(arrivals.confirm(), Err("interrupted".into()));
+    }
 }

@@ -1,5 +1,6 @@
 //! Progress on stderr: a live bar on a terminal, plain periodic lines otherwise, nothing
-//! with `--quiet`. Stages report counts; this module decides how they are shown.
+//! with `--quiet`. Stages report counts; this module decides how they are shown. Plain
+//! lines are few whatever the run's length, so a log of a whole build stays readable.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -8,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How often a plain line is printed when stderr is not a terminal.
+/// Plain lines (stderr not a terminal) come at most this often...
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// ... each after another tenth of the work at least, so a stage prints at most this many,
+/// its last line included.
+const PLAIN_MAX_LINES: u64 = 10;
 
 /// The progress of one stage: `done` of `total` items, with failures counted apart.
 pub struct Progress {
@@ -24,7 +28,28 @@ pub struct Progress {
 enum Display {
     Hidden,
     Bar(ProgressBar),
-    Plain { last: Mutex<Instant> },
+    Plain(Mutex<PlainState>),
+}
+
+struct PlainState {
+    /// When the last line was printed, and at which count.
+    at: Instant,
+    done: u64,
+    lines: u64,
+}
+
+impl PlainState {
+    /// Whether a line is due at `done` of `total`.
+    fn due(&self, done: u64, total: u64) -> bool {
+        if done >= total {
+            return self.done < total;
+        }
+        let step = (total / PLAIN_MAX_LINES).max(1);
+        // One line is kept for the end.
+        self.lines + 1 < PLAIN_MAX_LINES
+            && done >= self.done + step
+            && self.at.elapsed() >= PLAIN_EVERY
+    }
 }
 
 impl Progress {
@@ -51,9 +76,11 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             Display::Bar(bar)
         } else {
-            Display::Plain {
-                last: Mutex::new(Instant::now()),
-            }
+            Display::Plain(Mutex::new(PlainState {
+                at: Instant::now(),
+                done: 0,
+                lines: 0,
+            }))
         };
         Progress {
             stage,
@@ -86,10 +113,14 @@ impl Progress {
                     bar.set_message(format!("{failures} failed"));
                 }
             }
-            Display::Plain { last } => {
-                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-                if last.elapsed() >= PLAIN_EVERY || done == self.total {
-                    *last = Instant::now();
+            Display::Plain(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.due(done, self.total) {
+                    *state = PlainState {
+                        at: Instant::now(),
+                        done,
+                        lines: state.lines + 1,
+                    };
                     eprintln!("{}", self.line(done, failures));
                 }
             }
@@ -132,5 +163,48 @@ impl Progress {
             "{}: {done}/{} ({:.0}/s{eta}), {failed} failed",
             self.stage, self.total, rate
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain lines of a stage of `total` items, each taking `every` of (simulated) time.
+    fn lines(total: u64, every: Duration) -> u64 {
+        let mut state = PlainState {
+            at: Instant::now(),
+            done: 0,
+            lines: 0,
+        };
+        let mut clock = Duration::ZERO;
+        for done in 1..=total {
+            clock += every;
+            // Pretend the last line was printed `clock` ago.
+            let shifted = PlainState {
+                at: Instant::now()
+                    .checked_sub(clock)
+                    .unwrap_or_else(Instant::now),
+                ..state
+            };
+            if shifted.due(done, total) {
+                state = PlainState {
+                    at: Instant::now(),
+                    done,
+                    lines: state.lines + 1,
+                };
+                clock = Duration::ZERO;
+            }
+        }
+        state.lines
+    }
+
+    #[test]
+    fn plain_lines_are_bounded_however_long_the_run() {
+        // A slow run of many items: many 5 s periods, still at most 10 lines.
+        assert_eq!(lines(20_000, Duration::from_millis(10)), PLAIN_MAX_LINES);
+        // A fast run: only the final line.
+        assert_eq!(lines(5_000, Duration::ZERO), 1);
+        assert_eq!(lines(3, Duration::from_secs(60)), 3);
     }
 }

@@ -41,11 +41,135 @@ pub struct FetchFailure {
     pub id: ImageId,
     /// The original upstream URL.
     pub url: String,
+    /// The host of the original URL (lower case, no port): what a user finds in urls.txt.
+    pub host: String,
+    /// What kind of failure the last attempt was, for grouping and for the verdict.
+    pub cause: FailureCause,
     /// The HTTP status of the last attempt, if a response arrived.
     pub status: Option<u16>,
     pub reason: String,
     /// Attempts made (0 when the URL could not be requested at all).
     pub attempts: u32,
+}
+
+/// The kind of a failure, classified from its last status and reason. A host counts as
+/// unreachable for the network kinds (DNS, refused, TLS, timeouts, other connection
+/// errors); the others are about single images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// HTTP 404 or 410: the image is gone upstream.
+    Gone,
+    /// Another HTTP error status.
+    HttpStatus,
+    /// The host name did not resolve.
+    Dns,
+    /// The connection was refused or reset.
+    Refused,
+    /// The TLS handshake or certificate failed.
+    Tls,
+    Timeout,
+    /// Any other failure to connect (proxy errors included).
+    Connection,
+    /// The body arrived cut short.
+    Cut,
+    /// The body was not an acceptable image.
+    Invalid,
+    /// The URL cannot be requested (scheme, syntax) or a redirect was refused.
+    BadUrl,
+    Other,
+}
+
+impl FailureCause {
+    /// Classify a failure by its last HTTP status and its reason text (the reason of a
+    /// request never sent because its host was down names the host's last error).
+    pub fn classify(status: Option<u16>, reason: &str) -> FailureCause {
+        // A request not sent because its host was down carries the host's last error.
+        if let Some((_, last)) = reason.split_once("(last: ") {
+            return FailureCause::classify(None, last.trim_end_matches(')'));
+        }
+        // A status the reason names ("HTTP 503 ...") when the caller has none.
+        let status = status.or_else(|| {
+            reason
+                .strip_prefix("HTTP ")
+                .and_then(|r| r.get(..3))
+                .and_then(|d| d.parse().ok())
+        });
+        let lower = reason.to_ascii_lowercase();
+        let has = |needle: &str| lower.contains(needle);
+        if has("timed out") {
+            return FailureCause::Timeout;
+        }
+        if has("body cut") || has("body truncated") || has("body interrupted") {
+            return FailureCause::Cut;
+        }
+        match status {
+            Some(404 | 410) => return FailureCause::Gone,
+            Some(200) => return FailureCause::Invalid,
+            Some(_) => return FailureCause::HttpStatus,
+            None => {}
+        }
+        if has("dns error") || has("failed to lookup address") || has("name or service not known") {
+            FailureCause::Dns
+        } else if has("connection refused") || has("connection reset") {
+            FailureCause::Refused
+        } else if has("certificate") || has("tls") || has("handshake") {
+            FailureCause::Tls
+        } else if has("invalid url")
+            || has("url scheme")
+            || has("without a host")
+            || has("redirect")
+        {
+            FailureCause::BadUrl
+        } else if has("connect") || has("proxy") {
+            FailureCause::Connection
+        } else {
+            FailureCause::Other
+        }
+    }
+
+    /// A few words for the console.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureCause::Gone => "gone upstream",
+            FailureCause::HttpStatus => "HTTP error",
+            FailureCause::Dns => "host name not resolved",
+            FailureCause::Refused => "connection refused",
+            FailureCause::Tls => "TLS failure",
+            FailureCause::Timeout => "timed out",
+            FailureCause::Connection => "connection failed",
+            FailureCause::Cut => "body cut short",
+            FailureCause::Invalid => "not a valid image",
+            FailureCause::BadUrl => "URL not requestable",
+            FailureCause::Other => "request failed",
+        }
+    }
+
+    /// Whether this kind says the host could not be reached at all.
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            FailureCause::Dns
+                | FailureCause::Refused
+                | FailureCause::Tls
+                | FailureCause::Timeout
+                | FailureCause::Connection
+        )
+    }
+}
+
+/// A host the run gave up on: its remaining requests were not sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostGivenUp {
+    /// The host requested, `host:port` (after `--rewrite`).
+    pub host: String,
+    /// The hosts of the original URLs routed to it (differs with `--rewrite`).
+    pub original_hosts: Vec<String>,
+    pub cause: FailureCause,
+    /// The last error before the run gave up.
+    pub last_error: String,
+    /// Images of this host not fetched (those that failed and those never attempted).
+    pub images: usize,
 }
 
 /// How one request ended.
@@ -73,6 +197,9 @@ pub struct FetchSummary {
     pub retries: u64,
     /// Sorted by image id.
     pub failures: Vec<FetchFailure>,
+    /// Hosts that failed request after request (see `GIVE_UP_AFTER`) or never answered at
+    /// all, sorted by host: a build from such a fetch does not deliver.
+    pub hosts_given_up: Vec<HostGivenUp>,
 }
 
 /// A failure of the run as a whole (a failure of one image is a [`FetchFailure`]).
@@ -109,22 +236,22 @@ pub fn fetch_all(
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
 ) -> Result<FetchSummary, FetchError> {
-    let never = AtomicBool::new(false);
-    run::fetch_all(requests, cache, opts, on_done, None, &never)
+    run::fetch_all(requests, cache, opts, on_done, None, &|| false)
 }
 
-/// [`fetch_all`] that also hands over the pixels of each downloaded JPEG, as decoded by
-/// validation ([`crate::normalize::decode_jpeg`]), before reporting it done: `build`
-/// packs them without decoding the file again.
+/// [`fetch_all_until`] that also hands over the pixels of each downloaded JPEG, as
+/// decoded by validation ([`crate::normalize::decode_jpeg`]), before reporting it done:
+/// `build` packs them without decoding the file again. `stop` is polled: `build` stops
+/// the fetch when the user interrupts it or when pack has failed.
 pub fn fetch_all_decoded(
     requests: &[FetchRequest],
     cache: &Cache,
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
-    on_decoded: &OnDecoded<'_>,
+    on_decoded: Option<&OnDecoded<'_>>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<FetchSummary, FetchError> {
-    let never = AtomicBool::new(false);
-    run::fetch_all(requests, cache, opts, on_done, Some(on_decoded), &never)
+    run::fetch_all(requests, cache, opts, on_done, on_decoded, stop)
 }
 
 /// [`fetch_all`] that stops promptly once `stop` becomes true (e.g. set by a Ctrl-C
@@ -137,5 +264,47 @@ pub fn fetch_all_until(
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
     stop: &AtomicBool,
 ) -> Result<FetchSummary, FetchError> {
-    run::fetch_all(requests, cache, opts, on_done, None, stop)
+    run::fetch_all(requests, cache, opts, on_done, None, &|| {
+        stop.load(std::sync::atomic::Ordering::Relaxed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureCause::{self, *};
+
+    #[test]
+    fn causes_from_reasons() {
+        let refused = "connection failed: error sending request: client error (Connect): \
+                       tcp connect error: Connection refused (os error 111)";
+        let cases: [(Option<u16>, &str, FailureCause); 10] = [
+            (Some(404), "HTTP 404 Not Found", Gone),
+            (Some(410), "HTTP 410 Gone", Gone),
+            (Some(503), "HTTP 503 Service Unavailable", HttpStatus),
+            (None, refused, Refused),
+            (
+                None,
+                "connection failed: client error (Connect): dns error: failed to lookup \
+                 address information: Name or service not known",
+                Dns,
+            ),
+            (
+                None,
+                "connection failed: invalid peer certificate: UnknownIssuer",
+                Tls,
+            ),
+            (None, "timed out after 30s", Timeout),
+            (Some(200), "body truncated: 10 of 20 bytes", Cut),
+            (Some(200), "not an image: starts with <!DOCTYPE", Invalid),
+            (None, "unsupported URL scheme 'ftp'", BadUrl),
+        ];
+        for (status, reason, cause) in cases {
+            assert_eq!(FailureCause::classify(status, reason), cause, "{reason}");
+        }
+        // A request never sent takes the cause of its host's last error.
+        let skipped = format!("not attempted: the host failed 10 requests (last: {refused})");
+        assert_eq!(FailureCause::classify(None, &skipped), Refused);
+        let skipped = "not attempted: the host failed 10 requests (last: HTTP 500 Internal)";
+        assert_eq!(FailureCause::classify(None, skipped), HttpStatus);
+    }
 }

@@ -6,7 +6,6 @@
 //! which runs the caller's callback and keeps the tally.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -19,7 +18,10 @@ use crate::config::{FetchOptions, Rewrite};
 use super::client::{self, AttemptError, Body, BodyBudget};
 use super::host::{GIVE_UP_AFTER, HostGate, Slot};
 use super::validate::{self, DecodeGate, Invalid};
-use super::{Cache, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary, Lookup};
+use super::{
+    Cache, FailureCause, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary,
+    HostGivenUp, Lookup,
+};
 
 /// How often the calling thread looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -32,6 +34,8 @@ struct Job {
     target: String,
     /// Indices into the caller's requests.
     requests: Vec<usize>,
+    /// Index of its host queue.
+    host: usize,
 }
 
 /// How a job ended.
@@ -90,7 +94,7 @@ pub(super) fn fetch_all(
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
     on_decoded: Option<&OnDecoded<'_>>,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
 ) -> Result<FetchSummary, FetchError> {
     let mut summary = FetchSummary {
         requested: requests.len(),
@@ -131,7 +135,9 @@ pub(super) fn fetch_all(
                 let failure = FetchFailure {
                     id: req.id,
                     url: req.url.clone(),
+                    host: original_host(&req.url),
                     status: None,
+                    cause: FailureCause::classify(None, &reason),
                     reason,
                     attempts: 0,
                 };
@@ -141,26 +147,26 @@ pub(super) fn fetch_all(
         };
         let j = jobs.len();
         job_of_url.insert(&req.url, j);
+        let queue = host_jobs.entry(host.clone()).or_insert_with(|| {
+            host_order.push(host.clone());
+            VecDeque::new()
+        });
+        queue.push_back(j);
         jobs.push(Job {
             url: req.url.clone(),
             target,
             requests: vec![i],
+            host: host_order.iter().position(|h| *h == host).unwrap_or(0),
         });
-        host_jobs
-            .entry(host.clone())
-            .or_insert_with(|| {
-                host_order.push(host);
-                VecDeque::new()
-            })
-            .push_back(j);
     }
 
     if !jobs.is_empty() {
         let queues = host_order
-            .into_iter()
-            .map(|host| host_jobs.remove(&host).unwrap_or_default())
+            .iter()
+            .map(|host| host_jobs.remove(host).unwrap_or_default())
             .collect();
-        download_jobs(
+        let mut tallies = vec![HostTally::default(); host_order.len()];
+        let down = download_jobs(
             jobs,
             queues,
             cache,
@@ -169,6 +175,7 @@ pub(super) fn fetch_all(
             on_decoded.is_some(),
             |jobs, j, mut result| {
                 let job: &Job = &jobs[j];
+                let host = &mut tallies[job.host];
                 if let (Some(hook), JobResult::Downloaded { decoded, .. }) =
                     (on_decoded, &mut result)
                     && let Some(image) = decoded.take()
@@ -177,16 +184,25 @@ pub(super) fn fetch_all(
                 }
                 for &i in &job.requests {
                     let outcome = match &result {
-                        JobResult::Downloaded { attempts, .. } => FetchOutcome::Downloaded {
-                            attempts: *attempts,
-                        },
-                        JobResult::Failed(e, attempts) => FetchOutcome::Failed(FetchFailure {
-                            id: requests[i].id,
-                            url: requests[i].url.clone(),
-                            status: e.status,
-                            reason: e.reason.clone(),
-                            attempts: *attempts,
-                        }),
+                        JobResult::Downloaded { attempts, .. } => {
+                            host.fetched += 1;
+                            FetchOutcome::Downloaded {
+                                attempts: *attempts,
+                            }
+                        }
+                        JobResult::Failed(e, attempts) => {
+                            let failure = FetchFailure {
+                                id: requests[i].id,
+                                url: requests[i].url.clone(),
+                                host: original_host(&requests[i].url),
+                                status: e.status,
+                                cause: FailureCause::classify(e.status, &e.reason),
+                                reason: e.reason.clone(),
+                                attempts: *attempts,
+                            };
+                            host.failed(&failure);
+                            FetchOutcome::Failed(failure)
+                        }
                     };
                     tally(&mut summary, i, outcome);
                 }
@@ -198,21 +214,90 @@ pub(super) fn fetch_all(
                 summary.retries += u64::from(attempts.saturating_sub(1));
             },
         )?;
+        summary.hosts_given_up = given_up(&host_order, &tallies, &down);
     }
     summary.failures.sort_by_key(|f| f.id);
     Ok(summary)
 }
 
-/// Run the downloads on a runtime of their own; `done` is called on this thread.
+/// What one host's requests came to, for the verdict on the host.
+#[derive(Debug, Clone, Default)]
+struct HostTally {
+    fetched: usize,
+    /// Requests not fetched, and whether every one of them failed for a network reason.
+    failed: usize,
+    all_network: bool,
+    /// The hosts of the original URLs that failed.
+    original_hosts: Vec<String>,
+    /// The last failure of a request actually sent: its cause and reason.
+    last: Option<(FailureCause, String)>,
+}
+
+impl HostTally {
+    fn failed(&mut self, f: &FetchFailure) {
+        self.all_network = (self.failed == 0 || self.all_network) && f.cause.is_network();
+        self.failed += 1;
+        if !self.original_hosts.contains(&f.host) {
+            self.original_hosts.push(f.host.clone());
+        }
+        if f.attempts > 0 {
+            self.last = Some((f.cause, f.reason.clone()));
+        }
+    }
+}
+
+/// The hosts given up: those the gate declared down, and those that never delivered a
+/// single image because they could not be reached (too few requests for the gate's count,
+/// but as unreachable).
+fn given_up(hosts: &[String], tallies: &[HostTally], down: &[Option<String>]) -> Vec<HostGivenUp> {
+    let mut out: Vec<HostGivenUp> = hosts
+        .iter()
+        .zip(tallies)
+        .zip(down)
+        .filter_map(|((host, t), down)| {
+            let unreachable = t.fetched == 0 && t.failed > 0 && t.all_network;
+            if down.is_none() && !unreachable {
+                return None;
+            }
+            let (cause, last_error) = match (down, &t.last) {
+                (Some(reason), _) => (FailureCause::classify(None, reason), reason.clone()),
+                (None, Some((cause, reason))) => (*cause, reason.clone()),
+                (None, None) => (FailureCause::Other, String::new()),
+            };
+            let mut original_hosts = t.original_hosts.clone();
+            original_hosts.sort();
+            Some(HostGivenUp {
+                host: host.clone(),
+                original_hosts,
+                cause,
+                last_error,
+                images: t.failed,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out
+}
+
+/// The host of an original URL, lower case, as urls.txt names it.
+fn original_host(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
+}
+
+/// Run the downloads on a runtime of their own; `done` is called on this thread. Returns,
+/// per host queue, why the host counts as down (if it does).
 fn download_jobs(
     jobs: Vec<Job>,
     queues: Vec<VecDeque<usize>>,
     cache: &Cache,
     opts: &FetchOptions,
-    stop: &AtomicBool,
+    stop: &dyn Fn() -> bool,
     keep_decoded: bool,
     mut done: impl FnMut(&[Job], usize, JobResult),
-) -> Result<(), FetchError> {
+) -> Result<Vec<Option<String>>, FetchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kaokore-fetch")
@@ -235,6 +320,7 @@ fn download_jobs(
     });
     let (tx, rx) = mpsc::channel::<Message>();
     let per_host = opts.per_host.max(1);
+    let mut gates = Vec::new();
     for queue in queues {
         // Twice the host's slots: while one worker validates and stores a body, another
         // already holds the next request, so the host never idles at its limit.
@@ -243,6 +329,7 @@ fn download_jobs(
             gate: HostGate::new(per_host),
             jobs: Mutex::new(queue),
         });
+        gates.push(queue.clone());
         for _ in 0..workers {
             let (shared, queue, tx) = (shared.clone(), queue.clone(), tx.clone());
             runtime.spawn(async move {
@@ -277,7 +364,7 @@ fn download_jobs(
     drop(tx);
 
     let result = loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop() {
             break Err(FetchError::Interrupted);
         }
         match rx.recv_timeout(STOP_POLL) {
@@ -286,7 +373,9 @@ fn download_jobs(
                 break Err(FetchError::Cache { path, source });
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Ok(gates.iter().map(|q| q.gate.down()).collect());
+            }
         }
     };
     // Abandon whatever is still in flight; a store already under way finishes its

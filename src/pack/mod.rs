@@ -47,6 +47,16 @@ const CHUNK_ROWS: usize = 64;
 /// overlap fetching and packing) and returns `None` if it could not be fetched.
 pub trait ImageSource: Sync {
     fn image(&self, record: &ImageRecord) -> Option<Delivered>;
+
+    /// Pack has failed: stop blocking in `image`, nothing more will be used.
+    fn abandon(&self) {}
+
+    /// Every image was asked for; the source's last word before anything in the output
+    /// directory is replaced. An error abandons the pack and leaves `out` as it was (a
+    /// build whose fetch cannot deliver, an interrupted run).
+    fn confirm(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An image file as a source delivers it.
@@ -94,6 +104,9 @@ pub enum PackError {
     /// `--out` cannot take this build; nothing in it was changed.
     #[error(transparent)]
     Out(#[from] crate::record::OutError),
+    /// The source withheld its confirmation ([`ImageSource::confirm`]): nothing written.
+    #[error("not written: {0}")]
+    Withheld(String),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -332,6 +345,7 @@ pub fn pack(
     let packable: Vec<&ImageRecord> = dataset.packable().collect();
     sink.summary.labelled_without_url = dataset.labelled.len() - packable.len();
     run_chunks(&pool, &packable, source, opts, &mut sink)?;
+    source.confirm().map_err(PackError::Withheld)?;
     let (mut summary, mut produced, hashed) = sink.finish()?;
 
     let t = Instant::now();
@@ -437,6 +451,8 @@ fn run_chunks(
         let result = write_all();
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
+            // Chunks in flight may wait for images: let them return at once.
+            source.abandon();
         }
         result
     })
