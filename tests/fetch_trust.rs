@@ -411,7 +411,9 @@ fn pixel_bombs_are_refused_from_the_header_with_a_bounded_memory() {
 #[test]
 fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
     // 2048 x 2048 16-bit RGBA: exactly the 32 MiB limit, accepted, and decoded in full by
-    // validation and by pack. Without bounds, 64 requests at once would decode 2 GiB.
+    // validation and by pack. Without bounds, 24 requests at once would decode 768 MiB (and
+    // convert it again).
+    const IMAGES: usize = 24;
     support::images::pixel_bomb(2048, 2048);
     let hosts = FixtureHosts::start(FixtureConfig::default());
     for fx in hosts.all() {
@@ -425,7 +427,7 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
         );
     }
     let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 40);
+    let meta = small_metadata(tmp.path(), IMAGES as u32);
     let cache_dir = tmp.path().join("cache");
     let out = tmp.path().join("out");
     let mut args = cli(
@@ -447,10 +449,10 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
     eprintln!("peak RSS: {peak} MiB");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(peak < RSS_LIMIT_MIB, "peak RSS {peak} MiB\n{}", stderr(&o));
-    assert_eq!(entries(&cache_dir.join("v1")).len(), 40);
+    assert_eq!(entries(&cache_dir.join("v1")).len(), IMAGES);
     let r = report(&out);
-    assert_eq!(r["counts"]["fetched"], 40, "{}", r["counts"]);
-    assert_eq!(r["counts"]["packed_total"], 40, "{}", r["counts"]);
+    assert_eq!(r["counts"]["fetched"], IMAGES, "{}", r["counts"]);
+    assert_eq!(r["counts"]["packed_total"], IMAGES, "{}", r["counts"]);
 }
 
 // ---------------------------------------------------------------------------------------
