@@ -177,6 +177,8 @@ pub struct PackOptions {
     pub jobs: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Write nothing if an image does not decode (`--strict`).
+    pub refuse_undecodable: bool,
 }
 
 impl Default for PackOptions {
@@ -186,6 +188,7 @@ impl Default for PackOptions {
             formats: Formats::default(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             row_group_rows: 100,
+            refuse_undecodable: false,
         }
     }
 }

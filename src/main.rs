@@ -304,6 +304,7 @@ fn config(
         pack.jobs = jobs as usize;
     }
     fetch.decode_jobs = pack.jobs;
+    pack.refuse_undecodable = run.strict;
     let out = match output {
         Some(o) => {
             pack.size = o.size;

@@ -383,7 +383,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         let packed = report.time(Stage::Pack, || {
             pack_with(&dataset, &source, cfg, &Progress::hidden("pack", 0))
         });
-        let packed = packed.map_err(|e| pack_error(e, cfg))?;
+        let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
         evict_undecodable(&cache, &dataset, &packed);
         report.pack = Some(packed);
         return conclude(report, started, &dataset, cfg);
@@ -455,9 +455,19 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
 }
 
 /// A pack error as the pipeline reports it: withheld by a stop is an interruption.
-fn pack_error(e: PackError, cfg: &BuildConfig) -> Error {
+/// Undecodable images refused by `--strict` leave the cache too, so the next run fetches
+/// them again.
+fn pack_error(e: PackError, cfg: &BuildConfig, cache: &Cache, dataset: &Dataset) -> Error {
     match e {
         PackError::Withheld(_) if cfg.stop.load(Ordering::Relaxed) => Error::Interrupted,
+        PackError::Undecodable(list) => {
+            for u in &list {
+                if let Some(url) = &dataset.record(u.id).url {
+                    cache.evict(url);
+                }
+            }
+            PackError::Undecodable(list).into()
+        }
         e => e.into(),
     }
 }
@@ -547,7 +557,7 @@ fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     };
     let packed = report.time(Stage::Pack, || pack_with(&dataset, &source, cfg, &progress));
     progress.finish();
-    let packed = packed.map_err(|e| pack_error(e, cfg))?;
+    let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
     evict_undecodable(&cache, &dataset, &packed);
     report.pack = Some(packed);
     conclude(report, started, &dataset, cfg)

@@ -162,33 +162,7 @@ fn stderr(o: &Output) -> String {
 
 /// The real v1.0 files cut down to the images with id < `n`.
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kaokore-metadata/v1.0");
-    let meta = dir.join("meta");
-    std::fs::create_dir_all(&meta).unwrap();
-    let read = |f: &str| std::fs::read_to_string(src.join(f)).unwrap();
-    let id_of = |line: &str| line.get(..8).and_then(|d| d.parse::<u32>().ok());
-    let all_urls = read("urls.txt");
-    let urls: Vec<&str> = all_urls.lines().take(n as usize).collect();
-    std::fs::write(meta.join("urls.txt"), urls.join("\n") + "\n").unwrap();
-    let labels = read("labels.csv");
-    let mut kept: Vec<&str> = labels.lines().take(1).collect();
-    kept.extend(
-        labels
-            .lines()
-            .skip(1)
-            .filter(|l| id_of(l).is_some_and(|id| id < n)),
-    );
-    std::fs::write(meta.join("labels.csv"), kept.join("\n") + "\n").unwrap();
-    let tags = read("original_tags.txt");
-    let kept: Vec<&str> = tags
-        .lines()
-        .filter(|l| id_of(l).is_some_and(|id| id < n))
-        .collect();
-    std::fs::write(meta.join("original_tags.txt"), kept.join("\n") + "\n").unwrap();
-    for f in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
-        std::fs::copy(src.join(f), meta.join(f)).unwrap();
-    }
-    meta
+    support::metadata::small_metadata("1.0", dir, n)
 }
 
 /// The URLs of a metadata directory, in order.
@@ -325,6 +299,63 @@ fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
         1,
         "only the evicted image is fetched"
     );
+    assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
+}
+
+/// Every file under `dir` (relative path -> SHA-256), hidden ones included.
+fn tree_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, sha256_hex(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
+    let hosts = FixtureHosts::start(FixtureConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = small_metadata(tmp.path(), 12);
+    let cache_dir = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let mut build = cli("build", &meta, &cache_dir, Some(&out), &["--strict"]);
+    build.extend(hosts.rewrite_args());
+    let o = kaokore(&build);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = tree_hashes(&out);
+
+    // A recorded entry that does not decode: only pack can tell.
+    let cache = Cache::open(&cache_dir).unwrap();
+    let bad_url = urls_of(&meta)[3].clone();
+    let garbage = b"\xFF\xD8\xFF not a JPEG after all".to_vec();
+    std::fs::write(cache.path_for(&bad_url), &garbage).unwrap();
+    let record = serde_json::json!({
+        "url": bad_url, "length": garbage.len(), "sha256": sha256_hex(&garbage)
+    });
+    std::fs::write(cache.record_path_for(&bad_url), record.to_string()).unwrap();
+
+    let o = kaokore(&cli("pack", &meta, &cache_dir, Some(&out), &["--strict"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 image(s) could not be decoded (--strict), e.g. 00000003.jpg"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_hashes(&out), before, "the previous build is untouched");
+    assert_eq!(cache.lookup(&bad_url), Lookup::Missing, "evicted");
+
+    // The next strict build fetches it again and delivers.
+    let o = kaokore(&build);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
 }
 

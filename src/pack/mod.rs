@@ -107,6 +107,14 @@ pub enum PackError {
     /// The source withheld its confirmation ([`ImageSource::confirm`]): nothing written.
     #[error("not written: {0}")]
     Withheld(String),
+    /// `--strict` and some images did not decode: nothing written.
+    #[error(
+        "{} image(s) could not be decoded (--strict), e.g. {}: {}",
+        .0.len(),
+        .0[0].id.file_name(),
+        .0[0].reason
+    )]
+    Undecodable(Vec<Undecodable>),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -347,6 +355,9 @@ pub fn pack(
     run_chunks(&pool, &packable, source, opts, &mut sink)?;
     source.confirm().map_err(PackError::Withheld)?;
     let (mut summary, mut produced, hashed) = sink.finish()?;
+    if opts.refuse_undecodable && !summary.undecodable.is_empty() {
+        return Err(PackError::Undecodable(summary.undecodable));
+    }
 
     let t = Instant::now();
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
