@@ -44,33 +44,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 /// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs). With
 /// n = 300: Keio ids 0-51 and 90-245, Kyoto 52-89, CODH 246-299.
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kaokore-metadata/v1.0");
-    let meta = dir.join(format!("meta-{n}"));
-    std::fs::create_dir_all(&meta).unwrap();
-    let read = |f: &str| std::fs::read_to_string(src.join(f)).unwrap();
-    let id_of = |line: &str| line.get(..8).and_then(|d| d.parse::<u32>().ok());
-    let all_urls = read("urls.txt");
-    let urls: Vec<&str> = all_urls.lines().take(n as usize).collect();
-    std::fs::write(meta.join("urls.txt"), urls.join("\n") + "\n").unwrap();
-    let labels = read("labels.csv");
-    let mut kept: Vec<&str> = labels.lines().take(1).collect();
-    kept.extend(
-        labels
-            .lines()
-            .skip(1)
-            .filter(|l| id_of(l).is_some_and(|id| id < n)),
-    );
-    std::fs::write(meta.join("labels.csv"), kept.join("\n") + "\n").unwrap();
-    let tags = read("original_tags.txt");
-    let kept: Vec<&str> = tags
-        .lines()
-        .filter(|l| id_of(l).is_some_and(|id| id < n))
-        .collect();
-    std::fs::write(meta.join("original_tags.txt"), kept.join("\n") + "\n").unwrap();
-    for f in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
-        std::fs::copy(src.join(f), meta.join(f)).unwrap();
-    }
-    meta
+    support::metadata::small_metadata("1.0", &dir.join(format!("meta-{n}")), n)
 }
 
 /// `n` distinct ports on 127.0.0.1 where nothing listens: connections are refused.
