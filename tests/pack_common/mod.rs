@@ -381,6 +381,7 @@ pub fn options(size: u32, jobs: usize, formats: &str) -> PackOptions {
         formats: formats.parse::<Formats>().unwrap(),
         jobs,
         row_group_rows: 100,
+        ..PackOptions::default()
     }
 }
 
