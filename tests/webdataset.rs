@@ -433,3 +433,16 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
     let report = verify(&out).unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+#[test]
+fn a_bad_shard_size_is_a_usage_error() {
+    for bad in ["0", "1TB", "lots"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
+            .args(["pack", "--formats", "webdataset", "--shard-size", bad])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--shard-size"), "{bad}: {stderr}");
+    }
+}
