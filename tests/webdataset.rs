@@ -446,3 +446,22 @@ fn a_bad_shard_size_is_a_usage_error() {
         assert!(stderr.contains("--shard-size"), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn a_rebuild_with_fewer_shards_removes_the_old_ones() {
+    let (_dir, out) = build("npz,webdataset", 8_000);
+    assert!(shards(&out, Split::Train).len() > 1);
+    let summary = pack_into(&out, 2, "npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    for split in Split::ALL {
+        assert_eq!(shards(&out, split).len(), 1, "{split}");
+    }
+    assert!(
+        summary
+            .removed_stale
+            .contains(&webdataset::shard_name(Split::Train, 1)),
+        "{:?}",
+        summary.removed_stale
+    );
+    let report = verify(&out).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
