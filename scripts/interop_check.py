@@ -13,8 +13,9 @@ Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
                          upstream file); OUT/labels.csv must be identical to it.
                          Default: OUT/labels.csv is the reference.
 --formats LIST           formats the build was asked for (default idx,npz,parquet;
-                         add `images` to check images_S/); checks of formats not
-                         listed are skipped.
+                         add `images` to check images_S/, `webdataset` to read the
+                         shards with the webdataset package and `datasets`); checks
+                         of formats not listed are skipped.
 
     python scripts/interop_check.py --self-test
 
@@ -704,6 +705,113 @@ def check_datasets(ctx: Ctx, sd: SplitData) -> None:
             need(mad < JPEG_MAX_MEAN_ABS_DIFF, f"datasets {name}[{k}] image differs from npz by {mad:.2f} mean abs")
 
 
+# --------------------------------------------------------------------------- webdataset
+
+
+def _wds_shards(ctx: Ctx, split: str) -> list[Path]:
+    """webdataset/{split}-NNNNNN.tar, numbered from 000000 without a gap."""
+    shards = sorted((ctx.out / "webdataset").glob(f"{split}-*.tar"))
+    names = [f.name for f in shards]
+    need(names == [f"{split}-{k:06d}.tar" for k in range(len(shards))] and shards,
+         f"webdataset shards of {split} are {names}, expected {split}-000000.tar onwards")
+    return shards
+
+
+def _wds_compare(where: str, k: int, key: str, gender: int, status: int, meta: dict, img, sd: SplitData, worst: list) -> None:
+    """One sample against npz row k: key, labels, JSON, and pixels (JPEG: close; Pillow and
+    kaokore's decoder may round differently)."""
+    ids, lab, im_ref = sd.ids(), sd.npz_labels(), sd.npz_images()
+    need(k < len(ids), f"{where}: more samples than the npz ({len(ids)})")
+    iid = int(ids[k])
+    need(key == f"{iid:08d}", f"{where} sample {k}: key {key!r}, npz row has image_id {iid}")
+    need((gender, status) == (int(lab["gender"][k]), int(lab["status"][k])),
+         f"{where} {key}: gender/status {gender}/{status}, npz has {int(lab['gender'][k])}/{int(lab['status'][k])}")
+    need(meta.get("image_id") == iid and meta.get("split") == sd.split
+         and (meta.get("gender"), meta.get("status")) == (gender, status),
+         f"{where} {key}.json: {dict((f, meta.get(f)) for f in ('image_id', 'split', 'gender', 'status'))}")
+    need(meta.get("gender_name") == GENDER_NAMES[gender] and meta.get("status_name") == STATUS_NAMES[status],
+         f"{where} {key}.json: class names {meta.get('gender_name')}/{meta.get('status_name')}")
+    need(str(meta.get("url", "")).startswith(("http://", "https://")), f"{where} {key}.json: url {meta.get('url')!r}")
+    need(isinstance(img, Image.Image), f"{where} {key}.jpg decoded to {type(img).__name__}, expected a PIL image")
+    need(img.mode == "RGB", f"{where} {key}.jpg is {img.mode}, expected RGB")
+    arr = np.asarray(img)
+    need(arr.shape == im_ref[k].shape, f"{where} {key}.jpg is {arr.shape}, npz {im_ref[k].shape}")
+    mad = float(np.abs(arr.astype(np.int16) - im_ref[k].astype(np.int16)).mean())
+    need(mad < JPEG_MAX_MEAN_ABS_DIFF, f"{where} {key}.jpg differs from npz by {mad:.2f} mean abs (limit {JPEG_MAX_MEAN_ABS_DIFF})")
+    worst[0] = max(worst[0], mad)
+    worst[1] += int(mad == 0.0)
+
+
+def check_webdataset_tar(ctx: Ctx, sd: SplitData) -> None:
+    """Python's tarfile: ustar headers with mtime 0, uid/gid 0, no owner names, mode 0644; 4 members per sample."""
+    import tarfile
+
+    n = 0
+    for f in _wds_shards(ctx, sd.split):
+        raw = f.read_bytes()
+        need(len(raw) % 512 == 0 and raw[-1024:] == bytes(1024), f"{f.name}: not whole blocks ending in two zero blocks")
+        with tarfile.open(f, "r:") as t:
+            members = t.getmembers()
+        exts = [m.name.split(".", 1)[1] for m in members]
+        need(exts == ["jpg", "gender.cls", "status.cls", "json"] * (len(members) // 4),
+             f"{f.name}: members {exts[:8]}..., expected jpg, gender.cls, status.cls, json per sample")
+        for m in members:
+            need((m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode, m.isreg()) == (0, 0, 0, "", "", 0o644, True),
+                 f"{f.name} {m.name}: mtime {m.mtime} uid {m.uid} gid {m.gid} uname {m.uname!r} gname {m.gname!r} mode {oct(m.mode)}")
+            need(raw[m.offset + 257:m.offset + 265] == b"ustar\x0000", f"{f.name} {m.name}: not a ustar header")
+            need("." not in m.name.split(".", 1)[0], f"{f.name} {m.name}: a dot in the key")
+        n += len(members) // 4
+    need(n == len(sd.ids()), f"webdataset {sd.split}: {n} samples, npz has {len(sd.ids())}")
+
+
+def check_webdataset_package(ctx: Ctx, sd: SplitData) -> None:
+    """webdataset.WebDataset(urls).decode("pil"): every sample in order, labels, JSON and pixels = npz."""
+    import webdataset as wds
+
+    urls = [str(f) for f in _wds_shards(ctx, sd.split)]
+    ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil")
+    worst = [0.0, 0]
+    k = 0
+    for sample in ds:
+        _wds_compare("webdataset", k, sample["__key__"], sample["gender.cls"], sample["status.cls"],
+                     sample["json"], sample["jpg"], sd, worst)
+        k += 1
+    need(k == len(sd.ids()), f"webdataset {sd.split}: {k} samples, npz has {len(sd.ids())}")
+    print(f"     note: webdataset {sd.split}: {k} samples; {worst[1]} JPEGs decode exactly to npz, worst mean abs diff {worst[0]:.3f}")
+
+
+def check_webdataset_datasets(ctx: Ctx, sd: SplitData) -> None:
+    """datasets.load_dataset("webdataset", data_files={split: shards}): Image + int columns, rows = npz."""
+    import datasets
+
+    n = len(sd.ids())
+    if n == 0:
+        print(f"     note: {sd.split} is empty: datasets infers a webdataset's columns from its samples, skipped")
+        return
+    files = [str(f) for f in _wds_shards(ctx, sd.split)]
+    dd = datasets.load_dataset("webdataset", data_files={sd.split: files}, cache_dir=str(_TMP / "hf-wds-cache"))
+    ds = dd[sd.split]
+    fe = ds.features
+    need(isinstance(fe.get("jpg"), datasets.Image), f"datasets webdataset feature jpg is {fe.get('jpg')!r}, expected Image()")
+    for col in ("gender.cls", "status.cls"):
+        need(fe.get(col) == datasets.Value("int64"), f"datasets webdataset feature {col} is {fe.get(col)!r}, expected Value('int64')")
+    need(ds.num_rows == n, f"datasets webdataset {sd.split}: {ds.num_rows} rows, npz has {n}")
+    worst = [0.0, 0]
+    for k, ex in enumerate(ds):
+        _wds_compare("datasets webdataset", k, ex["__key__"], ex["gender.cls"], ex["status.cls"], ex["json"], ex["jpg"], sd, worst)
+    print(f"     note: datasets webdataset {sd.split}: {ds.num_rows} rows, worst mean abs diff {worst[0]:.3f}")
+
+
+def check_webdataset_sums(ctx: Ctx, present: list[str]) -> None:
+    """Every shard is listed in SHA256SUMS (the sums themselves are checked by sha256sums)."""
+    sums = (ctx.out / "SHA256SUMS").read_text(encoding="utf-8")
+    listed = {line.split(None, 1)[1].lstrip("*") for line in sums.splitlines() if line.strip()}
+    shards = sorted(f"webdataset/{f.name}" for f in (ctx.out / "webdataset").glob("*.tar"))
+    need(shards, "no webdataset/*.tar")
+    unlisted = [s for s in shards if s not in listed]
+    need(not unlisted, f"shards not in SHA256SUMS: {unlisted}")
+
+
 # --------------------------------------------------------------------------- global checks
 
 
@@ -830,6 +938,9 @@ PER_SPLIT = [
     ("parquet+npz", "polars", check_polars),
     ("parquet+npz", "duckdb", check_duckdb),
     ("parquet+npz", "datasets", check_datasets),
+    ("webdataset+npz", "webdataset_tar", check_webdataset_tar),
+    ("webdataset+npz", "webdataset_package", check_webdataset_package),
+    ("webdataset+npz", "webdataset_datasets", check_webdataset_datasets),
 ]
 GLOBAL = [
     ("parquet", "datasets_splits", check_datasets_splits),
@@ -838,6 +949,7 @@ GLOBAL = [
     ("", "copied_metadata", check_copied_metadata),
     ("", "report_json", check_report),
     ("images", "images_dir", check_images_dir),
+    ("webdataset", "webdataset_sums", check_webdataset_sums),
 ]
 
 
@@ -898,7 +1010,7 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
         print(f"interop_check: {out} is not a directory", file=sys.stderr)
         return 2
     formats = {f.strip() for f in args.formats.split(",") if f.strip()}
-    unknown = formats - {"idx", "npz", "parquet", "images"}
+    unknown = formats - {"idx", "npz", "parquet", "images", "webdataset"}
     if unknown:
         print(f"interop_check: unknown formats {sorted(unknown)}", file=sys.stderr)
         return 2

@@ -2,8 +2,10 @@
 # The real-clients test: build part of KaoKore 1.0 (its first 800 urls.txt lines: every
 # split and class, the three hosts, grayscale images) at 256 against the fixture IIIF servers,
 # verify it, then load every artifact with numpy, idx2numpy, pandas, polars, pyarrow, DuckDB
-# and Hugging Face datasets (scripts/interop_check.py). Installs the Python packages into a
-# venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all builds all of 1.0.
+# and Hugging Face datasets, and its WebDataset shards (5 MB, so train has two) with the
+# webdataset package and datasets (scripts/interop_check.py). Installs the Python packages
+# into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all builds all
+# of 1.0; FORMATS=LIST changes the formats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/fixture.sh
@@ -13,6 +15,7 @@ source scripts/lib/small_metadata.sh
 
 venv="${VENV:-.venv}"
 lines="${LINES:-800}"
+formats="${FORMATS:-idx,npz,parquet,webdataset}"
 bash scripts/setup_venv.sh "$venv" >/dev/null
 
 cargo build --quiet --bin kaokore --example iiif_fixture
@@ -39,8 +42,8 @@ fi
 
 echo "interop: building KaoKore 1.0 (${lines} urls.txt lines) at 256 against the fixture"
 "$bin" build "${metadata[@]}" --size 256 --cache "$work/cache" --out "$work/out" \
-  --per-host 8 --quiet "${rewrites[@]}"
+  --per-host 8 --quiet --formats "$formats" --shard-size 5MB "${rewrites[@]}"
 "$bin" verify "$work/out"
 
 echo "interop: reading it with the Python clients"
-"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels"
+"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels" --formats "$formats"

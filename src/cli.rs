@@ -120,9 +120,15 @@ pub struct OutputArgs {
     pub size: u32,
 
     /// Artifacts to write, comma-separated: any of idx, npz, parquet, images
-    /// (images_S/NNNNNNNN.jpg, the layout of upstream's own loader).
+    /// (images_S/NNNNNNNN.jpg, the layout of upstream's own loader), webdataset
+    /// (webdataset/{split}-NNNNNN.tar shards for streaming training).
     #[arg(long, value_name = "LIST", default_value = "idx,npz,parquet")]
     pub formats: Formats,
+
+    /// Largest WebDataset shard: bytes, or a number with KB, MB or GB (powers of 1000).
+    /// A split's next shard starts before the sample that would pass it.
+    #[arg(long = "shard-size", value_name = "SIZE", default_value = "1GB", value_parser = kaokore::pack::webdataset::parse_shard_size)]
+    pub shard_size: u64,
 }
 
 /// How politely and patiently to talk to the IIIF servers.

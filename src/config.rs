@@ -104,6 +104,8 @@ pub struct Formats {
     pub parquet: bool,
     /// `images_S/NNNNNNNN.jpg`, the layout of upstream's own loader.
     pub images: bool,
+    /// `webdataset/{split}-NNNNNN.tar` shards (see `pack::webdataset`).
+    pub webdataset: bool,
 }
 
 impl Default for Formats {
@@ -113,6 +115,7 @@ impl Default for Formats {
             npz: true,
             parquet: true,
             images: false,
+            webdataset: false,
         }
     }
 }
@@ -125,6 +128,7 @@ impl Formats {
             ("npz", self.npz),
             ("parquet", self.parquet),
             ("images", self.images),
+            ("webdataset", self.webdataset),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
@@ -136,31 +140,29 @@ impl std::str::FromStr for Formats {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut f = Formats {
+        let none = Formats {
             idx: false,
             npz: false,
             parquet: false,
             images: false,
+            webdataset: false,
         };
+        let mut f = none;
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "idx" => f.idx = true,
                 "npz" => f.npz = true,
                 "parquet" => f.parquet = true,
                 "images" => f.images = true,
+                "webdataset" => f.webdataset = true,
                 other => {
                     return Err(format!(
-                        "unknown format '{other}' (expected idx, npz, parquet, images)"
+                        "unknown format '{other}' (expected idx, npz, parquet, images, webdataset)"
                     ));
                 }
             }
         }
-        if f == (Formats {
-            idx: false,
-            npz: false,
-            parquet: false,
-            images: false,
-        }) {
+        if f == none {
             return Err("no format given".into());
         }
         Ok(f)
@@ -179,6 +181,8 @@ pub struct PackOptions {
     pub row_group_rows: usize,
     /// Write nothing if an image does not decode (`--strict`).
     pub refuse_undecodable: bool,
+    /// Largest WebDataset shard in bytes (a shard holds at least one sample).
+    pub webdataset_shard_bytes: u64,
 }
 
 impl Default for PackOptions {
@@ -189,6 +193,7 @@ impl Default for PackOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             row_group_rows: 100,
             refuse_undecodable: false,
+            webdataset_shard_bytes: crate::pack::webdataset::DEFAULT_SHARD_BYTES,
         }
     }
 }
@@ -333,7 +338,9 @@ mod tests {
     #[test]
     fn formats() {
         let f: Formats = "npz,images".parse().unwrap();
-        assert!(f.npz && f.images && !f.idx && !f.parquet);
+        assert!(f.npz && f.images && !f.idx && !f.parquet && !f.webdataset);
+        let f: Formats = "webdataset".parse().unwrap();
+        assert_eq!(f.names(), ["webdataset"]);
         assert!("npz,tiff".parse::<Formats>().is_err());
         assert!("".parse::<Formats>().is_err());
     }

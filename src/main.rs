@@ -309,6 +309,7 @@ fn config(
         Some(o) => {
             pack.size = o.size;
             pack.formats = o.formats;
+            pack.webdataset_shard_bytes = o.shard_size;
             o.out
                 .clone()
                 .unwrap_or_else(|| format!("kaokore-{}", dataset.version).into())

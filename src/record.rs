@@ -391,7 +391,8 @@ impl BuildRecord {
     /// The files a build of this record's formats and size holds: the fixed names each
     /// format writes for every split, the card, the provider list, the copied metadata,
     /// SHA256SUMS, and for `images` the image files the record lists (which depend on what
-    /// was fetched). Not report.json (a log) nor the record itself. An error says why the
+    /// was fetched) and for `webdataset` the shards it lists (which depend on the shard
+    /// size). Not report.json (a log) nor the record itself. An error says why the
     /// record cannot describe a build (unknown format or split, size out of range, an
     /// image file that is not `images_S/NNNNNNNN.jpg`).
     pub fn expected_files(&self) -> Result<BTreeSet<String>, String> {
@@ -445,7 +446,7 @@ impl BuildRecord {
                     "parquet" => {
                         files.insert(parquet_name(split));
                     }
-                    "images" => {}
+                    "images" | "webdataset" => {}
                     other => return Err(format!("unknown format '{other}'")),
                 }
             }
@@ -460,6 +461,9 @@ impl BuildRecord {
                 }
                 files.insert(f.clone());
             }
+        }
+        if self.formats.iter().any(|f| f == "webdataset") {
+            files.extend(crate::pack::webdataset::listed_shards(&self.files)?);
         }
         Ok(files)
     }

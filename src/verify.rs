@@ -144,6 +144,7 @@ struct Expected {
     /// Every file the build holds (see [`BuildRecord::expected_files`]).
     files: BTreeSet<String>,
     formats: (bool, bool, bool),
+    webdataset: bool,
     size: u32,
     rows: HashMap<Split, u64>,
 }
@@ -220,6 +221,7 @@ fn read_record(dir: &Path, report: &mut VerifyReport) -> Option<Expected> {
     Some(Expected {
         files,
         formats: (has("idx"), has("npz"), has("parquet")),
+        webdataset: has("webdataset"),
         size: record.size,
         rows,
     })
@@ -562,6 +564,9 @@ fn check_split(
             Err(message) => report.problem(&parquet_name(split), None, message),
         }
     }
+    if expected.webdataset {
+        sources.push(check_webdataset(dir, split, expected, report));
+    }
     if let Some((first_name, first)) = sources.first().cloned() {
         // Ids: from the npz labels or Parquet (idx carries none).
         let ids: Option<Vec<u32>> = sources
@@ -578,7 +583,9 @@ fn check_split(
             }
             let mut shown = 0;
             for (i, (a, b)) in first.iter().zip(rows).enumerate() {
-                let ids_differ = matches!((a.image_id, b.image_id), (Some(x), Some(y)) if x != y);
+                // idx carries no ids: compare with those of the first format that has them.
+                let id = a.image_id.or_else(|| ids.as_ref()?.get(i).copied());
+                let ids_differ = matches!((id, b.image_id), (Some(x), Some(y)) if x != y);
                 if (a.gender, a.status) != (b.gender, b.status) || ids_differ {
                     report.problem(
                         name,
@@ -598,6 +605,56 @@ fn check_split(
     }
     check_pixels(dir, split, (rows, size), (idx, npz), parquet_reader, report);
     rows
+}
+
+/// Read a split's WebDataset shards back with their format's reader, each image against
+/// the npz (else idx) row; returns the samples' labels for the cross-check of formats.
+fn check_webdataset(
+    dir: &Path,
+    split: Split,
+    expected: &Expected,
+    report: &mut VerifyReport,
+) -> (String, Vec<RowLabels>) {
+    let (idx, npz, _) = expected.formats;
+    let (rows, size) = (expected.rows[&split], expected.size);
+    let prefix = format!("{}/{split}-", pack::webdataset::WEBDATASET_DIR);
+    let shards: Vec<String> = expected
+        .files
+        .iter()
+        .filter(|f| f.starts_with(&prefix))
+        .cloned()
+        .collect();
+    let mut pixels = match (npz, idx) {
+        (true, _) => PixelRows::npz(dir, split, rows, size).ok(),
+        (_, true) => PixelRows::idx(dir, split, rows, size).ok(),
+        _ => None,
+    };
+    let row_len = 3 * size as usize * size as usize;
+    let mut reference = |_row: u64| {
+        let mut row = vec![0u8; row_len];
+        pixels.as_mut()?.read_row(&mut row).ok().map(|_| row)
+    };
+    let check = pack::webdataset::verify_shards(
+        &shards,
+        split,
+        rows,
+        size,
+        &mut |name| open_artifact(dir, name),
+        &mut reference,
+    );
+    for p in check.problems {
+        report.problem(&p.file, p.row, p.message);
+    }
+    let labels = check
+        .labels
+        .iter()
+        .map(|l| RowLabels {
+            image_id: Some(l.image_id),
+            gender: l.gender,
+            status: l.status,
+        })
+        .collect();
+    (format!("{prefix}*.tar"), labels)
 }
 
 fn check_against_labels_csv(

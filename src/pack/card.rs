@@ -197,6 +197,9 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
             images::images_dir_name(size)
         );
     }
+    if f.webdataset {
+        let _ = writeln!(s, "{}", super::webdataset::card_row());
+    }
     let _ = writeln!(
         s,
         "| `labels.csv`, `original_tags.txt`, `labels.metadata.*.txt` | the upstream metadata, unchanged |\n\

@@ -17,6 +17,7 @@ mod npz;
 mod parquet;
 mod staging;
 mod stream;
+pub mod webdataset;
 mod zip;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -218,6 +219,7 @@ pub struct StageSeconds {
     pub npz: f64,
     pub parquet: f64,
     pub images: f64,
+    pub webdataset: f64,
     pub card_and_checksums: f64,
     pub total: f64,
 }
@@ -230,6 +232,7 @@ impl StageSeconds {
             Stage::Npz => &mut self.npz,
             Stage::Parquet => &mut self.parquet,
             Stage::Images => &mut self.images,
+            Stage::WebDataset => &mut self.webdataset,
         }
     }
 }
@@ -241,6 +244,7 @@ pub(crate) enum Stage {
     Npz,
     Parquet,
     Images,
+    WebDataset,
 }
 
 /// One written file, path relative to the output directory.
@@ -269,7 +273,7 @@ pub(crate) struct PackedRow<'a> {
     pub pixels: Option<DeflateSegment>,
     /// The Parquet image bytes (when Parquet is written).
     pub stored: Option<StoredImage>,
-    /// The `images_S/` file (when image files are written).
+    /// The `images_S/` file and WebDataset image member (when either is written).
     pub image_file: Option<Vec<u8>>,
 }
 
@@ -330,7 +334,7 @@ pub fn pack(
         return Err(PackError::BadSize { size: opts.size });
     }
     let f = opts.formats;
-    if !(f.idx || f.npz || f.parquet || f.images) {
+    if !(f.idx || f.npz || f.parquet || f.images || f.webdataset) {
         return Err(PackError::NoFormat);
     }
     let pool = rayon::ThreadPoolBuilder::new()
@@ -386,6 +390,9 @@ fn format_dirs(opts: &PackOptions) -> Vec<String> {
         .collect();
     if f.images {
         dirs.push(images_dir_name(opts.size));
+    }
+    if f.webdataset {
+        dirs.push(webdataset::WEBDATASET_DIR.to_string());
     }
     dirs
 }
@@ -509,6 +516,13 @@ impl<'a> RowSink<'a> {
         }
         if f.images {
             writers.push(Box::new(images::ImageFilesWriter::create(staging, opts)?));
+        }
+        if f.webdataset {
+            writers.push(Box::new(webdataset::WebDatasetWriter::create(
+                staging,
+                &dataset.class_names,
+                opts.webdataset_shard_bytes,
+            )?));
         }
         Ok(RowSink {
             staging,
@@ -650,7 +664,8 @@ fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
                 }
             });
         }
-        if f.images {
+        // The `images` files and the WebDataset image members are the same bytes.
+        if f.images || f.webdataset {
             e.image_file = Some(if keep {
                 bytes.to_vec()
             } else {

@@ -1,0 +1,681 @@
+//! WebDataset: `webdataset/{split}-{NNNNNN}.tar` shards for streaming training, one sample
+//! per row in labels.csv order, key = the 8-digit image id: `{key}.jpg`, `{key}.gender.cls`,
+//! `{key}.status.cls` (decimal class index, no newline, as webdataset's own writer makes
+//! it) and `{key}.json` (ids, labels with class names, split, URL, provider, metadata).
+//!
+//! The tar is written here, streamed and hashed as it goes, with fixed headers (ustar,
+//! mtime 0, uid/gid 0, no user or group name, mode 0644), so a shard depends on its samples
+//! only. [`verify_shards`] reads shards back for `verify`.
+//!
+//! The image member is a JPEG in every sample (readers infer their columns from the first
+//! samples, so one extension throughout): the fetched file unchanged when it already is an
+//! S x S RGB JPEG, else the normalized pixels as JPEG (the `images` format's bytes). JPEG
+//! rather than PNG: shards a fraction of the size, the upstream file itself for images that
+//! needed no change, and still checkable exactly (an unchanged file decodes to the npz
+//! row; a re-encoded one is byte for byte the JPEG of the npz row).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::PathBuf;
+
+use super::stream::HashingFile;
+use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage};
+use crate::metadata::{ClassNames, Split};
+
+/// The directory of the shards in `--out`.
+pub const WEBDATASET_DIR: &str = "webdataset";
+/// Default largest shard: 1 GB, within the 100 MB - few GB webdataset recommends.
+pub const DEFAULT_SHARD_BYTES: u64 = 1_000_000_000;
+/// The fixed modification time of every member (the epoch: a shard carries no date).
+const MTIME: u64 = 0;
+const BLOCK: u64 = 512;
+/// Two zero blocks end a tar archive.
+const END_BLOCKS: u64 = 2 * BLOCK;
+/// The members of a sample after `{key}.`, in the order they are written.
+const MEMBERS: [&str; 4] = ["jpg", "gender.cls", "status.cls", "json"];
+/// A `{key}.json` member is a few hundred bytes; more is not one of ours.
+const MAX_JSON_BYTES: u64 = 1 << 20;
+/// Most row problems listed per split.
+const MAX_PROBLEMS: usize = 20;
+
+/// `webdataset/{split}-{NNNNNN}.tar`
+pub fn shard_name(split: Split, shard: u32) -> String {
+    format!("{WEBDATASET_DIR}/{split}-{shard:06}.tar")
+}
+
+/// The card's file-table row for the shards.
+pub fn card_row() -> String {
+    format!(
+        "| `{WEBDATASET_DIR}/{{split}}-NNNNNN.tar` | WebDataset shards: per sample `{{key}}.jpg`, \
+         `{{key}}.gender.cls`, `{{key}}.status.cls`, `{{key}}.json`; key = image id |"
+    )
+}
+
+/// Parse `--shard-size`: bytes, or a number with `KB`, `MB` or `GB` (powers of 1000; `K`,
+/// `M`, `G` alike). At least 1: a shard always holds at least one sample.
+pub fn parse_shard_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.strip_suffix('B').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "expected bytes or a number with KB, MB or GB, got '{text}'"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("expected a size of at least 1 byte, got '{text}'"))
+}
+
+/// Which of `files` (a build record's list) are shards, checked to be `{split}-NNNNNN.tar`
+/// numbered from 000000 without a gap in every split: the shards a build of the record
+/// holds (their number depends on the shard size).
+pub fn listed_shards(files: &[String]) -> Result<Vec<String>, String> {
+    let prefix = format!("{WEBDATASET_DIR}/");
+    let mut shards = Vec::new();
+    for split in Split::ALL {
+        let mut numbers = Vec::new();
+        for f in files.iter().filter(|f| f.starts_with(&prefix)) {
+            let name = &f[prefix.len()..];
+            let parsed = name
+                .strip_suffix(".tar")
+                .and_then(|n| n.rsplit_once('-'))
+                .filter(|(_, d)| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit()));
+            match parsed {
+                Some((s, d)) if s == split.name() => numbers.push(d.parse::<u32>().unwrap_or(0)),
+                Some((s, _)) if Split::ALL.iter().any(|x| x.name() == s) => {}
+                _ => return Err(format!("lists {f:?}, not a shard of {prefix}")),
+            }
+        }
+        numbers.sort_unstable();
+        if numbers.is_empty() || numbers.iter().enumerate().any(|(i, &n)| n != i as u32) {
+            return Err(format!(
+                "the {split} shards it lists are not {} numbered from 000000",
+                shard_name(split, 0)
+            ));
+        }
+        shards.extend(numbers.into_iter().map(|n| shard_name(split, n)));
+    }
+    Ok(shards)
+}
+
+/// The 512-byte ustar header of a regular file `name` of `size` bytes, as every member is
+/// written: mode 0644, uid/gid 0, no user or group name, mtime [`MTIME`].
+pub fn tar_header(name: &str, size: u64) -> io::Result<[u8; 512]> {
+    if name.is_empty() || name.len() > 100 || !name.is_ascii() {
+        return Err(io::Error::other(format!(
+            "tar member name {name:?} does not fit"
+        )));
+    }
+    if size >= 1 << 33 {
+        return Err(io::Error::other(format!("tar member {name} is too large")));
+    }
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    octal(&mut h[100..108], 0o644);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], size);
+    octal(&mut h[136..148], MTIME);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    // Device numbers stay empty (NUL), as Python's tarfile leaves them for regular files.
+    // The checksum is taken with its own field as spaces, then written as 6 digits, NUL, space.
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Ok(h)
+}
+
+/// Zero-padded octal digits filling all but the last byte of `field`, then NUL.
+fn octal(field: &mut [u8], value: u64) {
+    let width = field.len() - 1;
+    field[..width].copy_from_slice(format!("{value:0width$o}").as_bytes());
+    field[width] = 0;
+}
+
+/// Bytes a member of `len` bytes takes in a tar: its header and its data padded to a block.
+fn member_bytes(len: u64) -> u64 {
+    BLOCK + len.div_ceil(BLOCK) * BLOCK
+}
+
+/// A tar archive written member by member into `out`.
+pub struct TarWriter<W: Write> {
+    out: W,
+    written: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    pub fn new(out: W) -> TarWriter<W> {
+        TarWriter { out, written: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn append(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(&tar_header(name, data.len() as u64)?)?;
+        self.out.write_all(data)?;
+        let pad = (BLOCK - data.len() as u64 % BLOCK) % BLOCK;
+        self.out.write_all(&[0u8; 512][..pad as usize])?;
+        self.written += member_bytes(data.len() as u64);
+        Ok(())
+    }
+
+    /// Write the two closing zero blocks; returns the sink.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&[0u8; END_BLOCKS as usize])?;
+        Ok(self.out)
+    }
+}
+
+/// The members of one sample, in [`MEMBERS`] order.
+fn sample_members(row: &PackedRow<'_>, image: &[u8], names: &ClassNames) -> Vec<(String, Vec<u8>)> {
+    let key = row.record.id.to_string();
+    let json = sample_json(row, names);
+    let data = [
+        image.to_vec(),
+        row.label.gender.to_string().into_bytes(),
+        row.label.status.to_string().into_bytes(),
+        json,
+    ];
+    MEMBERS
+        .iter()
+        .zip(data)
+        .map(|(ext, d)| (format!("{key}.{ext}"), d))
+        .collect()
+}
+
+/// `{key}.json`. Every field has the same JSON type in every sample: `datasets`' webdataset
+/// loader infers its columns from the first five samples and cannot fill a column it saw
+/// only as null (or as an empty list) later. So text upstream does not give is `""`, a
+/// year it does not give is `0`, and `tags` is the タグ values joined by `;` (upstream's
+/// separator, which no value contains).
+fn sample_json(row: &PackedRow<'_>, names: &ClassNames) -> Vec<u8> {
+    let tags = row.record.tags.as_deref();
+    let text = |f: fn(&crate::metadata::Tags) -> &Option<String>| {
+        tags.and_then(|t| f(t).clone()).unwrap_or_default()
+    };
+    let class = |names: &[String], i: u8| names.get(usize::from(i)).cloned().unwrap_or_default();
+    let value = serde_json::json!({
+        "image_id": row.record.id.0,
+        "split": row.split.name(),
+        "gender": row.label.gender,
+        "gender_name": class(&names.gender, row.label.gender),
+        "status": row.label.status,
+        "status_name": class(&names.status, row.label.status),
+        "url": row.record.url.clone().unwrap_or_default(),
+        "provider": row.record.provider().map(|p| p.name()).unwrap_or_default(),
+        "source_title": text(|t| &t.source_title),
+        "source_id": text(|t| &t.source_id),
+        "orientation": text(|t| &t.orientation),
+        "era": text(|t| &t.era),
+        "holder": text(|t| &t.holder),
+        "year_from": tags.and_then(|t| t.year_from).unwrap_or(0),
+        "year_to": tags.and_then(|t| t.year_to).unwrap_or(0),
+        "tags": tags.map(|t| t.tags.join(";")).unwrap_or_default(),
+        "original_tags": tags.map(|t| t.raw.clone()).unwrap_or_default(),
+    });
+    serde_json::to_vec(&value).expect("JSON of plain values")
+}
+
+/// The shard of a split being written.
+struct Shard {
+    name: String,
+    path: PathBuf,
+    tar: TarWriter<HashingFile>,
+    samples: u64,
+}
+
+impl Shard {
+    fn create(root: &std::path::Path, split: Split, number: u32) -> Result<Shard, PackError> {
+        let name = shard_name(split, number);
+        let path = root.join(name.rsplit('/').next().unwrap_or(&name));
+        let file = HashingFile::create(&path).map_err(PackError::io(&path))?;
+        Ok(Shard {
+            name,
+            path,
+            tar: TarWriter::new(file),
+            samples: 0,
+        })
+    }
+
+    fn close(self) -> Result<Artifact, PackError> {
+        let close = || self.tar.finish()?.finish(None);
+        let (bytes, sha256) = close().map_err(PackError::io(&self.path))?;
+        Ok(Artifact {
+            path: self.name,
+            bytes,
+            sha256,
+        })
+    }
+}
+
+/// Writes the shards of the three splits; a split's next shard starts when the next
+/// sample would take the current one past `max_bytes` (closing blocks included).
+pub struct WebDatasetWriter {
+    root: PathBuf,
+    max_bytes: u64,
+    names: ClassNames,
+    /// The open shard and its number, per split. Every split has at least shard 000000.
+    open: Vec<(u32, Shard)>,
+    closed: Vec<Artifact>,
+}
+
+impl WebDatasetWriter {
+    pub fn create(
+        staging: &super::staging::Staging,
+        names: &ClassNames,
+        max_bytes: u64,
+    ) -> Result<WebDatasetWriter, PackError> {
+        let first = staging.path(&shard_name(Split::Train, 0))?;
+        let root = first
+            .parent()
+            .ok_or(PackError::Internal("shard directory has no parent"))?
+            .to_path_buf();
+        let open = Split::ALL
+            .iter()
+            .map(|&split| Ok((0, Shard::create(&root, split, 0)?)))
+            .collect::<Result<_, PackError>>()?;
+        Ok(WebDatasetWriter {
+            root,
+            max_bytes: max_bytes.max(1),
+            names: names.clone(),
+            open,
+            closed: Vec::new(),
+        })
+    }
+}
+
+impl FormatWriter for WebDatasetWriter {
+    fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
+        let image = row
+            .image_file
+            .as_ref()
+            .ok_or(PackError::Internal("WebDataset row without image bytes"))?;
+        let members = sample_members(row, image, &self.names);
+        let bytes: u64 = members
+            .iter()
+            .map(|(_, d)| member_bytes(d.len() as u64))
+            .sum();
+        let (number, shard) = &mut self.open[row.split.index()];
+        if shard.samples > 0 && shard.tar.written() + bytes + END_BLOCKS > self.max_bytes {
+            *number += 1;
+            let next = Shard::create(&self.root, row.split, *number)?;
+            self.closed.push(std::mem::replace(shard, next).close()?);
+        }
+        for (name, data) in &members {
+            shard
+                .tar
+                .append(name, data)
+                .map_err(PackError::io(&shard.path))?;
+        }
+        shard.samples += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
+        let WebDatasetWriter { open, closed, .. } = *self;
+        let mut artifacts = closed;
+        for (_, shard) in open {
+            artifacts.push(shard.close()?);
+        }
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        let produced = artifacts.iter().map(|a| a.path.clone()).collect();
+        ctx.hashed.extend(artifacts);
+        Ok(produced)
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::WebDataset
+    }
+}
+
+/// A sample's labels as its shard states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleLabels {
+    pub image_id: u32,
+    pub gender: u8,
+    pub status: u8,
+}
+
+/// A disagreement found in a shard (file relative to the output directory, row in the
+/// split).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProblem {
+    pub file: String,
+    pub row: Option<u64>,
+    pub message: String,
+}
+
+/// What reading a split's shards back found.
+#[derive(Debug, Default)]
+pub struct ShardCheck {
+    /// Every sample read, in order (up to the first unreadable member).
+    pub labels: Vec<SampleLabels>,
+    /// Images compared with a reference row.
+    pub images_compared: u64,
+    pub problems: Vec<ShardProblem>,
+}
+
+/// Read back the shards of one split, in order, as `verify` does: every header exactly as
+/// written here, each sample's four members under one 8-digit key, the cls and JSON labels
+/// agreeing, `rows` samples in all, and each image an S x S JPEG whose pixels are
+/// `reference(row)` (the npz or idx row, when the build has one): an unchanged fetched JPEG
+/// decodes to it exactly, a re-encoded one is byte for byte the JPEG of it. Sizes are
+/// checked against the file before anything is read into memory. Reading stops at the
+/// first member that is not as written (what follows cannot be trusted to line up).
+pub fn verify_shards(
+    shards: &[String],
+    split: Split,
+    rows: u64,
+    size: u32,
+    open: &mut dyn FnMut(&str) -> Result<File, String>,
+    reference: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
+) -> ShardCheck {
+    let mut check = ShardCheck::default();
+    let problem = |check: &mut ShardCheck, file: &str, row: Option<u64>, message: String| {
+        if check.problems.len() < MAX_PROBLEMS {
+            check.problems.push(ShardProblem {
+                file: file.to_string(),
+                row,
+                message,
+            });
+        }
+    };
+    // An image is at most twice its raw pixels, plus room for a fetched file's metadata.
+    let max_image = 2 * 3 * u64::from(size) * u64::from(size) + (1 << 20);
+    for (k, name) in shards.iter().enumerate() {
+        let mut reader = match open(name).and_then(ShardReader::new) {
+            Ok(r) => r,
+            Err(e) => {
+                problem(&mut check, name, None, e);
+                return check;
+            }
+        };
+        let mut samples = 0u64;
+        loop {
+            let row = check.labels.len() as u64;
+            let sample = match reader.next_sample(max_image) {
+                Ok(Some(s)) => s,
+                Ok(None) => break,
+                Err(e) => {
+                    problem(&mut check, name, Some(row), e);
+                    return check;
+                }
+            };
+            samples += 1;
+            let expected = reference(row);
+            if let Err(e) = sample.check(split, size, expected.as_deref()) {
+                problem(&mut check, name, Some(row), e);
+            }
+            check.images_compared += u64::from(expected.is_some());
+            check.labels.push(sample.labels);
+        }
+        if samples == 0 && shards.len() > 1 {
+            problem(&mut check, name, None, format!("shard {k} holds no sample"));
+        }
+    }
+    let read = check.labels.len() as u64;
+    if read != rows {
+        let first = shards.first().map(String::as_str).unwrap_or(WEBDATASET_DIR);
+        problem(
+            &mut check,
+            first,
+            None,
+            format!("{read} samples in the {split} shards, the build's record says {rows}"),
+        );
+    }
+    check
+}
+
+/// One sample read back.
+struct Sample {
+    key: String,
+    labels: SampleLabels,
+    image: Vec<u8>,
+    json: serde_json::Value,
+}
+
+impl Sample {
+    fn check(&self, split: Split, size: u32, reference: Option<&[u8]>) -> Result<(), String> {
+        let j = &self.json;
+        let l = self.labels;
+        if j["image_id"].as_u64() != Some(u64::from(l.image_id))
+            || j["gender"].as_u64() != Some(u64::from(l.gender))
+            || j["status"].as_u64() != Some(u64::from(l.status))
+            || j["split"].as_str() != Some(split.name())
+        {
+            return Err(format!(
+                "{}.json says image {} gender {} status {} split {}, the sample's key and cls \
+                 members say image {} gender {} status {} in split {split}",
+                self.key,
+                j["image_id"],
+                j["gender"],
+                j["status"],
+                j["split"],
+                l.image_id,
+                l.gender,
+                l.status
+            ));
+        }
+        let image = crate::normalize::normalize(&self.image, size)
+            .map_err(|e| format!("{}.jpg does not decode: {e}", self.key))?;
+        if !image.source_is_final_jpeg() {
+            return Err(format!(
+                "{}.jpg is not a {size} x {size} RGB JPEG ({} x {})",
+                self.key, image.source.width, image.source.height
+            ));
+        }
+        let Some(reference) = reference else {
+            return Ok(());
+        };
+        if image.pixels == reference {
+            return Ok(());
+        }
+        let reencoded = crate::encode::encode_jpeg(reference, size).map_err(|e| e.to_string())?;
+        if reencoded == self.image {
+            return Ok(());
+        }
+        let at = image
+            .pixels
+            .iter()
+            .zip(reference)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        Err(format!(
+            "{}.jpg: pixels differ from the npz/idx row (first at byte {at}) and it is not \
+             the JPEG of that row",
+            self.key
+        ))
+    }
+}
+
+/// A shard read header by header.
+struct ShardReader {
+    input: BufReader<File>,
+    /// Bytes of the file not read yet.
+    left: u64,
+}
+
+impl ShardReader {
+    fn new(file: File) -> Result<ShardReader, String> {
+        let left = file
+            .metadata()
+            .map_err(|e| format!("cannot inspect: {e}"))?
+            .len();
+        if left % BLOCK != 0 {
+            return Err(format!("{left} bytes is not a whole number of tar blocks"));
+        }
+        Ok(ShardReader {
+            input: BufReader::with_capacity(1 << 20, file),
+            left,
+        })
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.input
+            .read_exact(buf)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+
+    /// The next member: `None` at the closing zero blocks (after which nothing may follow).
+    fn next_member(&mut self, max: u64) -> Result<Option<(String, Vec<u8>)>, String> {
+        if self.left < BLOCK {
+            return Err("ends without the two closing zero blocks".into());
+        }
+        let mut header = [0u8; 512];
+        self.read(&mut header)?;
+        if header.iter().all(|&b| b == 0) {
+            let mut second = [0u8; 512];
+            if self.left != BLOCK {
+                return Err(format!(
+                    "{} bytes where only the second closing zero block may be",
+                    self.left
+                ));
+            }
+            self.read(&mut second)?;
+            if second.iter().any(|&b| b != 0) {
+                return Err("the second closing block is not zero".into());
+            }
+            return Ok(None);
+        }
+        let end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&header[..end]).into_owned();
+        let size = std::str::from_utf8(&header[124..135])
+            .ok()
+            .and_then(|s| u64::from_str_radix(s, 8).ok())
+            .ok_or_else(|| format!("member {name:?}: unreadable size"))?;
+        match tar_header(&name, size) {
+            Ok(expected) if expected == header => {}
+            _ => {
+                return Err(format!(
+                    "member {name:?}: header is not as kaokore writes it (ustar, mode 0644, \
+                     uid/gid 0, no owner names, mtime 0, valid checksum)"
+                ));
+            }
+        }
+        let padded = size.div_ceil(BLOCK) * BLOCK;
+        if size > max || padded > self.left {
+            return Err(format!(
+                "member {name:?}: {size} bytes is more than it can hold or the file has left"
+            ));
+        }
+        let mut data = vec![0u8; padded as usize];
+        self.read(&mut data)?;
+        if data[size as usize..].iter().any(|&b| b != 0) {
+            return Err(format!("member {name:?}: padding is not zero"));
+        }
+        data.truncate(size as usize);
+        Ok(Some((name, data)))
+    }
+
+    /// The next sample's four members, or `None` at the end of the shard.
+    fn next_sample(&mut self, max_image: u64) -> Result<Option<Sample>, String> {
+        let mut key = String::new();
+        let mut data: Vec<Vec<u8>> = Vec::with_capacity(MEMBERS.len());
+        for (i, ext) in MEMBERS.iter().enumerate() {
+            let max = match i {
+                0 => max_image,
+                3 => MAX_JSON_BYTES,
+                _ => 3,
+            };
+            let Some((name, bytes)) = self.next_member(max)? else {
+                if i == 0 {
+                    return Ok(None);
+                }
+                return Err(format!("sample {key} ends without its .{ext} member"));
+            };
+            if i == 0 {
+                key = name.strip_suffix(".jpg").unwrap_or("").to_string();
+                if key.len() != 8 || !key.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "member {name:?} where a sample's NNNNNNNN.jpg should start"
+                    ));
+                }
+            } else if name != format!("{key}.{ext}") {
+                return Err(format!("member {name:?} where {key}.{ext} should be"));
+            }
+            data.push(bytes);
+        }
+        let class = |bytes: &[u8], ext: &str| {
+            std::str::from_utf8(bytes)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u8>().ok())
+                .ok_or_else(|| format!("{key}.{ext} is not a decimal class index"))
+        };
+        let labels = SampleLabels {
+            image_id: key.parse().unwrap_or(0),
+            gender: class(&data[1], "gender.cls")?,
+            status: class(&data[2], "status.cls")?,
+        };
+        let json =
+            serde_json::from_slice(&data[3]).map_err(|e| format!("{key}.json is not JSON: {e}"))?;
+        let image = std::mem::take(&mut data[0]);
+        Ok(Some(Sample {
+            key,
+            labels,
+            image,
+            json,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_sizes_parse() {
+        assert_eq!(parse_shard_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_shard_size("500mb"), Ok(500_000_000));
+        assert_eq!(parse_shard_size("64K"), Ok(64_000));
+        assert_eq!(parse_shard_size("1"), Ok(1));
+        assert!(parse_shard_size("0").is_err());
+        assert!(parse_shard_size("1TB").is_err());
+        assert!(parse_shard_size("MB").is_err());
+        assert!(parse_shard_size("-1").is_err());
+    }
+
+    #[test]
+    fn listed_shards_must_be_numbered_without_gaps() {
+        let files = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let good = files(&[
+            "webdataset/train-000000.tar",
+            "webdataset/train-000001.tar",
+            "webdataset/dev-000000.tar",
+            "webdataset/test-000000.tar",
+            "npz/kaokore-dev-imgs.npz",
+        ]);
+        assert_eq!(listed_shards(&good).unwrap().len(), 4);
+        let gap = files(&[
+            "webdataset/train-000000.tar",
+            "webdataset/train-000002.tar",
+            "webdataset/dev-000000.tar",
+            "webdataset/test-000000.tar",
+        ]);
+        assert!(listed_shards(&gap).unwrap_err().contains("train"));
+        let none = files(&["webdataset/train-000000.tar", "webdataset/dev-000000.tar"]);
+        assert!(listed_shards(&none).unwrap_err().contains("test"));
+        let odd = files(&["webdataset/notes.txt"]);
+        assert!(listed_shards(&odd).unwrap_err().contains("notes.txt"));
+    }
+}
