@@ -14,6 +14,18 @@ use crate::metadata::{Dataset, Split};
 pub const README: &str = "README.md";
 pub const CONTENT_PROVIDERS: &str = "CONTENT_PROVIDERS.txt";
 
+/// The KaoKore paper, as BibTeX (the card and croissant.json cite it).
+pub(crate) const BIBTEX: &str = "@inproceedings{tian2020kaokore,
+  title     = {KaoKore: A Pre-modern Japanese Art Facial Expression Dataset},
+  author    = {Tian, Yingtao and Suzuki, Chikahiko and Clanuwat, Tarin and Bober-Irizar, Mikel and Lamb, Alex and Kitamoto, Asanobu},
+  booktitle = {Proceedings of the International Conference on Computational Creativity (ICCC)},
+  pages     = {415--422},
+  year      = {2020},
+  eprint    = {2002.08595},
+  archivePrefix = {arXiv}
+}
+";
+
 /// Write the card, the provider list and the copied metadata; returns their paths.
 pub fn write(
     staging: &Staging,
@@ -60,7 +72,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let size = opts.size;
     let f = opts.formats;
     let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
-    let mut s = String::new();
+    let mut s = front_matter(dataset, opts, summary);
     let _ = writeln!(s, "# KaoKore {v}, normalized to {size} x {size} RGB\n");
     let _ = writeln!(
         s,
@@ -200,6 +212,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let _ = writeln!(
         s,
         "| `labels.csv`, `original_tags.txt`, `labels.metadata.*.txt` | the upstream metadata, unchanged |\n\
+         | `croissant.json` | Croissant 1.1 metadata: licence, citation, every file with its SHA-256, class names, splits |\n\
          | `SHA256SUMS` | checksums: `sha256sum -c SHA256SUMS` |\n"
     );
     let _ = writeln!(
@@ -250,38 +263,134 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
              polars:\n\n```python\nimport polars as pl\n\n\
              df = pl.read_parquet(\"{train}\")\n\
              df.select(\"image_id\", \"gender\", \"status\", pl.col(\"image\").struct.field(\"bytes\"))\n```\n\n\
-             Hugging Face `datasets` (the files carry `Image` and `ClassLabel` features; \
-             naming the files keeps the split names, while `data_dir=\"parquet\"` would \
-             call `dev` `validation`):\n\n\
+             Hugging Face `datasets`: the YAML header of this card names the splits and \
+             the features (`Image`, `ClassLabel` with the class names), so the directory \
+             loads as it is. Upstream's `dev` split is called `validation` there, the \
+             Hub's name for it and the one `datasets` infers from `dev-*.parquet` files \
+             anyway; file names and `labels.csv` keep `dev`.\n\n\
              ```python\nfrom datasets import load_dataset\n\n\
-             ds = load_dataset(\"parquet\", data_files={{\n    \
-             \"train\": \"parquet/train-*.parquet\",\n    \
-             \"dev\": \"parquet/dev-*.parquet\",\n    \
-             \"test\": \"parquet/test-*.parquet\",\n}})\n\
+             ds = load_dataset(\".\")  # the directory of this README.md: train, validation, test\n\
              ds[\"train\"][0][\"image\"]  # a PIL image\n\
              ds[\"train\"].features[\"gender\"].names  # {}\n```\n",
             serde_json::to_string(&names.gender).unwrap_or_default()
         );
     }
 
-    let _ = writeln!(s, "## Citation\n\n{}\n", crate::CITATION);
+    let records = if f.parquet { "images" } else { "labels" };
     let _ = writeln!(
         s,
-        "```bibtex\n@inproceedings{{tian2020kaokore,\n  \
-         title     = {{KaoKore: A Pre-modern Japanese Art Facial Expression Dataset}},\n  \
-         author    = {{Tian, Yingtao and Suzuki, Chikahiko and Clanuwat, Tarin and Bober-Irizar, Mikel and Lamb, Alex and Kitamoto, Asanobu}},\n  \
-         booktitle = {{Proceedings of the International Conference on Computational Creativity (ICCC)}},\n  \
-         pages     = {{415--422}},\n  \
-         year      = {{2020}},\n  \
-         eprint    = {{2002.08595}},\n  \
-         archivePrefix = {{arXiv}}\n}}\n```\n"
+        "Croissant (`mlcroissant`; record sets `{records}`, `labels`, `splits`, `gender`, \
+         `status`):\n\n```python\nimport mlcroissant as mlc\n\n\
+         records = mlc.Dataset(jsonld=\"croissant.json\").records(record_set=\"{records}\")\n```\n"
     );
+
+    let _ = writeln!(s, "## Citation\n\n{}\n", crate::CITATION);
+    let _ = writeln!(s, "```bibtex\n{BIBTEX}```\n");
     let _ = writeln!(s, "Dataset: {}\n", crate::ATTRIBUTION);
     let _ = writeln!(s, "## Content providers\n");
     for p in &summary.providers {
         let _ = writeln!(s, "- {} ({} images)", p.provider, p.images);
     }
     s
+}
+
+/// The split name the card's `configs` give a split: the Hub's `validation` for
+/// upstream's `dev`, the name `datasets` itself infers from the `dev-*.parquet` files, so
+/// `load_dataset(OUT)` and `load_dataset("parquet", data_dir=...)` agree and scripts
+/// written for Hub datasets find it.
+pub(crate) fn hub_split(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Dev => "validation",
+        Split::Test => "test",
+    }
+}
+
+/// A YAML scalar for any text: a double-quoted JSON string is valid YAML.
+fn yaml_str(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The Hugging Face Hub metadata: YAML front matter that lets `datasets.load_dataset(OUT)`
+/// find the Parquet splits and their features (Image, ClassLabel with the names) with no
+/// other argument, and gives the Hub its licence and categories.
+fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> String {
+    let v = dataset.version.as_str();
+    let size = opts.size;
+    let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
+    let mut s = String::from("---\n");
+    let _ = writeln!(
+        s,
+        "pretty_name: {}",
+        yaml_str(&format!("KaoKore {v} ({size}x{size})"))
+    );
+    s.push_str(
+        "license: cc-by-sa-4.0\n\
+         task_categories:\n- image-classification\n\
+         task_ids:\n- multi-class-image-classification\n\
+         annotations_creators:\n- expert-generated\n\
+         source_datasets:\n- original\n\
+         tags:\n- art\n- japanese-art\n- faces\n- kaokore\n",
+    );
+    let _ = writeln!(s, "size_categories:\n- {}", size_category(total));
+    if opts.formats.parquet {
+        s.push_str("configs:\n- config_name: default\n  default: true\n  data_files:\n");
+        for split in Split::ALL {
+            let _ = writeln!(
+                s,
+                "  - split: {}\n    path: {}",
+                hub_split(split),
+                yaml_str(&format!("parquet/{}-*.parquet", split.name()))
+            );
+        }
+        s.push_str("dataset_info:\n  config_name: default\n  features:\n");
+        let names = &dataset.class_names;
+        for f in parquet::arrow_schema().fields() {
+            let name = f.name().as_str();
+            let _ = writeln!(s, "  - name: {name}");
+            let class_names = match name {
+                "gender" => Some(&names.gender),
+                "status" => Some(&names.status),
+                _ => None,
+            };
+            let _ = match (class_names, f.data_type()) {
+                (Some(classes), _) => {
+                    s.push_str("    dtype:\n      class_label:\n        names:\n");
+                    for (i, c) in classes.iter().enumerate() {
+                        let _ = writeln!(s, "          '{i}': {}", yaml_str(c));
+                    }
+                    Ok(())
+                }
+                (None, arrow_schema::DataType::Struct(_)) => writeln!(s, "    dtype: image"),
+                (None, arrow_schema::DataType::List(_)) => writeln!(s, "    sequence: string"),
+                (None, arrow_schema::DataType::Int32) => writeln!(s, "    dtype: int32"),
+                (None, arrow_schema::DataType::Int64) => writeln!(s, "    dtype: int64"),
+                (None, _) => writeln!(s, "    dtype: string"),
+            };
+        }
+        s.push_str("  splits:\n");
+        for split in &summary.splits {
+            let _ = writeln!(
+                s,
+                "  - name: {}\n    num_examples: {}",
+                hub_split(split.split),
+                split.packed
+            );
+        }
+    }
+    s.push_str("---\n\n");
+    s
+}
+
+/// The Hub's size category of a dataset of `rows` examples.
+fn size_category(rows: u64) -> &'static str {
+    match rows {
+        0..1_000 => "n<1K",
+        1_000..10_000 => "1K<n<10K",
+        10_000..100_000 => "10K<n<100K",
+        100_000..1_000_000 => "100K<n<1M",
+        _ => "1M<n<10M",
+    }
 }
 
 fn numbered(names: &[String]) -> String {
