@@ -368,15 +368,6 @@ fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) ->
                 (None, _) => writeln!(s, "    dtype: string"),
             };
         }
-        s.push_str("  splits:\n");
-        for split in &summary.splits {
-            let _ = writeln!(
-                s,
-                "  - name: {}\n    num_examples: {}",
-                hub_split(split.split),
-                split.packed
-            );
-        }
     }
     s.push_str("---\n\n");
     s
@@ -400,4 +391,262 @@ fn numbered(names: &[String]) -> String {
         .map(|(i, n)| format!("{i} = {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Formats;
+    use crate::metadata::DatasetVersion;
+    use std::collections::BTreeMap;
+
+    /// The YAML subset the front matter is written in: block mappings and sequences by
+    /// indentation, plain, single-quoted or double-quoted (JSON) scalars.
+    #[derive(Debug, PartialEq)]
+    enum Yaml {
+        Text(String),
+        List(Vec<Yaml>),
+        Map(BTreeMap<String, Yaml>),
+    }
+
+    impl Yaml {
+        fn get(&self, key: &str) -> &Yaml {
+            match self {
+                Yaml::Map(m) => m.get(key).unwrap_or_else(|| panic!("no key {key}")),
+                other => panic!("{other:?} is not a mapping"),
+            }
+        }
+        fn at(&self, i: usize) -> &Yaml {
+            match self {
+                Yaml::List(l) => &l[i],
+                other => panic!("{other:?} is not a list"),
+            }
+        }
+        fn text(&self) -> &str {
+            match self {
+                Yaml::Text(t) => t,
+                other => panic!("{other:?} is not a scalar"),
+            }
+        }
+        fn len(&self) -> usize {
+            match self {
+                Yaml::List(l) => l.len(),
+                Yaml::Map(m) => m.len(),
+                Yaml::Text(_) => 1,
+            }
+        }
+    }
+
+    fn scalar(raw: &str) -> String {
+        if raw.starts_with('"') {
+            serde_json::from_str(raw).expect("a double-quoted scalar is JSON")
+        } else if let Some(inner) = raw.strip_prefix('\'') {
+            inner
+                .strip_suffix('\'')
+                .expect("closed quote")
+                .replace("''", "'")
+        } else {
+            assert!(
+                !raw.contains(": ") && !raw.starts_with(['{', '[', '&', '*', '!', '|', '>']),
+                "plain scalar {raw:?} would not read as text"
+            );
+            raw.to_string()
+        }
+    }
+
+    /// Parse lines[*pos..] indented by `indent` into one node.
+    fn node(lines: &[(usize, &str)], pos: &mut usize, indent: usize) -> Yaml {
+        if lines[*pos].1.starts_with("- ") {
+            let mut items = Vec::new();
+            while *pos < lines.len() && lines[*pos].0 == indent && lines[*pos].1.starts_with("- ") {
+                // The item's content starts two columns further in, on this line.
+                let (_, text) = lines[*pos];
+                let rest = &text[2..];
+                if rest.contains(": ") || rest.ends_with(':') {
+                    let mut sub = vec![(indent + 2, rest)];
+                    let mut end = *pos + 1;
+                    while end < lines.len() && lines[end].0 > indent {
+                        sub.push(lines[end]);
+                        end += 1;
+                    }
+                    let mut p = 0;
+                    items.push(node(&sub, &mut p, indent + 2));
+                    assert_eq!(p, sub.len(), "unparsed lines in a list item");
+                    *pos = end;
+                } else {
+                    items.push(Yaml::Text(scalar(rest)));
+                    *pos += 1;
+                }
+            }
+            return Yaml::List(items);
+        }
+        let mut map = BTreeMap::new();
+        while *pos < lines.len() && lines[*pos].0 == indent && !lines[*pos].1.starts_with("- ") {
+            let (_, text) = lines[*pos];
+            *pos += 1;
+            let (key, value) = match text.split_once(": ") {
+                Some((k, v)) => (k, Some(v)),
+                None => (text.strip_suffix(':').expect("key: or key: value"), None),
+            };
+            let value = match value {
+                Some(v) => Yaml::Text(scalar(v)),
+                // A nested block: more indented, or a list at the same indentation.
+                None => {
+                    let (next_indent, next) = lines[*pos];
+                    assert!(
+                        next_indent > indent || next.starts_with("- "),
+                        "empty value for {key}"
+                    );
+                    node(lines, pos, next_indent)
+                }
+            };
+            assert!(
+                map.insert(scalar(key), value).is_none(),
+                "duplicate key {key}"
+            );
+        }
+        Yaml::Map(map)
+    }
+
+    fn parse(front: &str) -> Yaml {
+        let lines: Vec<(usize, &str)> = front
+            .lines()
+            .map(|l| {
+                assert!(!l.contains('\t'), "tab in {l:?}");
+                let text = l.trim_start_matches(' ');
+                (l.len() - text.len(), text)
+            })
+            .collect();
+        let mut pos = 0;
+        let doc = node(&lines, &mut pos, 0);
+        assert_eq!(pos, lines.len(), "unparsed line {:?}", lines.get(pos));
+        doc
+    }
+
+    fn summary(rows: [u64; 3]) -> PackSummary {
+        PackSummary {
+            splits: Split::ALL
+                .iter()
+                .zip(rows)
+                .map(|(&split, packed)| super::super::SplitSummary {
+                    split,
+                    packed,
+                    gender: Vec::new(),
+                    status: Vec::new(),
+                })
+                .collect(),
+            ..PackSummary::default()
+        }
+    }
+
+    /// The card's front matter: the text between the first two `---` lines.
+    fn front_of(card: &str) -> &str {
+        let body = card
+            .strip_prefix("---\n")
+            .expect("the card starts with ---");
+        &body[..body.find("\n---\n").expect("front matter closed") + 1]
+    }
+
+    #[test]
+    fn front_matter_is_yaml_with_what_the_hub_and_datasets_read() {
+        let mut dataset = Dataset::embedded(DatasetVersion::V1_3).unwrap();
+        // A class name YAML would misread unquoted.
+        dataset.class_names.status[2] = "incarnation: 'x' # #".into();
+        let opts = PackOptions {
+            size: 64,
+            ..PackOptions::default()
+        };
+        let card = readme(&dataset, &opts, &summary([7405, 926, 926]));
+        let doc = parse(front_of(&card));
+
+        assert_eq!(doc.get("license").text(), "cc-by-sa-4.0");
+        assert_eq!(doc.get("pretty_name").text(), "KaoKore 1.3 (64x64)");
+        assert_eq!(doc.get("size_categories").at(0).text(), "1K<n<10K");
+        assert_eq!(
+            doc.get("task_categories").at(0).text(),
+            "image-classification"
+        );
+        let config = doc.get("configs").at(0);
+        assert_eq!(config.get("config_name").text(), "default");
+        let files = config.get("data_files");
+        let splits: Vec<(&str, &str)> = (0..files.len())
+            .map(|i| {
+                (
+                    files.at(i).get("split").text(),
+                    files.at(i).get("path").text(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            splits,
+            [
+                ("train", "parquet/train-*.parquet"),
+                ("validation", "parquet/dev-*.parquet"),
+                ("test", "parquet/test-*.parquet"),
+            ]
+        );
+
+        // One feature per Parquet column, in column order, with the class names.
+        let features = doc.get("dataset_info").get("features");
+        let schema = parquet::arrow_schema();
+        assert_eq!(features.len(), schema.fields().len());
+        for (i, f) in schema.fields().iter().enumerate() {
+            assert_eq!(features.at(i).get("name").text(), f.name());
+        }
+        assert_eq!(features.at(0).get("dtype").text(), "image");
+        for (i, names) in [
+            (2, &dataset.class_names.gender),
+            (3, &dataset.class_names.status),
+        ] {
+            let classes = features.at(i).get("dtype").get("class_label").get("names");
+            let got: Vec<&str> = (0..names.len())
+                .map(|k| classes.get(&k.to_string()).text())
+                .collect();
+            assert_eq!(got, names.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            features
+                .at(2)
+                .get("dtype")
+                .get("class_label")
+                .get("names")
+                .len(),
+            2
+        );
+
+        // The card's own text follows the front matter.
+        assert!(card[front_of(&card).len() + 4..].starts_with("---\n\n# KaoKore 1.3"));
+    }
+
+    #[test]
+    fn without_parquet_the_front_matter_has_no_configs() {
+        let dataset = Dataset::embedded(DatasetVersion::V1_0).unwrap();
+        let opts = PackOptions {
+            formats: "npz".parse::<Formats>().unwrap(),
+            ..PackOptions::default()
+        };
+        let doc = parse(front_of(&readme(&dataset, &opts, &summary([900, 50, 49]))));
+        assert_eq!(doc.get("size_categories").at(0).text(), "n<1K");
+        assert_eq!(doc.get("license").text(), "cc-by-sa-4.0");
+        let Yaml::Map(keys) = &doc else {
+            panic!("not a mapping")
+        };
+        assert!(!keys.contains_key("configs") && !keys.contains_key("dataset_info"));
+    }
+
+    #[test]
+    fn the_parser_rejects_what_yaml_would_misread() {
+        let bad = std::panic::catch_unwind(|| parse("a: b: c\n"));
+        assert!(bad.is_err());
+        let bad = std::panic::catch_unwind(|| parse("a:\n  - x\n  y: z\n"));
+        assert!(bad.is_err());
+        assert_eq!(
+            parse("a:\n- k: '1'\n  v: \"x\\\"\"\n")
+                .get("a")
+                .at(0)
+                .get("v")
+                .text(),
+            "x\""
+        );
+    }
 }
