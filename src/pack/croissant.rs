@@ -133,12 +133,12 @@ pub(crate) fn render(
                 "@type": "sc:Organization",
                 "name": p.name(),
                 "url": format!("https://{}/", p.host()),
-                "description": format!("Content provider: holds and publishes (via IIIF) the works of {images} images in this build."),
+                "description": format!("Content provider: holds and publishes, via IIIF, the works {images} images of this build are cropped from."),
             })
         })
         .collect();
 
-    json!({
+    let doc = json!({
         "@context": context(),
         "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.1",
@@ -158,9 +158,9 @@ pub(crate) fn render(
         "isLiveDataset": false,
         "distribution": distribution(opts, artifacts),
         "recordSet": record_sets(dataset, opts, summary),
-    })
-    .to_string()
-        + "\n"
+    });
+    // Pretty, for the people who open it; serde_json's maps are sorted, so it is stable.
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
 fn codh() -> Value {
