@@ -4,8 +4,10 @@
     python scripts/interop_check.py OUT_DIR [--metadata-labels PATH] [--formats idx,npz,parquet]
 
 Reads every artifact with the libraries users load it with (idx2numpy, numpy,
-pyarrow, pandas, polars, DuckDB, Hugging Face `datasets`, Pillow) and checks
-that they agree with each other and with labels.csv. Every check prints one
+pyarrow, pandas, polars, DuckDB, Hugging Face `datasets`, mlcroissant, Pillow)
+and checks that they agree with each other and with labels.csv: among them,
+`mlcroissant validate` of croissant.json, its records, and
+`datasets.load_dataset(OUT)` with no other argument (the card's YAML header). Every check prints one
 line (`ok` / `FAIL` with the reason); the last line is `N passed, N failed`.
 Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
 
@@ -52,6 +54,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = str(_TMP / "hf-home")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["CROISSANT_CACHE"] = str(_TMP / "croissant-cache")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -196,6 +199,9 @@ class Ctx:
         self._labels = None
         self._report = None
         self._hf = None
+        self._hf_dir = None
+        self._croissant = None
+        self._croissant_records = None
         self.S = None  # edge length, from the first array read
         self.tags_cache: dict = {}
 
@@ -273,6 +279,45 @@ class Ctx:
                 "parquet", data_dir=str(self.out / "parquet"), cache_dir=str(_TMP / "hf-cache")
             )
         return self._hf
+
+    def hf_dir(self):
+        """`datasets.load_dataset(OUT)`, nothing else: the card's YAML header decides."""
+        if self._hf_dir is None:
+            import datasets
+
+            self._hf_dir = datasets.load_dataset(str(self.out))
+        return self._hf_dir
+
+    def croissant(self) -> dict:
+        if self._croissant is None:
+            self._croissant = json.loads((self.out / "croissant.json").read_text(encoding="utf-8"))
+        return self._croissant
+
+    def croissant_records(self) -> list[tuple[str, int, int, int, object]]:
+        """mlcroissant's `images` records: (split, image_id, gender, status, image) in
+        the order it yields them; the images are PIL images, opened lazily."""
+        if self._croissant_records is None:
+            import mlcroissant as mlc
+
+            _quiet_mlcroissant()
+            ds = mlc.Dataset(jsonld=str(self.out / "croissant.json"))
+            rows = []
+            records = ds.records(record_set="images")
+            try:
+                records = list(records)
+            except Exception as e:  # noqa: BLE001 - a client that cannot read the records fails the check
+                raise Fail(f"mlcroissant cannot read the images records: {_root_cause(e)}") from e
+            for r in records:
+                split = r["images/split"]
+                rows.append((
+                    split.decode() if isinstance(split, bytes) else split,
+                    int(r["images/image_id"]),
+                    int(r["images/gender"]),
+                    int(r["images/status"]),
+                    r["images/image"],
+                ))
+            self._croissant_records = rows
+        return self._croissant_records
 
     def set_S(self, S: int, where: str) -> None:
         if self.S is None:
@@ -661,14 +706,26 @@ def check_duckdb(ctx: Ctx, sd: SplitData) -> None:
 
 def check_datasets(ctx: Ctx, sd: SplitData) -> None:
     """datasets.load_dataset('parquet', data_dir=OUT/parquet): features, rows, ids, decoded images."""
-    import datasets
-
     dd = ctx.hf()
     name = HF_SPLIT[sd.split]
     if name not in dd and sd.split in dd:
         name = sd.split
     need(name in dd, f"datasets gave splits {list(dd)}, no {HF_SPLIT[sd.split]!r} for {sd.split} files")
-    ds = dd[name]
+    _check_hf_split(dd[name], name, sd)
+
+
+def check_datasets_dir(ctx: Ctx, sd: SplitData) -> None:
+    """datasets.load_dataset(OUT), no other argument: the card's configs give the split
+    (dev as `validation`) with Image and ClassLabel features, rows and labels of the npz."""
+    dd = ctx.hf_dir()
+    name = HF_SPLIT[sd.split]
+    need(name in dd, f"load_dataset(OUT) gave splits {list(dd)}, no {name!r} for the {sd.split} files")
+    _check_hf_split(dd[name], name, sd)
+
+
+def _check_hf_split(ds, name: str, sd: SplitData) -> None:
+    import datasets
+
     fe = ds.features
     need(isinstance(fe.get("image"), datasets.Image), f"datasets feature image is {fe.get('image')!r}, expected Image()")
     for col, names in (("gender", GENDER_NAMES), ("status", STATUS_NAMES)):
@@ -812,7 +869,124 @@ def check_webdataset_sums(ctx: Ctx, present: list[str]) -> None:
     need(not unlisted, f"shards not in SHA256SUMS: {unlisted}")
 
 
+def check_croissant_records(ctx: Ctx, sd: SplitData) -> None:
+    """mlcroissant reads the `images` records (from the Parquet files): the split's ids,
+    labels and order equal the npz, and sampled images decode to the npz pixels."""
+    rows = [r for r in ctx.croissant_records() if r[0] == sd.split]
+    ref = [int(v) for v in sd.ids()]
+    need(len(rows) == len(ref), f"mlcroissant gave {len(rows)} {sd.split} records, npz has {len(ref)} rows")
+    need([r[1] for r in rows] == ref, f"mlcroissant {sd.split} image_id sequence differs from npz")
+    lab = sd.npz_labels()
+    need([r[2] for r in rows] == lab["gender"].tolist(), f"mlcroissant {sd.split} gender differs from npz")
+    need([r[3] for r in rows] == lab["status"].tolist(), f"mlcroissant {sd.split} status differs from npz")
+    im_ref = sd.npz_images()
+    for k in sorted({0, len(ref) // 2, len(ref) - 1}) if ref else []:
+        img = rows[k][4]
+        need(isinstance(img, Image.Image), f"mlcroissant {sd.split}[{k}] image is {type(img).__name__}, expected a PIL image")
+        arr = np.asarray(img.convert("RGB"))
+        need(arr.shape == im_ref[k].shape, f"mlcroissant {sd.split}[{k}] image shape {arr.shape}, npz {im_ref[k].shape}")
+        if img.format == "PNG":
+            need(np.array_equal(arr, im_ref[k]), f"mlcroissant {sd.split}[{k}] PNG differs from npz: " + first_diff(arr, im_ref[k]))
+        else:
+            mad = float(np.abs(arr.astype(np.int16) - im_ref[k].astype(np.int16)).mean())
+            need(mad < JPEG_MAX_MEAN_ABS_DIFF, f"mlcroissant {sd.split}[{k}] image differs from npz by {mad:.2f} mean abs")
+
+
 # --------------------------------------------------------------------------- global checks
+
+
+def _root_cause(e: BaseException) -> str:
+    """mlcroissant wraps what went wrong in a GenerationError: say what it was."""
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__
+    return f"{type(e).__name__}: {e}"
+
+
+def _quiet_mlcroissant() -> None:
+    """mlcroissant logs its validation warnings through absl on every load: once is
+    enough (croissant_validate prints them)."""
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+def check_croissant_validate(ctx: Ctx, present: list[str]) -> None:
+    """`mlcroissant validate --jsonld OUT/croissant.json` exits 0 (no errors)."""
+    import subprocess
+
+    path = ctx.out / "croissant.json"
+    need(path.is_file(), "croissant.json is missing")
+    cli = Path(sys.executable).with_name("mlcroissant")
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "mlcroissant.scripts.cli"]
+    proc = subprocess.run(cmd + ["validate", "--jsonld", str(path)], capture_output=True, text=True, timeout=600)
+    log = (proc.stdout + proc.stderr).strip().splitlines()
+    need(proc.returncode == 0, f"mlcroissant validate exited {proc.returncode}: " + " | ".join(log[-8:]))
+    warnings = [ln.strip() for ln in log if ln.strip().startswith("-  [")]
+    if warnings:
+        print(f"     note: mlcroissant warnings: {' | '.join(warnings)}")
+
+
+def check_croissant(ctx: Ctx, present: list[str]) -> None:
+    """croissant.json: Croissant 1.1, licence, DOI; a FileObject with the true sha256 for
+    every SHA256SUMS artifact (but itself and per-image files); the class names in the
+    enumerations the label fields reference; the splits."""
+    doc = ctx.croissant()
+    need(doc.get("conformsTo") == "http://mlcommons.org/croissant/1.1", f"conformsTo is {doc.get('conformsTo')!r}")
+    need("by-sa/4.0" in str(doc.get("license")), f"license is {doc.get('license')!r}")
+    need(DOI in str(doc.get("citeAs")), "citeAs lacks the DOI")
+    listed = {}
+    for line in (ctx.out / "SHA256SUMS").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            listed[line[66:]] = line[:64]
+    objects = {d.get("contentUrl"): d for d in doc.get("distribution", []) if d.get("@type") == "cr:FileObject"}
+    want = {p for p in listed if p != "croissant.json" and not re.match(r"^images_\d+/", p)}
+    need(set(objects) == want, f"FileObjects {sorted(set(objects) - want)} not artifacts, artifacts {sorted(want - set(objects))} not described")
+    bad = [p for p, d in objects.items() if d.get("sha256") != hashlib.sha256((ctx.out / p).read_bytes()).hexdigest()]
+    need(not bad, f"croissant.json sha256 differs from the file for {bad[:5]}")
+    sets = {r.get("@id"): r for r in doc.get("recordSet", [])}
+    for rs_id, names in (("gender", GENDER_NAMES), ("status", STATUS_NAMES)):
+        rs = sets.get(rs_id, {})
+        need(rs.get("dataType") == "sc:Enumeration", f"record set {rs_id} is not an sc:Enumeration")
+        got = [d.get(f"{rs_id}/name") for d in sorted(rs.get("data", []), key=lambda d: d.get(f"{rs_id}/index"))]
+        need(got == names, f"{rs_id} enumeration names {got}, expected {names}")
+        for user in ("labels", "images") if "parquet" in ctx.formats else ("labels",):
+            f = next((f for f in sets.get(user, {}).get("field", []) if f.get("@id") == f"{user}/{rs_id}"), {})
+            need(f.get("references", {}).get("field", {}).get("@id") == f"{rs_id}/index", f"{user}/{rs_id} does not reference {rs_id}/index")
+    splits = sets.get("splits", {})
+    got = {d.get("splits/name"): d.get("splits/url") for d in splits.get("data", [])}
+    need(
+        splits.get("dataType") == "cr:Split"
+        and got == {"train": "cr:TrainingSplit", "dev": "cr:ValidationSplit", "test": "cr:TestSplit"},
+        f"splits record set is {got}",
+    )
+
+
+def check_croissant_labels(ctx: Ctx, present: list[str]) -> None:
+    """mlcroissant reads the `labels` records (labels.csv): the same rows as labels.csv."""
+    import mlcroissant as mlc
+
+    _quiet_mlcroissant()
+    ds = mlc.Dataset(jsonld=str(ctx.out / "croissant.json"))
+    dec = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    try:
+        got = [
+            (dec(r["labels/split"]), image_id_of(dec(r["labels/image"])), int(r["labels/gender"]), int(r["labels/status"]))
+            for r in ds.records(record_set="labels")
+        ]
+    except Exception as e:  # noqa: BLE001 - a client that cannot read the records fails the check
+        raise Fail(f"mlcroissant cannot read the labels records: {_root_cause(e)}") from e
+    want = [(sp, r[0], r[1], r[2]) for sp, rows in ctx.labels().items() for r in rows]
+    need(sorted(got) == sorted(want), f"mlcroissant labels: {len(got)} records, labels.csv has {len(want)} rows, or they differ")
+
+
+def check_datasets_dir_splits(ctx: Ctx, present: list[str]) -> None:
+    """load_dataset(OUT) gives exactly train, validation, test."""
+    got = sorted(ctx.hf_dir())
+    want = sorted(HF_SPLIT[s] for s in SPLITS)
+    need(got == want, f"load_dataset(OUT) gave splits {got}, expected {want}")
 
 
 def check_datasets_splits(ctx: Ctx, present: list[str]) -> None:
@@ -851,7 +1025,7 @@ def check_sha256sums(ctx: Ctx, present: list[str]) -> None:
             bad.append(f"{rel}: FAILED")
     need(not bad, "sha256 mismatch: " + "; ".join(bad[:10]))
     need("report.json" not in listed, "SHA256SUMS lists report.json (a log with timings, not an artifact)")
-    expected = ["README.md", "CONTENT_PROVIDERS.txt", "labels.csv", "original_tags.txt", "labels.metadata.en.txt", "labels.metadata.ja.txt"]
+    expected = ["README.md", "CONTENT_PROVIDERS.txt", "croissant.json", "labels.csv", "original_tags.txt", "labels.metadata.en.txt", "labels.metadata.ja.txt"]
     for s in present:
         for fmt, names in ARTIFACT_NAMES.items():
             if fmt in ctx.formats:
@@ -870,6 +1044,24 @@ def check_card(ctx: Ctx, present: list[str]) -> None:
     card = (ctx.out / "README.md").read_text(encoding="utf-8")
     need(ATTRIBUTION in card, f"README.md lacks the attribution string {ATTRIBUTION}")
     need("CC BY-SA 4.0" in card, "README.md does not mention CC BY-SA 4.0")
+    import yaml
+
+    need(card.startswith("---\n"), "README.md has no YAML front matter")
+    head = card[4:].split("\n---\n", 1)
+    need(len(head) == 2, "README.md's YAML front matter is not closed")
+    meta = yaml.safe_load(head[0])
+    need(isinstance(meta, dict), "README.md's front matter is not a mapping")
+    need(meta.get("license") == "cc-by-sa-4.0", f"front matter license {meta.get('license')!r}")
+    need("image-classification" in meta.get("task_categories", []), "front matter task_categories lack image-classification")
+    need(meta.get("size_categories"), "front matter has no size_categories")
+    if "parquet" in ctx.formats:
+        files = {d["split"]: d["path"] for d in meta["configs"][0]["data_files"]}
+        want = {HF_SPLIT[s]: f"parquet/{s}-*.parquet" for s in SPLITS}
+        need(files == want, f"front matter data_files {files}, expected {want}")
+        features = {f["name"]: f for f in meta["dataset_info"]["features"]}
+        for col, names in (("gender", GENDER_NAMES), ("status", STATUS_NAMES)):
+            got = features.get(col, {}).get("dtype", {}).get("class_label", {}).get("names", {})
+            need([got.get(str(i), got.get(i)) for i in range(len(got))] == names, f"front matter {col} class names {got}, expected {names}")
     cp = ctx.out / "CONTENT_PROVIDERS.txt"
     need(cp.is_file(), "CONTENT_PROVIDERS.txt is missing")
     need(cp.read_text(encoding="utf-8").strip() != "", "CONTENT_PROVIDERS.txt is empty")
@@ -941,9 +1133,15 @@ PER_SPLIT = [
     ("webdataset+npz", "webdataset_tar", check_webdataset_tar),
     ("webdataset+npz", "webdataset_package", check_webdataset_package),
     ("webdataset+npz", "webdataset_datasets", check_webdataset_datasets),
+    ("parquet+npz", "datasets_dir", check_datasets_dir),
+    ("parquet+npz", "croissant_records", check_croissant_records),
 ]
 GLOBAL = [
     ("parquet", "datasets_splits", check_datasets_splits),
+    ("parquet", "datasets_dir_splits", check_datasets_dir_splits),
+    ("", "croissant_validate", check_croissant_validate),
+    ("", "croissant", check_croissant),
+    ("", "croissant_labels", check_croissant_labels),
     ("", "sha256sums", check_sha256sums),
     ("", "dataset_card", check_card),
     ("", "copied_metadata", check_copied_metadata),
@@ -956,11 +1154,15 @@ GLOBAL = [
 SELF_TEST = [
     # (--corrupt of make_fake_output.py, checks that must fail (the rest must pass))
     (None, set()),
-    ("pixel", {"idx_equals_npz[train]", "parquet_rows[train]", "datasets[train]"}),
+    ("pixel", {"idx_equals_npz[train]", "parquet_rows[train]", "datasets[train]", "datasets_dir[train]", "croissant_records[train]"}),
     ("swap-labels", {"labels_csv[train]"}),
     ("no-hf-metadata", {f"{c}[{s}]" for c in ("parquet_metadata", "datasets") for s in SPLITS}),
     ("order", {"labels_csv[dev]"}),
     ("unlisted-missing", {"labels_csv[test]"}),
+    # the YAML header's features win over the files' own: load_dataset(OUT) gets its names
+    ("hub-class-names", {"dataset_card"} | {f"datasets_dir[{s}]" for s in SPLITS}),
+    # mlcroissant itself refuses labels.csv when its sha256 does not match
+    ("croissant-sha", {"croissant", "croissant_labels"}),
 ]
 
 

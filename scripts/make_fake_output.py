@@ -7,7 +7,8 @@
 It exists to develop and test scripts/interop_check.py without the Rust packer:
 three splits, S x S RGB images (some rows stored in Parquet as the original
 JPEG, some as PNG), gzip idx, npz, Parquet with the contract's schema and the
-`huggingface` / `kaokore` file metadata, SHA256SUMS, README.md,
+`huggingface` / `kaokore` file metadata, SHA256SUMS, README.md (with the Hub's
+YAML header), croissant.json,
 CONTENT_PROVIDERS.txt, the copied metadata files and report.json. A few
 labelled images are "failed" (listed in report.json and absent from the
 artifacts) and a few images are unlabelled.
@@ -20,6 +21,8 @@ still matches) so that a specific interop check must fail:
   no-hf-metadata the Parquet files carry no `huggingface` key
   order          two rows of `dev` are swapped in every artifact
   unlisted-missing  a labelled image is skipped but not listed in report.json
+  hub-class-names   the card's YAML header gives the gender class names reversed
+  croissant-sha     croissant.json gives labels.csv a wrong sha256
 
     python scripts/make_fake_output.py --images-for METADATA_DIR IMAGES_DIR [--size 256]
 
@@ -154,6 +157,111 @@ def write_fake_images(metadata: Path, out: Path, S: int, seed: int) -> int:
     return n
 
 
+PARQUET_COLUMNS = [
+    ("image", "image"), ("image_id", "int32"), ("gender", None), ("status", None),
+    ("url", "string"), ("provider", "string"), ("source_title", "string"), ("source_id", "string"),
+    ("orientation", "string"), ("era", "string"), ("holder", "string"),
+    ("year_from", "int32"), ("year_to", "int32"), ("tags", "list"), ("original_tags", "string"),
+]
+
+
+def front_matter(S: int, rows: int, reverse_gender: bool) -> list[str]:
+    """The card's YAML header, as the Rust packer writes it (dev is `validation`)."""
+    lines = ["---", f'pretty_name: "KaoKore 1.3 ({S}x{S})"', "license: cc-by-sa-4.0",
+             "task_categories:", "- image-classification", "size_categories:",
+             "- n<1K" if rows < 1000 else "- 1K<n<10K",
+             "configs:", "- config_name: default", "  default: true", "  data_files:"]
+    for split, name in (("train", "train"), ("dev", "validation"), ("test", "test")):
+        lines += [f"  - split: {name}", f'    path: "parquet/{split}-*.parquet"']
+    lines += ["dataset_info:", "  config_name: default", "  features:"]
+    classes = {"gender": GENDER[::-1] if reverse_gender else GENDER, "status": STATUS}
+    for name, dtype in PARQUET_COLUMNS:
+        lines.append(f"  - name: {name}")
+        if name in classes:
+            lines += ["    dtype:", "      class_label:", "        names:"]
+            lines += [f"          '{i}': {json.dumps(c)}" for i, c in enumerate(classes[name])]
+        elif dtype == "list":
+            lines.append("    sequence: string")
+        else:
+            lines.append(f"    dtype: {dtype}")
+    return lines + ["---", ""]
+
+
+def write_croissant(out: Path, S: int, artifacts: list[str], packed: dict, wrong_sha: str | None) -> None:
+    """croissant.json as the Rust packer writes it (the structure its checks rely on)."""
+    mime = {"parquet": "application/x-parquet", "gz": "application/gzip", "npz": "application/zip",
+            "csv": "text/csv", "md": "text/markdown", "txt": "text/plain", "jpg": "image/jpeg"}
+    context = {"@language": "en", "@vocab": "https://schema.org/", "cr": "http://mlcommons.org/croissant/",
+               "rai": "http://mlcommons.org/croissant/RAI/", "dct": "http://purl.org/dc/terms/",
+               "sc": "https://schema.org/", "conformsTo": "dct:conformsTo",
+               "data": {"@id": "cr:data", "@type": "@json"}, "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+               "examples": {"@id": "cr:examples", "@type": "@json"}}
+    for term in ("arrayShape citeAs column containedIn equivalentProperty extract field fileObject fileProperty "
+                 "fileSet format includes isArray isLiveDataset jsonPath key md5 parentField path recordSet "
+                 "references regex repeated replace samplingRate separator source subField transform").split():
+        context[term] = f"cr:{term}"
+    dist = []
+    for rel in artifacts:
+        if rel.startswith("images_"):
+            continue
+        sha = hashlib.sha256((out / rel).read_bytes()).hexdigest()
+        dist.append({"@type": "cr:FileObject", "@id": rel, "name": rel, "contentUrl": rel,
+                     "contentSize": f"{(out / rel).stat().st_size} B",
+                     "encodingFormat": mime.get(rel.rsplit(".", 1)[-1], "application/octet-stream"),
+                     "sha256": "0" * 64 if rel == wrong_sha else sha})
+    dist.append({"@type": "cr:FileSet", "@id": "parquet-files", "name": "parquet-files",
+                 "encodingFormat": "application/x-parquet", "includes": "parquet/*.parquet"})
+
+    def field(rs, name, dtype, source=None, ref=None, **extra):
+        f = {"@type": "cr:Field", "@id": f"{rs}/{name}", "name": f"{rs}/{name}", "dataType": dtype}
+        if source:
+            f["source"] = source
+        if ref:
+            f["references"] = {"field": {"@id": ref}}
+        return {**f, **extra}
+
+    def enum(rs, names):
+        return {"@type": "cr:RecordSet", "@id": rs, "name": rs, "dataType": "sc:Enumeration",
+                "key": {"@id": f"{rs}/index"},
+                "field": [field(rs, "index", "sc:Integer"), field(rs, "name", "sc:Text")],
+                "data": [{f"{rs}/index": i, f"{rs}/name": n} for i, n in enumerate(names)]}
+
+    csv_col = lambda c: {"fileObject": {"@id": "labels.csv"}, "extract": {"column": c}}  # noqa: E731
+    pq_col = lambda c: {"fileSet": {"@id": "parquet-files"}, "extract": {"column": c}}  # noqa: E731
+    split_urls = {"train": "cr:TrainingSplit", "dev": "cr:ValidationSplit", "test": "cr:TestSplit"}
+    images = [
+        field("images", "image", "sc:ImageObject", {**pq_col("image"), "transform": {"jsonPath": "bytes"}}),
+        field("images", "image_id", "sc:Integer", pq_col("image_id")),
+        field("images", "gender", "sc:Integer", pq_col("gender"), "gender/index"),
+        field("images", "status", "sc:Integer", pq_col("status"), "status/index"),
+        field("images", "split", "sc:Text", {"fileSet": {"@id": "parquet-files"}, "extract": {"fileProperty": "filename"},
+                                              "transform": {"regex": r"^(train|dev|test)-\d+-of-\d+\.parquet$"}}, "splits/name"),
+    ]
+    doc = {
+        "@context": context, "@type": "sc:Dataset", "conformsTo": "http://mlcommons.org/croissant/1.1",
+        "name": f"KaoKore 1.3 ({S}x{S})", "description": f"Fake test output. {ATTRIBUTION}", "version": "1.3",
+        "license": "https://creativecommons.org/licenses/by-sa/4.0/", "url": f"https://doi.org/{DOI}",
+        "citeAs": f"@misc{{kaokore_dataset, doi = {{{DOI}}}}}",
+        "creator": [{"@type": "sc:Organization", "name": "ROIS-DS Center for Open Data in the Humanities (CODH)"}],
+        "distribution": dist,
+        "recordSet": [
+            {"@type": "cr:RecordSet", "@id": "splits", "name": "splits", "dataType": "cr:Split",
+             "key": {"@id": "splits/name"},
+             "field": [field("splits", "name", "sc:Text"), field("splits", "url", "sc:URL"), field("splits", "images", "sc:Integer")],
+             "data": [{"splits/name": s, "splits/url": split_urls[s], "splits/images": packed[s]} for s in SPLITS]},
+            enum("gender", GENDER), enum("status", STATUS),
+            {"@type": "cr:RecordSet", "@id": "labels", "name": "labels", "key": {"@id": "labels/image"}, "field": [
+                field("labels", "image", "sc:Text", csv_col("image")),
+                field("labels", "gender", "sc:Integer", csv_col("gender"), "gender/index"),
+                field("labels", "status", "sc:Integer", csv_col("status"), "status/index"),
+                field("labels", "split", "sc:Text", csv_col("set"), "splits/name"),
+            ]},
+            {"@type": "cr:RecordSet", "@id": "images", "name": "images", "key": {"@id": "images/image_id"}, "field": images},
+        ],
+    }
+    (out / "croissant.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -177,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-images", action="store_true", help="also write images_S/ (as --formats images)")
     ap.add_argument(
         "--corrupt",
-        choices=["pixel", "swap-labels", "no-hf-metadata", "order", "unlisted-missing"],
+        choices=["pixel", "swap-labels", "no-hf-metadata", "order", "unlisted-missing", "hub-class-names", "croissant-sha"],
         help="write a deliberately inconsistent directory (see module doc)",
     )
     args = ap.parse_args(argv)
@@ -357,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     card = [
+        *front_matter(S, sum(packed_counts.values()), reverse_gender=args.corrupt == "hub-class-names"),
         "# KaoKore (fake test output)",
         "",
         f"Version 1.3, images normalized to {S} x {S} RGB.",
@@ -377,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = sorted(
         p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS", "report.json")
     )
+    write_croissant(out, S, artifacts, packed_counts, wrong_sha="labels.csv" if args.corrupt == "croissant-sha" else None)
+    artifacts = sorted(artifacts + ["croissant.json"])
     with open(out / "SHA256SUMS", "w") as f:
         for rel in artifacts:
             f.write(f"{hashlib.sha256((out / rel).read_bytes()).hexdigest()}  {rel}\n")

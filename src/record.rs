@@ -398,8 +398,8 @@ impl BuildRecord {
     pub fn expected_files(&self) -> Result<BTreeSet<String>, String> {
         use crate::metadata::Split;
         use crate::pack::{
-            SHA256SUMS, idx_images_name, idx_labels_name, images_dir_name, npz_images_name,
-            npz_labels_name, parquet_name,
+            CROISSANT, SHA256SUMS, idx_images_name, idx_labels_name, images_dir_name,
+            npz_images_name, npz_labels_name, parquet_name,
         };
         if self.size == 0 || self.size > crate::normalize::MAX_IMAGE_EDGE {
             return Err(format!(
@@ -418,6 +418,7 @@ impl BuildRecord {
         // As pack's card writes them (the copied metadata keeps its upstream names).
         let mut files: BTreeSet<String> = [
             SHA256SUMS,
+            CROISSANT,
             "README.md",
             "CONTENT_PROVIDERS.txt",
             crate::metadata::LABELS_FILE,
@@ -636,8 +637,9 @@ mod tests {
         assert!(files.contains("npz/kaokore-test-labels.npz"));
         assert!(files.contains("labels.csv") && files.contains("SHA256SUMS"));
         assert!(!files.iter().any(|f| f.starts_with("parquet/")));
-        // 3 card/provider/SHA256SUMS + 4 metadata + 3 x (3 idx + 2 npz)
-        assert_eq!(files.len(), 7 + 15);
+        // card, providers, SHA256SUMS, croissant.json + 4 metadata + 3 x (3 idx + 2 npz)
+        assert!(files.contains("croissant.json"));
+        assert_eq!(files.len(), 8 + 15);
 
         r.formats.push("images".into());
         r.files.push("images_256/00000042.jpg".into());

@@ -158,7 +158,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let Some(expected) = read_record(dir, &mut report) else {
         return Ok(report);
     };
-    check_sums(dir, &expected, &mut report);
+    let hashes = check_sums(dir, &expected, &mut report);
+    check_croissant(dir, &expected, &hashes, &mut report);
     find_extra_files(dir, &expected.files, &mut report);
     let order = LabelsCsv::read(dir, &mut report);
     for split in Split::ALL {
@@ -327,8 +328,14 @@ fn can_hold(compressed: u64, claimed: u64) -> bool {
 }
 
 /// Check SHA256SUMS against the expected files: every expected artifact listed and
-/// matching, no line for a file the build does not write.
-fn check_sums(dir: &Path, expected: &Expected, report: &mut VerifyReport) {
+/// matching, no line for a file the build does not write. Returns the SHA-256 computed
+/// of each file it could read.
+fn check_sums(
+    dir: &Path,
+    expected: &Expected,
+    report: &mut VerifyReport,
+) -> HashMap<String, String> {
+    let mut hashes = HashMap::new();
     let text = open_artifact(dir, SHA256SUMS).and_then(|f| {
         if length(&f)? > MAX_SUMS_BYTES {
             return Err(format!("larger than {} MiB", MAX_SUMS_BYTES >> 20));
@@ -367,12 +374,18 @@ fn check_sums(dir: &Path, expected: &Expected, report: &mut VerifyReport) {
         match open_artifact(dir, &path)
             .and_then(|f| hash_open(f).map_err(|e| format!("cannot read: {e}")))
         {
-            Ok(actual) if actual == hash => report.checksummed += 1,
-            Ok(actual) => report.problem(
-                &path,
-                None,
-                format!("SHA-256 is {actual}, SHA256SUMS says {hash}"),
-            ),
+            Ok(actual) => {
+                if actual == hash {
+                    report.checksummed += 1;
+                } else {
+                    report.problem(
+                        &path,
+                        None,
+                        format!("SHA-256 is {actual}, SHA256SUMS says {hash}"),
+                    );
+                }
+                hashes.insert(path, actual);
+            }
             Err(e) => report.problem(&path, None, e),
         }
     }
@@ -382,6 +395,77 @@ fn check_sums(dir: &Path, expected: &Expected, report: &mut VerifyReport) {
                 Ok(_) => report.problem(f, None, "not listed in SHA256SUMS"),
                 Err(e) => report.problem(f, None, e),
             }
+        }
+    }
+    hashes
+}
+
+/// croissant.json is about 1 KiB per file it describes.
+const MAX_CROISSANT_BYTES: u64 = 16 << 20;
+
+/// Check croissant.json's FileObjects against the files (their SHA-256s as `hashes`
+/// holds them, computed by [`check_sums`]): each names an artifact of the build with its
+/// true SHA-256, and every artifact but the per-image files (one FileSet) has one. A
+/// file changed together with its SHA256SUMS line is caught here.
+fn check_croissant(
+    dir: &Path,
+    expected: &Expected,
+    hashes: &HashMap<String, String>,
+    report: &mut VerifyReport,
+) {
+    let name = pack::CROISSANT;
+    if !expected.files.contains(name) {
+        return;
+    }
+    let doc = open_artifact(dir, name).and_then(|f| {
+        if length(&f)? > MAX_CROISSANT_BYTES {
+            return Err(format!("larger than {} MiB", MAX_CROISSANT_BYTES >> 20));
+        }
+        serde_json::from_reader::<_, serde_json::Value>(BufReader::new(f))
+            .map_err(|e| format!("not JSON: {e}"))
+    });
+    let doc = match doc {
+        Ok(doc) => doc,
+        Err(e) => return report.problem(name, None, e),
+    };
+    let Some(distribution) = doc["distribution"].as_array() else {
+        return report.problem(name, None, "has no distribution list");
+    };
+    let mut described = BTreeSet::new();
+    for entry in distribution
+        .iter()
+        .filter(|e| e["@type"] == "cr:FileObject")
+    {
+        let (Some(path), Some(sha256)) = (entry["contentUrl"].as_str(), entry["sha256"].as_str())
+        else {
+            report.problem(name, None, "a FileObject has no contentUrl or sha256");
+            continue;
+        };
+        if !expected.files.contains(path) || path == name || path == SHA256SUMS {
+            report.problem(
+                name,
+                None,
+                format!("describes {path}, not an artifact it can list"),
+            );
+            continue;
+        }
+        described.insert(path);
+        if let Some(actual) = hashes.get(path).filter(|actual| *actual != sha256) {
+            report.problem(
+                path,
+                None,
+                format!("SHA-256 is {actual}, {name} says {sha256}"),
+            );
+        }
+    }
+    let per_image = format!("{}/", pack::images_dir_name(expected.size));
+    for f in &expected.files {
+        if f != name
+            && f != SHA256SUMS
+            && !f.starts_with(&per_image)
+            && !described.contains(f.as_str())
+        {
+            report.problem(f, None, format!("not described in {name}"));
         }
     }
 }

@@ -159,6 +159,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         "CONTENT_PROVIDERS.txt".into(),
         "README.md".into(),
         "SHA256SUMS".into(),
+        "croissant.json".into(),
         "labels.csv".into(),
         "labels.metadata.en.txt".into(),
         "labels.metadata.ja.txt".into(),

@@ -101,6 +101,7 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
     for name in [
         "README.md",
         "CONTENT_PROVIDERS.txt",
+        "croissant.json",
         "labels.csv",
         "original_tags.txt",
         "labels.metadata.en.txt",
@@ -506,7 +507,7 @@ fn the_dataset_card_says_what_upstream_asks() {
         "images_64/",
         "pd.read_parquet",
         "pl.read_parquet",
-        "load_dataset(\"parquet\"",
+        "load_dataset(\".\")",
         "np.load",
         "gender 1 (female)",
         "status 3 (commoner)",

@@ -14,6 +14,18 @@ use crate::metadata::{Dataset, Split};
 pub const README: &str = "README.md";
 pub const CONTENT_PROVIDERS: &str = "CONTENT_PROVIDERS.txt";
 
+/// The KaoKore paper, as BibTeX (the card and croissant.json cite it).
+pub(crate) const BIBTEX: &str = "@inproceedings{tian2020kaokore,
+  title     = {KaoKore: A Pre-modern Japanese Art Facial Expression Dataset},
+  author    = {Tian, Yingtao and Suzuki, Chikahiko and Clanuwat, Tarin and Bober-Irizar, Mikel and Lamb, Alex and Kitamoto, Asanobu},
+  booktitle = {Proceedings of the International Conference on Computational Creativity (ICCC)},
+  pages     = {415--422},
+  year      = {2020},
+  eprint    = {2002.08595},
+  archivePrefix = {arXiv}
+}
+";
+
 /// Write the card, the provider list and the copied metadata; returns their paths.
 pub fn write(
     staging: &Staging,
@@ -60,7 +72,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let size = opts.size;
     let f = opts.formats;
     let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
-    let mut s = String::new();
+    let mut s = front_matter(dataset, opts, summary);
     let _ = writeln!(s, "# KaoKore {v}, normalized to {size} x {size} RGB\n");
     let _ = writeln!(
         s,
@@ -203,6 +215,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let _ = writeln!(
         s,
         "| `labels.csv`, `original_tags.txt`, `labels.metadata.*.txt` | the upstream metadata, unchanged |\n\
+         | `croissant.json` | Croissant 1.1 metadata: licence, citation, every file with its SHA-256, class names, splits |\n\
          | `SHA256SUMS` | checksums: `sha256sum -c SHA256SUMS` |\n"
     );
     let _ = writeln!(
@@ -253,38 +266,125 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
              polars:\n\n```python\nimport polars as pl\n\n\
              df = pl.read_parquet(\"{train}\")\n\
              df.select(\"image_id\", \"gender\", \"status\", pl.col(\"image\").struct.field(\"bytes\"))\n```\n\n\
-             Hugging Face `datasets` (the files carry `Image` and `ClassLabel` features; \
-             naming the files keeps the split names, while `data_dir=\"parquet\"` would \
-             call `dev` `validation`):\n\n\
+             Hugging Face `datasets`: the YAML header of this card names the splits and \
+             the features (`Image`, `ClassLabel` with the class names), so the directory \
+             loads as it is. Upstream's `dev` split is called `validation` there, the \
+             Hub's name for it and the one `datasets` infers from `dev-*.parquet` files \
+             anyway; file names and `labels.csv` keep `dev`.\n\n\
              ```python\nfrom datasets import load_dataset\n\n\
-             ds = load_dataset(\"parquet\", data_files={{\n    \
-             \"train\": \"parquet/train-*.parquet\",\n    \
-             \"dev\": \"parquet/dev-*.parquet\",\n    \
-             \"test\": \"parquet/test-*.parquet\",\n}})\n\
+             ds = load_dataset(\".\")  # the directory of this README.md: train, validation, test\n\
              ds[\"train\"][0][\"image\"]  # a PIL image\n\
              ds[\"train\"].features[\"gender\"].names  # {}\n```\n",
             serde_json::to_string(&names.gender).unwrap_or_default()
         );
     }
 
-    let _ = writeln!(s, "## Citation\n\n{}\n", crate::CITATION);
+    let records = if f.parquet { "images" } else { "labels" };
     let _ = writeln!(
         s,
-        "```bibtex\n@inproceedings{{tian2020kaokore,\n  \
-         title     = {{KaoKore: A Pre-modern Japanese Art Facial Expression Dataset}},\n  \
-         author    = {{Tian, Yingtao and Suzuki, Chikahiko and Clanuwat, Tarin and Bober-Irizar, Mikel and Lamb, Alex and Kitamoto, Asanobu}},\n  \
-         booktitle = {{Proceedings of the International Conference on Computational Creativity (ICCC)}},\n  \
-         pages     = {{415--422}},\n  \
-         year      = {{2020}},\n  \
-         eprint    = {{2002.08595}},\n  \
-         archivePrefix = {{arXiv}}\n}}\n```\n"
+        "Croissant (`mlcroissant`; record sets `{records}`, `labels`, `splits`, `gender`, \
+         `status`):\n\n```python\nimport mlcroissant as mlc\n\n\
+         records = mlc.Dataset(jsonld=\"croissant.json\").records(record_set=\"{records}\")\n```\n"
     );
+
+    let _ = writeln!(s, "## Citation\n\n{}\n", crate::CITATION);
+    let _ = writeln!(s, "```bibtex\n{BIBTEX}```\n");
     let _ = writeln!(s, "Dataset: {}\n", crate::ATTRIBUTION);
     let _ = writeln!(s, "## Content providers\n");
     for p in &summary.providers {
         let _ = writeln!(s, "- {} ({} images)", p.provider, p.images);
     }
     s
+}
+
+/// The split name the card's `configs` give a split: the Hub's `validation` for
+/// upstream's `dev`, the name `datasets` itself infers from the `dev-*.parquet` files, so
+/// `load_dataset(OUT)` and `load_dataset("parquet", data_dir=...)` agree and scripts
+/// written for Hub datasets find it.
+pub(crate) fn hub_split(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Dev => "validation",
+        Split::Test => "test",
+    }
+}
+
+/// A YAML scalar for any text: a double-quoted JSON string is valid YAML.
+fn yaml_str(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The Hugging Face Hub metadata: YAML front matter that lets `datasets.load_dataset(OUT)`
+/// find the Parquet splits and their features (Image, ClassLabel with the names) with no
+/// other argument, and gives the Hub its licence and categories.
+fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> String {
+    let v = dataset.version.as_str();
+    let size = opts.size;
+    let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
+    let mut s = String::from("---\n");
+    let _ = writeln!(
+        s,
+        "pretty_name: {}",
+        yaml_str(&format!("KaoKore {v} ({size}x{size})"))
+    );
+    s.push_str(
+        "license: cc-by-sa-4.0\n\
+         task_categories:\n- image-classification\n\
+         task_ids:\n- multi-class-image-classification\n\
+         annotations_creators:\n- expert-generated\n\
+         source_datasets:\n- original\n\
+         tags:\n- art\n- japanese-art\n- faces\n- kaokore\n",
+    );
+    let _ = writeln!(s, "size_categories:\n- {}", size_category(total));
+    if opts.formats.parquet {
+        s.push_str("configs:\n- config_name: default\n  default: true\n  data_files:\n");
+        for split in Split::ALL {
+            let _ = writeln!(
+                s,
+                "  - split: {}\n    path: {}",
+                hub_split(split),
+                yaml_str(&format!("parquet/{}-*.parquet", split.name()))
+            );
+        }
+        s.push_str("dataset_info:\n  config_name: default\n  features:\n");
+        let names = &dataset.class_names;
+        for f in parquet::arrow_schema().fields() {
+            let name = f.name().as_str();
+            let _ = writeln!(s, "  - name: {name}");
+            let class_names = match name {
+                "gender" => Some(&names.gender),
+                "status" => Some(&names.status),
+                _ => None,
+            };
+            let _ = match (class_names, f.data_type()) {
+                (Some(classes), _) => {
+                    s.push_str("    dtype:\n      class_label:\n        names:\n");
+                    for (i, c) in classes.iter().enumerate() {
+                        let _ = writeln!(s, "          '{i}': {}", yaml_str(c));
+                    }
+                    Ok(())
+                }
+                (None, arrow_schema::DataType::Struct(_)) => writeln!(s, "    dtype: image"),
+                (None, arrow_schema::DataType::List(_)) => writeln!(s, "    sequence: string"),
+                (None, arrow_schema::DataType::Int32) => writeln!(s, "    dtype: int32"),
+                (None, arrow_schema::DataType::Int64) => writeln!(s, "    dtype: int64"),
+                (None, _) => writeln!(s, "    dtype: string"),
+            };
+        }
+    }
+    s.push_str("---\n\n");
+    s
+}
+
+/// The Hub's size category of a dataset of `rows` examples.
+fn size_category(rows: u64) -> &'static str {
+    match rows {
+        0..1_000 => "n<1K",
+        1_000..10_000 => "1K<n<10K",
+        10_000..100_000 => "10K<n<100K",
+        100_000..1_000_000 => "100K<n<1M",
+        _ => "1M<n<10M",
+    }
 }
 
 fn numbered(names: &[String]) -> String {
@@ -294,4 +394,262 @@ fn numbered(names: &[String]) -> String {
         .map(|(i, n)| format!("{i} = {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Formats;
+    use crate::metadata::DatasetVersion;
+    use std::collections::BTreeMap;
+
+    /// The YAML subset the front matter is written in: block mappings and sequences by
+    /// indentation, plain, single-quoted or double-quoted (JSON) scalars.
+    #[derive(Debug, PartialEq)]
+    enum Yaml {
+        Text(String),
+        List(Vec<Yaml>),
+        Map(BTreeMap<String, Yaml>),
+    }
+
+    impl Yaml {
+        fn get(&self, key: &str) -> &Yaml {
+            match self {
+                Yaml::Map(m) => m.get(key).unwrap_or_else(|| panic!("no key {key}")),
+                other => panic!("{other:?} is not a mapping"),
+            }
+        }
+        fn at(&self, i: usize) -> &Yaml {
+            match self {
+                Yaml::List(l) => &l[i],
+                other => panic!("{other:?} is not a list"),
+            }
+        }
+        fn text(&self) -> &str {
+            match self {
+                Yaml::Text(t) => t,
+                other => panic!("{other:?} is not a scalar"),
+            }
+        }
+        fn len(&self) -> usize {
+            match self {
+                Yaml::List(l) => l.len(),
+                Yaml::Map(m) => m.len(),
+                Yaml::Text(_) => 1,
+            }
+        }
+    }
+
+    fn scalar(raw: &str) -> String {
+        if raw.starts_with('"') {
+            serde_json::from_str(raw).expect("a double-quoted scalar is JSON")
+        } else if let Some(inner) = raw.strip_prefix('\'') {
+            inner
+                .strip_suffix('\'')
+                .expect("closed quote")
+                .replace("''", "'")
+        } else {
+            assert!(
+                !raw.contains(": ") && !raw.starts_with(['{', '[', '&', '*', '!', '|', '>']),
+                "plain scalar {raw:?} would not read as text"
+            );
+            raw.to_string()
+        }
+    }
+
+    /// Parse lines[*pos..] indented by `indent` into one node.
+    fn node(lines: &[(usize, &str)], pos: &mut usize, indent: usize) -> Yaml {
+        if lines[*pos].1.starts_with("- ") {
+            let mut items = Vec::new();
+            while *pos < lines.len() && lines[*pos].0 == indent && lines[*pos].1.starts_with("- ") {
+                // The item's content starts two columns further in, on this line.
+                let (_, text) = lines[*pos];
+                let rest = &text[2..];
+                if rest.contains(": ") || rest.ends_with(':') {
+                    let mut sub = vec![(indent + 2, rest)];
+                    let mut end = *pos + 1;
+                    while end < lines.len() && lines[end].0 > indent {
+                        sub.push(lines[end]);
+                        end += 1;
+                    }
+                    let mut p = 0;
+                    items.push(node(&sub, &mut p, indent + 2));
+                    assert_eq!(p, sub.len(), "unparsed lines in a list item");
+                    *pos = end;
+                } else {
+                    items.push(Yaml::Text(scalar(rest)));
+                    *pos += 1;
+                }
+            }
+            return Yaml::List(items);
+        }
+        let mut map = BTreeMap::new();
+        while *pos < lines.len() && lines[*pos].0 == indent && !lines[*pos].1.starts_with("- ") {
+            let (_, text) = lines[*pos];
+            *pos += 1;
+            let (key, value) = match text.split_once(": ") {
+                Some((k, v)) => (k, Some(v)),
+                None => (text.strip_suffix(':').expect("key: or key: value"), None),
+            };
+            let value = match value {
+                Some(v) => Yaml::Text(scalar(v)),
+                // A nested block: more indented, or a list at the same indentation.
+                None => {
+                    let (next_indent, next) = lines[*pos];
+                    assert!(
+                        next_indent > indent || next.starts_with("- "),
+                        "empty value for {key}"
+                    );
+                    node(lines, pos, next_indent)
+                }
+            };
+            assert!(
+                map.insert(scalar(key), value).is_none(),
+                "duplicate key {key}"
+            );
+        }
+        Yaml::Map(map)
+    }
+
+    fn parse(front: &str) -> Yaml {
+        let lines: Vec<(usize, &str)> = front
+            .lines()
+            .map(|l| {
+                assert!(!l.contains('\t'), "tab in {l:?}");
+                let text = l.trim_start_matches(' ');
+                (l.len() - text.len(), text)
+            })
+            .collect();
+        let mut pos = 0;
+        let doc = node(&lines, &mut pos, 0);
+        assert_eq!(pos, lines.len(), "unparsed line {:?}", lines.get(pos));
+        doc
+    }
+
+    fn summary(rows: [u64; 3]) -> PackSummary {
+        PackSummary {
+            splits: Split::ALL
+                .iter()
+                .zip(rows)
+                .map(|(&split, packed)| super::super::SplitSummary {
+                    split,
+                    packed,
+                    gender: Vec::new(),
+                    status: Vec::new(),
+                })
+                .collect(),
+            ..PackSummary::default()
+        }
+    }
+
+    /// The card's front matter: the text between the first two `---` lines.
+    fn front_of(card: &str) -> &str {
+        let body = card
+            .strip_prefix("---\n")
+            .expect("the card starts with ---");
+        &body[..body.find("\n---\n").expect("front matter closed") + 1]
+    }
+
+    #[test]
+    fn front_matter_is_yaml_with_what_the_hub_and_datasets_read() {
+        let mut dataset = Dataset::embedded(DatasetVersion::V1_3).unwrap();
+        // A class name YAML would misread unquoted.
+        dataset.class_names.status[2] = "incarnation: 'x' # #".into();
+        let opts = PackOptions {
+            size: 64,
+            ..PackOptions::default()
+        };
+        let card = readme(&dataset, &opts, &summary([7405, 926, 926]));
+        let doc = parse(front_of(&card));
+
+        assert_eq!(doc.get("license").text(), "cc-by-sa-4.0");
+        assert_eq!(doc.get("pretty_name").text(), "KaoKore 1.3 (64x64)");
+        assert_eq!(doc.get("size_categories").at(0).text(), "1K<n<10K");
+        assert_eq!(
+            doc.get("task_categories").at(0).text(),
+            "image-classification"
+        );
+        let config = doc.get("configs").at(0);
+        assert_eq!(config.get("config_name").text(), "default");
+        let files = config.get("data_files");
+        let splits: Vec<(&str, &str)> = (0..files.len())
+            .map(|i| {
+                (
+                    files.at(i).get("split").text(),
+                    files.at(i).get("path").text(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            splits,
+            [
+                ("train", "parquet/train-*.parquet"),
+                ("validation", "parquet/dev-*.parquet"),
+                ("test", "parquet/test-*.parquet"),
+            ]
+        );
+
+        // One feature per Parquet column, in column order, with the class names.
+        let features = doc.get("dataset_info").get("features");
+        let schema = parquet::arrow_schema();
+        assert_eq!(features.len(), schema.fields().len());
+        for (i, f) in schema.fields().iter().enumerate() {
+            assert_eq!(features.at(i).get("name").text(), f.name());
+        }
+        assert_eq!(features.at(0).get("dtype").text(), "image");
+        for (i, names) in [
+            (2, &dataset.class_names.gender),
+            (3, &dataset.class_names.status),
+        ] {
+            let classes = features.at(i).get("dtype").get("class_label").get("names");
+            let got: Vec<&str> = (0..names.len())
+                .map(|k| classes.get(&k.to_string()).text())
+                .collect();
+            assert_eq!(got, names.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            features
+                .at(2)
+                .get("dtype")
+                .get("class_label")
+                .get("names")
+                .len(),
+            2
+        );
+
+        // The card's own text follows the front matter.
+        assert!(card[front_of(&card).len() + 4..].starts_with("---\n\n# KaoKore 1.3"));
+    }
+
+    #[test]
+    fn without_parquet_the_front_matter_has_no_configs() {
+        let dataset = Dataset::embedded(DatasetVersion::V1_0).unwrap();
+        let opts = PackOptions {
+            formats: "npz".parse::<Formats>().unwrap(),
+            ..PackOptions::default()
+        };
+        let doc = parse(front_of(&readme(&dataset, &opts, &summary([900, 50, 49]))));
+        assert_eq!(doc.get("size_categories").at(0).text(), "n<1K");
+        assert_eq!(doc.get("license").text(), "cc-by-sa-4.0");
+        let Yaml::Map(keys) = &doc else {
+            panic!("not a mapping")
+        };
+        assert!(!keys.contains_key("configs") && !keys.contains_key("dataset_info"));
+    }
+
+    #[test]
+    fn the_parser_rejects_what_yaml_would_misread() {
+        let bad = std::panic::catch_unwind(|| parse("a: b: c\n"));
+        assert!(bad.is_err());
+        let bad = std::panic::catch_unwind(|| parse("a:\n  - x\n  y: z\n"));
+        assert!(bad.is_err());
+        assert_eq!(
+            parse("a:\n- k: '1'\n  v: \"x\\\"\"\n")
+                .get("a")
+                .at(0)
+                .get("v")
+                .text(),
+            "x\""
+        );
+    }
 }

@@ -11,6 +11,7 @@
 
 mod card;
 mod checksums;
+mod croissant;
 mod idx;
 mod images;
 mod npz;
@@ -35,6 +36,7 @@ use crate::normalize::{self, NormalizeError, SourceLayout};
 use crate::progress::Progress;
 
 pub use checksums::{SHA256SUMS, hash_file, parse as parse_sums, sha256_hex};
+pub use croissant::CROISSANT;
 pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use npz::{npz_images_name, npz_labels_name};
@@ -366,7 +368,12 @@ pub fn pack(
     let t = Instant::now();
     produced.extend(card::write(&staging, dataset, opts, &summary)?);
     let record = build_record(dataset, opts, &summary);
-    let (artifacts, removed) = pool.install(|| staging.commit(produced, hashed, record))?;
+    let describe = |artifacts: &[Artifact]| {
+        let text = croissant::render(dataset, opts, &summary, artifacts);
+        vec![(CROISSANT.to_string(), text)]
+    };
+    let (artifacts, removed) =
+        pool.install(|| staging.commit(produced, hashed, record, describe))?;
     summary.artifacts = artifacts;
     summary.removed_stale = removed;
     summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();

@@ -59,6 +59,8 @@ impl Staging {
     /// Hash every staged artifact (but those in `hashed`, hashed while written), write
     /// SHA256SUMS, remove the files of the previous build that this one does not produce,
     /// rename everything into place and write `record` (its `files` filled in here).
+    /// `describe` is given every artifact hashed so far and returns files that list them
+    /// (croissant.json: path and content), written and hashed before SHA256SUMS.
     /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
     ///
     /// Only paths the previous record lists are replaced or removed, only when they are
@@ -70,6 +72,7 @@ impl Staging {
         produced: Vec<String>,
         hashed: Vec<Artifact>,
         mut record: BuildRecord,
+        describe: impl FnOnce(&[Artifact]) -> Vec<(String, String)>,
     ) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
         // The other files are hashed in parallel (on the caller's rayon pool): this runs
         // after the last image, so it is wall time nothing else overlaps.
@@ -87,6 +90,16 @@ impl Staging {
             })
             .collect::<Result<Vec<_>, PackError>>()?;
         artifacts.extend(hashed);
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        for (relative, text) in describe(&artifacts) {
+            let path = self.path(&relative)?;
+            fs::write(&path, &text).map_err(PackError::io(&path))?;
+            artifacts.push(Artifact {
+                path: relative,
+                bytes: text.len() as u64,
+                sha256: checksums::sha256_hex(text.as_bytes()),
+            });
+        }
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let sums = checksums::render(&artifacts);
         let sums_path = self.root.join(SHA256SUMS);
