@@ -33,39 +33,6 @@ fn build(formats: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, out)
 }
 
-/// Re-hash one file in croissant.json and SHA256SUMS, as someone covering their tracks
-/// would.
-fn update_sum(out: &Path, relative: &str) {
-    let hash = pack::sha256_hex(&std::fs::read(out.join(relative)).unwrap());
-    let path = out.join(pack::CROISSANT);
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    for f in doc["distribution"].as_array_mut().unwrap() {
-        if f["contentUrl"] == relative {
-            f["sha256"] = hash.clone().into();
-        }
-    }
-    std::fs::write(&path, doc.to_string()).unwrap();
-    write_sum(out, pack::CROISSANT);
-    write_sum(out, relative);
-}
-
-fn write_sum(out: &Path, relative: &str) {
-    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
-    let hash = pack::sha256_hex(&std::fs::read(out.join(relative)).unwrap());
-    let text: String = sums
-        .lines()
-        .map(|l| {
-            if l.ends_with(&format!("  {relative}")) {
-                format!("{hash}  {relative}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(out.join("SHA256SUMS"), text).unwrap();
-}
-
 fn messages(out: &Path) -> Vec<String> {
     verify(out)
         .unwrap()

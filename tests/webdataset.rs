@@ -95,20 +95,6 @@ fn npz_labels(out: &Path, split: Split) -> (Vec<i32>, Vec<u8>, Vec<u8>) {
     (ids.to_vec(), g.to_vec(), s.to_vec())
 }
 
-fn update_sum(out: &Path, relative: &str) {
-    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
-    let hash = pack::sha256_hex(&std::fs::read(out.join(relative)).unwrap());
-    let text: String = sums
-        .lines()
-        .map(|l| match l.ends_with(&format!("  {relative}")) {
-            true => format!("{hash}  {relative}\n"),
-            false => format!("{l}\n"),
-        })
-        .collect();
-    assert_ne!(text, sums, "{relative} is listed");
-    std::fs::write(out.join("SHA256SUMS"), text).unwrap();
-}
-
 fn problems(out: &Path) -> Vec<String> {
     verify(out)
         .unwrap()

@@ -406,3 +406,36 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// After `relative` was changed on purpose: give croissant.json and SHA256SUMS its new
+/// SHA-256, as someone covering their tracks would, so that only verify's row-by-row
+/// checks can catch the change.
+pub fn update_sum(out: &Path, relative: &str) {
+    let hash = kaokore::pack::sha256_hex(&std::fs::read(out.join(relative)).unwrap());
+    let path = out.join(kaokore::pack::CROISSANT);
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for f in doc["distribution"].as_array_mut().unwrap() {
+        if f["contentUrl"] == relative {
+            f["sha256"] = hash.clone().into();
+        }
+    }
+    std::fs::write(&path, doc.to_string()).unwrap();
+    write_sum(out, kaokore::pack::CROISSANT);
+    write_sum(out, relative);
+}
+
+/// Put the file's current SHA-256 on its SHA256SUMS line.
+fn write_sum(out: &Path, relative: &str) {
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    let hash = kaokore::pack::sha256_hex(&std::fs::read(out.join(relative)).unwrap());
+    let text: String = sums
+        .lines()
+        .map(|l| match l.ends_with(&format!("  {relative}")) {
+            true => format!("{hash}  {relative}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(text, sums, "{relative} is listed");
+    std::fs::write(out.join("SHA256SUMS"), text).unwrap();
+}
