@@ -13,14 +13,29 @@ use pack_common::*;
 #[test]
 #[ignore]
 fn deflate_level_bench() {
-    let fig = figure();
-    let rows: Vec<Vec<u8>> = (0..200)
-        .map(|i| {
-            normalize(&jpeg(&crop(&fig, i * 13 + 1, 256, 256)), 256)
-                .unwrap()
-                .pixels
-        })
-        .collect();
+    // KAOKORE_BENCH_NPZ: the rows of a build's images npz (the data scripts/bench_deflate.py
+    // measures the C backends on); else 200 crops of the label figure.
+    let rows: Vec<Vec<u8>> = match std::env::var_os("KAOKORE_BENCH_NPZ") {
+        Some(path) => {
+            let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(path).unwrap()).unwrap();
+            let images: ndarray::Array4<u8> = npz.by_name("arr_0").unwrap();
+            images
+                .outer_iter()
+                .take(300)
+                .map(|row| row.iter().copied().collect())
+                .collect()
+        }
+        None => {
+            let fig = figure();
+            (0..200)
+                .map(|i| {
+                    normalize(&jpeg(&crop(&fig, i * 13 + 1, 256, 256)), 256)
+                        .unwrap()
+                        .pixels
+                })
+                .collect()
+        }
+    };
     let raw: usize = rows.iter().map(Vec::len).sum();
     let measure = |name: &str, deflate: &dyn Fn(&[u8]) -> usize| {
         let t = Instant::now();
