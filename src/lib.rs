@@ -5,6 +5,7 @@
 //! is one module, and [`pipeline`] is the only place that knows their order.
 
 pub mod config;
+pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod fetch;

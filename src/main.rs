@@ -159,7 +159,7 @@ fn config(
     let out = match output {
         Some(o) => {
             pack.size = o.size;
-            pack.formats = o.formats;
+            pack.formats = o.formats.clone();
             o.out
                 .clone()
                 .unwrap_or_else(|| format!("kaokore-{}", dataset.version).into())

@@ -92,16 +92,7 @@ pub struct NotPacked {
 
 impl BuildReport {
     pub fn start(command: &'static str, cfg: &BuildConfig) -> BuildReport {
-        let f = cfg.pack.formats;
-        let formats = [
-            ("idx", f.idx),
-            ("npz", f.npz),
-            ("parquet", f.parquet),
-            ("images", f.images),
-        ]
-        .into_iter()
-        .filter_map(|(n, on)| on.then_some(n))
-        .collect();
+        let formats = cfg.pack.formats.names();
         BuildReport {
             tool: format!("kaokore {}", env!("CARGO_PKG_VERSION")),
             command,

@@ -114,7 +114,7 @@ pub fn fetch_all(
 }
 
 /// [`fetch_all`] that also hands over the pixels of each downloaded JPEG, as decoded by
-/// validation ([`crate::normalize::decode_jpeg`]), before reporting it done: `build`
+/// validation ([`crate::decode::decode_jpeg`]), before reporting it done: `build`
 /// packs them without decoding the file again.
 pub fn fetch_all_decoded(
     requests: &[FetchRequest],

@@ -16,6 +16,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Lower-case hex of a digest: the one hex encoder of kaokore's checksums.
 pub(crate) fn hex(digest: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(digest.len() * 2);
@@ -28,12 +29,16 @@ pub(crate) fn hex(digest: &[u8]) -> String {
 
 /// Size and SHA-256 of a file, read in blocks.
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
+    hash_reader(File::open(path)?)
+}
+
+/// Length and SHA-256 of everything `reader` yields, read in blocks.
+pub fn hash_reader(mut reader: impl Read) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
