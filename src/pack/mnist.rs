@@ -38,7 +38,7 @@ impl Format for Mnist {
     }
 
     fn about(&self) -> &'static str {
-        "mnist/*-idx3-ubyte.gz: uint8 (N, S, S) gray (Pillow convert(\"L\")), as torchvision's MNIST readers load"
+        "mnist/*-idx3-ubyte.gz: uint8 (N, S, S) gray, for torchvision's MNIST readers"
     }
 
     fn needs(&self) -> &'static [Payload] {

@@ -47,7 +47,7 @@ impl Format for Parquet {
     }
 
     fn about(&self) -> &'static str {
-        "parquet/*.parquet: image file, labels and expert metadata per row (Hugging Face datasets features)"
+        "parquet/*.parquet: image file, labels and expert metadata per row"
     }
 
     fn needs(&self) -> &'static [Payload] {
