@@ -417,7 +417,7 @@ struct RowSink<'a> {
     staging: &'a staging::Staging,
     /// Each chosen format's writer, with its name (its timer in the summary).
     writers: Vec<(&'static str, Box<dyn FormatWriter>)>,
-    counts: Counts,
+    tally: Tally,
     summary: PackSummary,
     progress: &'a Progress,
 }
@@ -447,7 +447,7 @@ impl<'a> RowSink<'a> {
         Ok(RowSink {
             staging,
             writers,
-            counts: Counts::new(dataset),
+            tally: Tally::new(dataset),
             summary: PackSummary {
                 size: opts.size,
                 ..PackSummary::default()
@@ -493,7 +493,7 @@ impl<'a> RowSink<'a> {
             }
             Outcome::Packed(encoded) => *encoded,
         };
-        self.counts.add(record, label, &encoded, &mut self.summary);
+        self.tally.add(record, label, &encoded, &mut self.summary);
         let row = PackedRow {
             split: label.split,
             record,
@@ -532,7 +532,7 @@ impl<'a> RowSink<'a> {
                 .entry(name.to_string())
                 .or_default() += t.elapsed().as_secs_f64();
         }
-        self.counts.finish(&mut self.summary);
+        self.tally.finish(&mut self.summary);
         Ok((self.summary, produced, hashed))
     }
 }
@@ -645,18 +645,18 @@ fn per_split<T>(mut make: impl FnMut(Split) -> Result<T, PackError>) -> Result<[
 }
 
 /// Running counts per split, label and provider.
-struct Counts {
+struct Tally {
     per_split: [(u64, Vec<u64>, Vec<u64>); 3],
     providers: BTreeMap<Provider, u64>,
     gender_names: Vec<String>,
     status_names: Vec<String>,
 }
 
-impl Counts {
-    fn new(dataset: &Dataset) -> Counts {
+impl Tally {
+    fn new(dataset: &Dataset) -> Tally {
         let g = dataset.class_names.gender.len();
         let s = dataset.class_names.status.len();
-        Counts {
+        Tally {
             per_split: std::array::from_fn(|_| (0, vec![0; g], vec![0; s])),
             providers: BTreeMap::new(),
             gender_names: dataset.class_names.gender.clone(),
