@@ -274,6 +274,10 @@ mod tests {
         assert!(f.contains("images") && !f.contains("idx"));
         assert!(f.need(Payload::GrayPixels) && f.need(Payload::RgbPixels));
         assert!(!f.need(Payload::LosslessFile));
+        // The images files and the WebDataset image members are one payload.
+        let f: Formats = "webdataset,images".parse().unwrap();
+        assert_eq!(f.names(), ["images", "webdataset"]);
+        assert!(f.need(Payload::JpegFile) && !f.need(Payload::RgbPixels));
         assert_eq!(
             "npz,tiff".parse::<Formats>().unwrap_err(),
             "unknown format 'tiff' (expected idx, npz, parquet, images, webdataset, mnist)"
