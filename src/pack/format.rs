@@ -180,8 +180,10 @@ pub(crate) fn by_name(name: &str) -> Option<&'static dyn Format> {
 /// The `--formats` help: every registered format with what it writes.
 pub fn help() -> String {
     let mut s = String::from("Artifacts to write, comma-separated, any of:");
+    // Names in one column, as wide as the longest.
+    let width = REGISTRY.iter().map(|f| f.name().len()).max().unwrap_or(0);
     for f in REGISTRY {
-        s.push_str(&format!("\n  {:<8} {}", f.name(), f.about()));
+        s.push_str(&format!("\n  {:<width$} {}", f.name(), f.about()));
     }
     s
 }

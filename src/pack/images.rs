@@ -26,7 +26,7 @@ impl Format for Images {
     }
 
     fn about(&self) -> &'static str {
-        "images_S/NNNNNNNN.jpg: one file per image, the layout of upstream's own loader"
+        "images_S/NNNNNNNN.jpg: one JPEG per image, the layout of upstream's loader"
     }
 
     fn needs(&self) -> &'static [Payload] {

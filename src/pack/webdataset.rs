@@ -56,7 +56,7 @@ impl Format for WebDataset {
     }
 
     fn about(&self) -> &'static str {
-        "webdataset/{split}-NNNNNN.tar: shards for streaming training (see --shard-size)"
+        "webdataset/{split}-NNNNNN.tar: shards for streaming training (--shard-size)"
     }
 
     fn needs(&self) -> &'static [Payload] {
