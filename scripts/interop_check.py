@@ -16,8 +16,8 @@ Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
                          Default: OUT/labels.csv is the reference.
 --formats LIST           formats the build was asked for (default idx,npz,parquet;
                          add `images` to check images_S/, `webdataset` to read the
-                         shards with the webdataset package and `datasets`); checks
-                         of formats not listed are skipped.
+                         shards with the webdataset package and `datasets`, `mnist`
+                         to check mnist/); checks of formats not listed are skipped.
 
     python scripts/interop_check.py --self-test
 
@@ -98,6 +98,11 @@ ARTIFACT_NAMES = {
         "idx/kaokore-{s}-status-idx1-ubyte.gz",
     ],
     "npz": ["npz/kaokore-{s}-imgs.npz", "npz/kaokore-{s}-labels.npz"],
+    "mnist": [
+        "mnist/kaokore-{s}-images-idx3-ubyte.gz",
+        "mnist/kaokore-{s}-gender-idx1-ubyte.gz",
+        "mnist/kaokore-{s}-status-idx1-ubyte.gz",
+    ],
 }
 
 
@@ -1117,6 +1122,84 @@ def check_report(ctx: Ctx, present: list[str]) -> None:
 # --------------------------------------------------------------------------- driver
 
 
+# --------------------------------------------------------------------------- --formats mnist
+#
+# torchvision itself (with torch) is too heavy to install for this test; its MNIST
+# reader logic is reimplemented below from torchvision/datasets/mnist.py
+# (read_sn3_pascalvincent_tensor, read_image_file, read_label_file), which KMNIST uses.
+
+_SN3_DTYPES = {8: np.uint8, 9: np.int8, 11: ">i2", 12: ">i4", 13: ">f4", 14: ">f8"}
+
+
+def _mnist_path(ctx: Ctx, split: str, kind: str) -> Path:
+    dim = 3 if kind == "images" else 1
+    return ctx.out / f"mnist/kaokore-{split}-{kind}-idx{dim}-ubyte.gz"
+
+
+def _read_sn3_like_torchvision(path: Path) -> np.ndarray:
+    """torchvision's read_sn3_pascalvincent_tensor(path, strict=True) on the extracted file
+    (its MNIST/KMNIST classes gunzip what they download): magic = type * 256 + ndim, the
+    dims big-endian, then exactly prod(dims) items."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+
+    def get_int(b: bytes) -> int:
+        return int.from_bytes(b, "big")
+
+    magic = get_int(data[0:4])
+    nd = magic % 256
+    ty = magic // 256
+    need(1 <= nd <= 3, f"{path.name}: {nd} dimensions, torchvision accepts 1 to 3")
+    need(8 <= ty <= 14 and ty in _SN3_DTYPES, f"{path.name}: type code {ty}, unknown to torchvision")
+    s = [get_int(data[4 * (i + 1) : 4 * (i + 2)]) for i in range(nd)]
+    parsed = np.frombuffer(data, dtype=_SN3_DTYPES[ty], offset=4 * (nd + 1))
+    need(parsed.shape[0] == int(np.prod(s)), f"{path.name}: {parsed.shape[0]} items, header dims {s}")
+    return parsed.reshape(*s)
+
+
+def check_mnist_torchvision(ctx: Ctx, sd: SplitData) -> None:
+    """mnist/: torchvision's read_image_file (uint8, 3 dims) and read_label_file (uint8, 1 dim)
+    load the split with the npz's shape and labels."""
+    images = _read_sn3_like_torchvision(_mnist_path(ctx, sd.split, "images"))
+    need(images.dtype == np.uint8 and images.ndim == 3, f"read_image_file: dtype {images.dtype}, {images.ndim} dims")
+    n, h, w = images.shape
+    rgb = sd.npz_images()
+    need(images.shape == rgb.shape[:3], f"mnist images shape {images.shape}, npz has {rgb.shape}")
+    ctx.set_S(h, f"mnist/kaokore-{sd.split}-images")
+    lab = sd.npz_labels()
+    for kind in ("gender", "status"):
+        labels = _read_sn3_like_torchvision(_mnist_path(ctx, sd.split, kind))
+        need(labels.dtype == np.uint8 and labels.ndim == 1, f"read_label_file {kind}: dtype {labels.dtype}, {labels.ndim} dims")
+        need(np.array_equal(labels.astype(np.int64), lab[kind].astype(np.int64)), f"mnist {kind} labels differ from the npz's: {first_diff(labels, lab[kind])}")
+
+
+def check_mnist_idx2numpy(ctx: Ctx, sd: SplitData) -> None:
+    """idx2numpy loads mnist/ as it loads KMNIST: (N,S,S) uint8 images, (N,) uint8 labels equal to the npz's."""
+    import idx2numpy
+
+    arrs = {}
+    for kind in ("images", "gender", "status"):
+        with gzip.open(_mnist_path(ctx, sd.split, kind), "rb") as f:
+            arrs[kind] = idx2numpy.convert_from_file(f)
+    rgb = sd.npz_images()
+    im = arrs["images"]
+    need(im.dtype == np.uint8 and im.shape == rgb.shape[:3], f"idx2numpy mnist images: dtype {im.dtype}, shape {im.shape}, expected uint8 {rgb.shape[:3]}")
+    lab = sd.npz_labels()
+    for kind in ("gender", "status"):
+        need(arrs[kind].dtype == np.uint8 and np.array_equal(arrs[kind], lab[kind]), f"idx2numpy mnist {kind} differs from the npz's")
+
+
+def check_mnist_gray(ctx: Ctx, sd: SplitData) -> None:
+    """Every mnist gray row equals PIL.Image.fromarray(npz RGB row).convert("L")."""
+    images = _read_sn3_like_torchvision(_mnist_path(ctx, sd.split, "images"))
+    rgb = sd.npz_images()
+    need(images.shape == rgb.shape[:3], f"mnist images shape {images.shape}, npz has {rgb.shape}")
+    for i in range(rgb.shape[0]):
+        want = np.asarray(Image.fromarray(rgb[i]).convert("L"))
+        if not np.array_equal(images[i], want):
+            need(False, f"row {i} (image {int(sd.ids()[i]):08d}): gray differs from Pillow's convert('L'): {first_diff(images[i], want)}")
+
+
 PER_SPLIT = [
     ("idx", "idx_headers", check_idx_headers),
     ("idx", "idx_idx2numpy", check_idx_idx2numpy),
@@ -1135,6 +1218,9 @@ PER_SPLIT = [
     ("webdataset+npz", "webdataset_datasets", check_webdataset_datasets),
     ("parquet+npz", "datasets_dir", check_datasets_dir),
     ("parquet+npz", "croissant_records", check_croissant_records),
+    ("mnist+npz", "mnist_torchvision", check_mnist_torchvision),
+    ("mnist+npz", "mnist_idx2numpy", check_mnist_idx2numpy),
+    ("mnist+npz", "mnist_gray", check_mnist_gray),
 ]
 GLOBAL = [
     ("parquet", "datasets_splits", check_datasets_splits),
@@ -1212,7 +1298,7 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
         print(f"interop_check: {out} is not a directory", file=sys.stderr)
         return 2
     formats = {f.strip() for f in args.formats.split(",") if f.strip()}
-    unknown = formats - {"idx", "npz", "parquet", "images", "webdataset"}
+    unknown = formats - {"idx", "npz", "parquet", "images", "webdataset", "mnist"}
     if unknown:
         print(f"interop_check: unknown formats {sorted(unknown)}", file=sys.stderr)
         return 2

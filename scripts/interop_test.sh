@@ -2,8 +2,9 @@
 # The real-clients test: build part of KaoKore 1.0 (its first 800 urls.txt lines: every
 # split and class, the three hosts, grayscale images) at 256 against the fixture IIIF servers,
 # verify it, then load every artifact with numpy, idx2numpy, pandas, polars, pyarrow, DuckDB
-# and Hugging Face datasets, and its WebDataset shards (5 MB, so train has two) with the
-# webdataset package and datasets (scripts/interop_check.py). Installs the Python packages
+# and Hugging Face datasets, its WebDataset shards (5 MB, so train has two) with the
+# webdataset package and datasets, and its mnist/ files as torchvision's MNIST readers and
+# idx2numpy read them (scripts/interop_check.py). Installs the Python packages
 # into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all builds all
 # of 1.0; FORMATS=LIST changes the formats.
 set -euo pipefail
@@ -15,7 +16,7 @@ source scripts/lib/small_metadata.sh
 
 venv="${VENV:-.venv}"
 lines="${LINES:-800}"
-formats="${FORMATS:-idx,npz,parquet,webdataset}"
+formats="${FORMATS:-idx,npz,parquet,webdataset,mnist}"
 bash scripts/setup_venv.sh "$venv" >/dev/null
 
 cargo build --quiet --bin kaokore --example iiif_fixture

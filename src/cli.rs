@@ -119,10 +119,8 @@ pub struct OutputArgs {
     #[arg(long, value_name = "S", default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..=4096))]
     pub size: u32,
 
-    /// Artifacts to write, comma-separated: any of idx, npz, parquet, images
-    /// (images_S/NNNNNNNN.jpg, the layout of upstream's own loader), webdataset
-    /// (webdataset/{split}-NNNNNN.tar shards for streaming training).
-    #[arg(long, value_name = "LIST", default_value = "idx,npz,parquet")]
+    // Help and default come from the format registry.
+    #[arg(long, value_name = "LIST", default_value_t = Formats::default(), help = kaokore::pack::format_help())]
     pub formats: Formats,
 
     /// Largest WebDataset shard: bytes, or a number with KB, MB or GB (powers of 1000).

@@ -96,78 +96,8 @@ impl Default for FetchOptions {
     }
 }
 
-/// Which artifacts to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Formats {
-    pub idx: bool,
-    pub npz: bool,
-    pub parquet: bool,
-    /// `images_S/NNNNNNNN.jpg`, the layout of upstream's own loader.
-    pub images: bool,
-    /// `webdataset/{split}-NNNNNN.tar` shards (see `pack::webdataset`).
-    pub webdataset: bool,
-}
-
-impl Default for Formats {
-    fn default() -> Self {
-        Formats {
-            idx: true,
-            npz: true,
-            parquet: true,
-            images: false,
-            webdataset: false,
-        }
-    }
-}
-
-impl Formats {
-    /// The `--formats` names of the chosen formats, in canonical order.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            ("idx", self.idx),
-            ("npz", self.npz),
-            ("parquet", self.parquet),
-            ("images", self.images),
-            ("webdataset", self.webdataset),
-        ]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect()
-    }
-}
-
-impl std::str::FromStr for Formats {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let none = Formats {
-            idx: false,
-            npz: false,
-            parquet: false,
-            images: false,
-            webdataset: false,
-        };
-        let mut f = none;
-        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name {
-                "idx" => f.idx = true,
-                "npz" => f.npz = true,
-                "parquet" => f.parquet = true,
-                "images" => f.images = true,
-                "webdataset" => f.webdataset = true,
-                other => {
-                    return Err(format!(
-                        "unknown format '{other}' (expected idx, npz, parquet, images, webdataset)"
-                    ));
-                }
-            }
-        }
-        if f == none {
-            return Err("no format given".into());
-        }
-        Ok(f)
-    }
-}
+/// Which artifacts to write: formats of the registry (see [`crate::pack::format`]).
+pub use crate::pack::Formats;
 
 /// How the CPU stages normalize, encode and pack.
 #[derive(Debug, Clone)]
@@ -333,15 +263,5 @@ mod tests {
             assert!(bad.parse::<MaxMissing>().is_err(), "{bad}");
         }
         assert_eq!(two.to_string(), "2%");
-    }
-
-    #[test]
-    fn formats() {
-        let f: Formats = "npz,images".parse().unwrap();
-        assert!(f.npz && f.images && !f.idx && !f.parquet && !f.webdataset);
-        let f: Formats = "webdataset".parse().unwrap();
-        assert_eq!(f.names(), ["webdataset"]);
-        assert!("npz,tiff".parse::<Formats>().is_err());
-        assert!("".parse::<Formats>().is_err());
     }
 }

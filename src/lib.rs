@@ -5,6 +5,8 @@
 //! is one module, and [`pipeline`] is the only place that knows their order.
 
 pub mod config;
+pub mod decode;
+pub(crate) mod digest;
 pub mod encode;
 pub mod error;
 pub mod fetch;
@@ -13,6 +15,7 @@ pub mod metadata;
 pub mod normalize;
 pub mod pack;
 pub mod pipeline;
+pub(crate) mod process;
 pub mod progress;
 pub mod record;
 pub mod report;

@@ -308,7 +308,7 @@ fn config(
     let out = match output {
         Some(o) => {
             pack.size = o.size;
-            pack.formats = o.formats;
+            pack.formats = o.formats.clone();
             pack.webdataset_shard_bytes = o.shard_size;
             o.out
                 .clone()

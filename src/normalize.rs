@@ -1,118 +1,27 @@
-//! Normalize: decode a fetched image file and turn it into exactly S x S 8-bit RGB.
+//! Normalize: turn a decoded image into exactly S x S 8-bit RGB, and RGB into the gray
+//! that grayscale formats store.
 //!
 //! Whatever the server sent (RGB, grayscale, RGBA, CMYK or progressive JPEG, 16-bit PNG,
 //! any size) comes out as `S * S * 3` bytes, row-major, stretched (never cropped or padded)
-//! with a Lanczos3 filter. Dimensions are capped before any pixel is decoded, so a hostile
-//! file cannot make us allocate gigabytes. This module knows nothing about output formats.
-
-use std::io::Cursor;
+//! with a Lanczos3 filter. Decoding, with its caps, is [`crate::decode`]'s job. This
+//! module knows nothing about output formats.
 
 use fast_image_resize::images::Image as ResizeImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use image::DynamicImage;
 
-/// Largest accepted image edge, checked from the header before decoding.
-pub const MAX_IMAGE_EDGE: u32 = 8192;
-/// Largest decoded pixel buffer of an accepted image, in bytes: the one pixel limit of
-/// the fetcher's validation and of pack (an image the fetcher caches can be packed),
-/// checked from the header before any pixel is decoded. 32 MiB is 3,344 x 3,344 8-bit RGB,
-/// far above the 256-pixel crops KaoKore's URLs ask for; an 8192 x 8192 16-bit RGBA PNG
-/// (512 MiB from a 522 KB file) is refused.
-pub const MAX_DECODED_BYTES: u64 = 32 << 20;
+pub use crate::decode::MAX_IMAGE_EDGE;
+use crate::decode::{self, DecodeError, SourceFormat, SourceImage, SourceLayout};
 
 /// Why an image file could not be normalized. It is then left out of the artifacts.
 #[derive(Debug, thiserror::Error)]
 pub enum NormalizeError {
-    #[error("not a recognized image format")]
-    UnknownFormat,
-    #[error("cannot decode image: {0}")]
-    Decode(#[from] image::ImageError),
-    #[error("cannot decode JPEG: {0}")]
-    Jpeg(String),
-    #[error("image is larger than {max} pixels on an edge, or too large to decode")]
-    TooLarge { max: u32 },
-    #[error(
-        "image of {width}x{height} would decode to {} MiB, more than the limit of {} MiB",
-        bytes.div_ceil(1 << 20),
-        MAX_DECODED_BYTES >> 20
-    )]
-    TooManyPixels { width: u32, height: u32, bytes: u64 },
-    #[error("JPEG without its end-of-image marker (cut short)")]
-    CutShort,
-    #[error("image has no pixels")]
-    Empty,
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("resize failed: {0}")]
     Resize(String),
     #[error("size must be between 1 and {MAX_IMAGE_EDGE}, got {0}")]
     BadSize(u32),
-}
-
-/// The container a fetched file turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceFormat {
-    Jpeg,
-    Png,
-}
-
-/// What a fetched image was before normalization: enough to decide whether its bytes can
-/// be kept unchanged and to count the conversions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceImage {
-    pub format: SourceFormat,
-    pub width: u32,
-    pub height: u32,
-    /// The pixel layout as stored in the file (for JPEG, from its frame header: a CMYK
-    /// JPEG decodes to RGB but is reported here as CMYK).
-    pub layout: SourceLayout,
-}
-
-/// The pixel layout of a source file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceLayout {
-    Rgb8,
-    Gray8,
-    GrayAlpha8,
-    Rgba8,
-    Cmyk8,
-    Gray16,
-    GrayAlpha16,
-    Rgb16,
-    Rgba16,
-    Other,
-}
-
-impl SourceLayout {
-    /// The name used in counts (`converted_from`).
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceLayout::Rgb8 => "rgb8",
-            SourceLayout::Gray8 => "gray8",
-            SourceLayout::GrayAlpha8 => "gray_alpha8",
-            SourceLayout::Rgba8 => "rgba8",
-            SourceLayout::Cmyk8 => "cmyk8",
-            SourceLayout::Gray16 => "gray16",
-            SourceLayout::GrayAlpha16 => "gray_alpha16",
-            SourceLayout::Rgb16 => "rgb16",
-            SourceLayout::Rgba16 => "rgba16",
-            SourceLayout::Other => "other",
-        }
-    }
-
-    fn of(color: ColorType) -> SourceLayout {
-        match color {
-            ColorType::L8 => SourceLayout::Gray8,
-            ColorType::La8 => SourceLayout::GrayAlpha8,
-            ColorType::Rgb8 => SourceLayout::Rgb8,
-            ColorType::Rgba8 => SourceLayout::Rgba8,
-            ColorType::L16 => SourceLayout::Gray16,
-            ColorType::La16 => SourceLayout::GrayAlpha16,
-            ColorType::Rgb16 => SourceLayout::Rgb16,
-            ColorType::Rgba16 => SourceLayout::Rgba16,
-            _ => SourceLayout::Other,
-        }
-    }
 }
 
 /// An image normalized to S x S RGB, with what was done to it.
@@ -144,7 +53,7 @@ impl NormalizedImage {
 
 /// Decode `bytes` and normalize to `size` x `size` RGB.
 pub fn normalize(bytes: &[u8], size: u32) -> Result<NormalizedImage, NormalizeError> {
-    let decoded = decode(bytes)?;
+    let decoded = decode::decode(bytes)?;
     let (pixels, resized) = to_square_rgb(decoded.image, size)?;
     Ok(NormalizedImage {
         pixels,
@@ -154,258 +63,19 @@ pub fn normalize(bytes: &[u8], size: u32) -> Result<NormalizedImage, NormalizeEr
     })
 }
 
-/// A decoded image and what it was.
-pub struct Decoded {
-    pub image: DynamicImage,
-    pub source: SourceImage,
+/// The 8-bit gray of RGB pixels, exactly as Pillow's `convert("L")` computes it: ITU-R
+/// 601-2 luma (299/1000 R + 587/1000 G + 114/1000 B) in 16-bit fixed point, rounded half
+/// up (`L24` in Pillow's libImaging/Convert.c). The weights sum to 65536, so gray input
+/// keeps its level.
+pub fn to_gray(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .map(|p| luma(p[0], p[1], p[2]))
+        .collect()
 }
 
-/// Decode with dimension and allocation caps checked from the header first.
-pub fn decode(bytes: &[u8]) -> Result<Decoded, NormalizeError> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        let image = decode_jpeg(bytes, MAX_IMAGE_EDGE)?;
-        return Ok(Decoded::jpeg(bytes, image));
-    }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| NormalizeError::Decode(image::ImageError::IoError(e)))?;
-    let format = match reader.format() {
-        Some(ImageFormat::Jpeg) => SourceFormat::Jpeg,
-        Some(ImageFormat::Png) => SourceFormat::Png,
-        _ => return Err(NormalizeError::UnknownFormat),
-    };
-    // The caps are checked against the header before any pixel is decoded: the edges
-    // when the header is read, then the decoded size (to name it in the error), and the
-    // decoder holds to the same size for its own buffers.
-    reader.limits(header_limits());
-    let mut decoder = reader.into_decoder().map_err(limit_error)?;
-    let (width, height) = decoder.dimensions();
-    check_decoded_size(width, height, decoder.total_bytes())?;
-    let mut limits = header_limits();
-    limits.max_alloc = Some(MAX_DECODED_BYTES);
-    decoder.set_limits(limits).map_err(limit_error)?;
-    let image = DynamicImage::from_decoder(decoder).map_err(limit_error)?;
-    if image.width() == 0 || image.height() == 0 {
-        return Err(NormalizeError::Empty);
-    }
-    if format == SourceFormat::Jpeg {
-        return Ok(Decoded::jpeg(bytes, image));
-    }
-    Ok(Decoded {
-        source: SourceImage {
-            format,
-            width: image.width(),
-            height: image.height(),
-            layout: SourceLayout::of(image.color()),
-        },
-        image,
-    })
-}
-
-/// Limits for reading a header: edges capped; the allocation cap is that of the largest
-/// image of capped edges (an accounting figure, nothing is allocated), so that the decoded
-/// size is checked by [`check_decoded_size`] with a clear error.
-fn header_limits() -> Limits {
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_EDGE);
-    limits.max_image_height = Some(MAX_IMAGE_EDGE);
-    limits.max_alloc = Some(u64::from(MAX_IMAGE_EDGE).pow(2) * 8);
-    limits
-}
-
-fn limit_error(e: image::ImageError) -> NormalizeError {
-    match e {
-        image::ImageError::Limits(_) => NormalizeError::TooLarge {
-            max: MAX_IMAGE_EDGE,
-        },
-        other => NormalizeError::Decode(other),
-    }
-}
-
-/// Refuse an image whose decoded pixels would exceed [`MAX_DECODED_BYTES`].
-fn check_decoded_size(width: u32, height: u32, bytes: u64) -> Result<(), NormalizeError> {
-    if bytes > MAX_DECODED_BYTES {
-        return Err(NormalizeError::TooManyPixels {
-            width,
-            height,
-            bytes,
-        });
-    }
-    Ok(())
-}
-
-/// What decoding an image would produce, read from its header alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodedSize {
-    pub width: u32,
-    pub height: u32,
-    /// The decoded pixel buffer, in bytes.
-    pub bytes: u64,
-}
-
-/// The dimensions and decoded size of a JPEG or PNG, from its header (no pixel is
-/// decoded). An edge above `max_edge` or a size above [`MAX_DECODED_BYTES`] is an error.
-pub fn decoded_size(bytes: &[u8], max_edge: u32) -> Result<DecodedSize, NormalizeError> {
-    let (width, height, size) = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        let (decoder, gray) = jpeg_headers(bytes, max_edge)?;
-        let (w, h) = decoder.dimensions().ok_or(NormalizeError::Empty)?;
-        let channels = if gray { 1 } else { 3 };
-        (w as u32, h as u32, w as u64 * h as u64 * channels)
-    } else {
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| NormalizeError::Decode(image::ImageError::IoError(e)))?;
-        if !matches!(reader.format(), Some(ImageFormat::Png | ImageFormat::Jpeg)) {
-            return Err(NormalizeError::UnknownFormat);
-        }
-        reader.limits(header_limits());
-        let decoder = reader.into_decoder().map_err(limit_error)?;
-        let (w, h) = decoder.dimensions();
-        if w > max_edge || h > max_edge {
-            return Err(NormalizeError::TooLarge { max: max_edge });
-        }
-        (w, h, decoder.total_bytes())
-    };
-    if width == 0 || height == 0 {
-        return Err(NormalizeError::Empty);
-    }
-    check_decoded_size(width, height, size)?;
-    Ok(DecodedSize {
-        width,
-        height,
-        bytes: size,
-    })
-}
-
-impl Decoded {
-    /// A JPEG decoded by [`decode_jpeg`] (here or while it was fetched) from `bytes`.
-    pub fn jpeg(bytes: &[u8], image: DynamicImage) -> Decoded {
-        // The decoder hands CMYK/YCCK out as RGB; the frame header tells the truth.
-        let layout = match jpeg_components(bytes) {
-            Some(4) => SourceLayout::Cmyk8,
-            Some(3) | Some(1) => SourceLayout::of(image.color()),
-            _ => SourceLayout::Other,
-        };
-        Decoded {
-            source: SourceImage {
-                format: SourceFormat::Jpeg,
-                width: image.width(),
-                height: image.height(),
-                layout,
-            },
-            image,
-        }
-    }
-}
-
-/// The one JPEG decoder of kaokore: zune-jpeg in strict mode, edges capped at `max_edge`
-/// from the header. A cut or garbled scan is an error (the lenient mode fills it with
-/// grey); grayscale stays one channel, everything else comes out RGB. The fetcher
-/// validates bodies with it and pack decodes with it, so an image decoded while it was
-/// fetched can be packed without decoding it again, with the same pixels.
-///
-/// A JPEG must also hold its end-of-image marker after its first scan: the strict decoder
-/// does not notice every cut, and nothing else tells a file cut at the end of a row of
-/// blocks. Bytes after that marker (which web servers and editors do append) are ignored.
-pub fn decode_jpeg(bytes: &[u8], max_edge: u32) -> Result<DynamicImage, NormalizeError> {
-    let (mut decoder, gray) = jpeg_headers(bytes, max_edge)?;
-    if !has_end_of_image(bytes) {
-        return Err(NormalizeError::CutShort);
-    }
-    if let Some((w, h)) = decoder.dimensions() {
-        let channels = if gray { 1 } else { 3 };
-        check_decoded_size(w as u32, h as u32, w as u64 * h as u64 * channels)?;
-    }
-    let pixels = decoder.decode().map_err(|e| jpeg_error(e, max_edge))?;
-    let (width, height) = decoder.dimensions().ok_or(NormalizeError::Empty)?;
-    let (width, height) = (width as u32, height as u32);
-    if width == 0 || height == 0 {
-        return Err(NormalizeError::Empty);
-    }
-    let image = if gray {
-        image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
-    } else {
-        image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
-    };
-    image.ok_or_else(|| NormalizeError::Jpeg("decoded size does not match the header".into()))
-}
-
-type JpegDecoder<'a> = zune_jpeg::JpegDecoder<zune_core::bytestream::ZCursor<&'a [u8]>>;
-
-/// A strict zune-jpeg decoder with its headers read (edges capped at `max_edge`) and its
-/// output set to one channel for grayscale, RGB for the rest; and whether it is gray.
-fn jpeg_headers(bytes: &[u8], max_edge: u32) -> Result<(JpegDecoder<'_>, bool), NormalizeError> {
-    use zune_core::colorspace::ColorSpace;
-    let options = zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(max_edge as usize)
-        .set_max_height(max_edge as usize);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-        zune_core::bytestream::ZCursor::new(bytes),
-        options,
-    );
-    decoder
-        .decode_headers()
-        .map_err(|e| jpeg_error(e, max_edge))?;
-    let gray = matches!(
-        decoder.input_colorspace(),
-        Some(ColorSpace::Luma | ColorSpace::LumaA)
-    );
-    let out = if gray {
-        ColorSpace::Luma
-    } else {
-        ColorSpace::RGB
-    };
-    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
-    Ok((decoder, gray))
-}
-
-fn jpeg_error(e: zune_jpeg::errors::DecodeErrors, max_edge: u32) -> NormalizeError {
-    match e {
-        zune_jpeg::errors::DecodeErrors::LargeDimensions(_) => {
-            NormalizeError::TooLarge { max: max_edge }
-        }
-        other => NormalizeError::Jpeg(format!("{other:?}")),
-    }
-}
-
-/// Whether an end-of-image marker follows the start of the first scan. Inside
-/// entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so the
-/// first 0xFF 0xD9 there is the image's end, whatever bytes follow it. Markers before the
-/// scan are skipped by their lengths, so that an EXIF thumbnail's own end marker does not
-/// count.
-fn has_end_of_image(bytes: &[u8]) -> bool {
-    let Some(scan) = first_scan(bytes) else {
-        return false;
-    };
-    bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-/// The offset of the first start-of-scan marker, found by walking the marker segments.
-fn first_scan(bytes: &[u8]) -> Option<usize> {
-    if bytes.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut i = 2;
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1;
-            continue;
-        }
-        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-            i += 2;
-            continue;
-        }
-        if marker == 0xDA {
-            return Some(i);
-        }
-        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-    }
-    None
+/// One pixel of [`to_gray`].
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
 }
 
 /// Convert to 8-bit RGB and resize to `size` x `size`; returns the pixels and whether
@@ -433,39 +103,6 @@ pub fn to_square_rgb(image: DynamicImage, size: u32) -> Result<(Vec<u8>, bool), 
     Ok((dst.into_vec(), true))
 }
 
-/// The component count of a JPEG's frame header (SOF0..SOF15 except DHT/JPG/DAC), or
-/// `None` if no frame header is found before the scan.
-pub fn jpeg_components(bytes: &[u8]) -> Option<u8> {
-    let mut i = 2; // after SOI
-    if bytes.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return None;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-            i += 2;
-            continue;
-        }
-        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-        let is_frame = (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_frame {
-            return bytes.get(i + 9).copied();
-        }
-        if marker == 0xDA {
-            return None;
-        }
-        i += 2 + len;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,13 +120,30 @@ mod tests {
     }
 
     #[test]
+    fn gray_is_pillows_convert_l() {
+        // Hand values of L = R*299/1000 + G*587/1000 + B*114/1000, rounded half up.
+        assert_eq!(luma(0, 0, 0), 0);
+        assert_eq!(luma(255, 255, 255), 255);
+        assert_eq!(luma(255, 0, 0), 76); // 76.245
+        assert_eq!(luma(0, 255, 0), 150); // 149.685
+        assert_eq!(luma(0, 0, 255), 29); // 29.07
+        assert_eq!(luma(100, 150, 200), 141); // 29.9 + 88.05 + 22.8 = 140.75
+        assert_eq!(luma(10, 20, 30), 18); // 2.99 + 11.74 + 3.42 = 18.15
+        assert_eq!(luma(1, 0, 0), 0); // 0.299
+        assert_eq!(luma(2, 0, 0), 1); // 0.598
+        // Gray stays gray, at every level.
+        assert!((0..=255u8).all(|v| luma(v, v, v) == v));
+        assert_eq!(to_gray(&[255, 0, 0, 0, 255, 0, 7, 7, 7]), [76, 150, 7]);
+    }
+
+    #[test]
     fn square_rgb_jpeg_is_kept_as_is() {
         let n = normalize(&jpeg(32, 32), 32).unwrap();
         assert_eq!(n.pixels.len(), 32 * 32 * 3);
         assert!(!n.resized);
         assert!(n.source_is_final_jpeg());
         assert_eq!(n.converted_from(), None);
-        assert_eq!(jpeg_components(&jpeg(8, 8)), Some(3));
+        assert_eq!(decode::jpeg_components(&jpeg(8, 8)), Some(3));
     }
 
     #[test]
@@ -520,7 +174,7 @@ mod tests {
             assert!(
                 matches!(
                     normalize(&png_claiming(w, h), 16),
-                    Err(NormalizeError::TooLarge { .. })
+                    Err(NormalizeError::Decode(DecodeError::TooLarge { .. }))
                 ),
                 "{w} x {h}"
             );

@@ -397,10 +397,7 @@ impl BuildRecord {
     /// image file that is not `images_S/NNNNNNNN.jpg`).
     pub fn expected_files(&self) -> Result<BTreeSet<String>, String> {
         use crate::metadata::Split;
-        use crate::pack::{
-            CROISSANT, SHA256SUMS, idx_images_name, idx_labels_name, images_dir_name,
-            npz_images_name, npz_labels_name, parquet_name,
-        };
+        use crate::pack::{CROISSANT, SHA256SUMS};
         if self.size == 0 || self.size > crate::normalize::MAX_IMAGE_EDGE {
             return Err(format!(
                 "size {} is not between 1 and {}",
@@ -432,39 +429,11 @@ impl BuildRecord {
         if self.formats.is_empty() {
             return Err("no formats".into());
         }
-        for format in &self.formats {
-            for split in Split::ALL {
-                match format.as_str() {
-                    "idx" => {
-                        files.insert(idx_images_name(split));
-                        files.insert(idx_labels_name(split, "gender"));
-                        files.insert(idx_labels_name(split, "status"));
-                    }
-                    "npz" => {
-                        files.insert(npz_images_name(split));
-                        files.insert(npz_labels_name(split));
-                    }
-                    "parquet" => {
-                        files.insert(parquet_name(split));
-                    }
-                    "images" | "webdataset" => {}
-                    other => return Err(format!("unknown format '{other}'")),
-                }
-            }
-        }
-        if self.formats.iter().any(|f| f == "images") {
-            let prefix = format!("{}/", images_dir_name(self.size));
-            for f in self.files.iter().filter(|f| f.starts_with(&prefix)) {
-                let name = &f[prefix.len()..];
-                let digits = name.strip_suffix(".jpg").unwrap_or("");
-                if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!("lists {f:?}, not an image file of {prefix}"));
-                }
-                files.insert(f.clone());
-            }
-        }
-        if self.formats.iter().any(|f| f == "webdataset") {
-            files.extend(crate::pack::webdataset::listed_shards(&self.files)?);
+        for name in &self.formats {
+            let format = crate::pack::format::by_name(name)
+                .ok_or_else(|| format!("unknown format '{name}'"))?;
+            files.extend(format.files(self.size));
+            files.extend(format.listed_files(self.size, &self.files)?);
         }
         Ok(files)
     }

@@ -103,8 +103,7 @@ pub struct NotPacked {
 
 impl BuildReport {
     pub fn start(command: &'static str, cfg: &BuildConfig) -> BuildReport {
-        let f = cfg.pack.formats;
-        let formats = f.names();
+        let formats = cfg.pack.formats.names();
         BuildReport {
             tool: format!("kaokore {}", env!("CARGO_PKG_VERSION")),
             command,

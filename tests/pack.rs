@@ -239,6 +239,63 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
     }
 }
 
+/// torchvision's `read_sn3_pascalvincent_tensor`, as MNIST/KMNIST load their files: magic
+/// = type code (0x08: uint8) * 256 + dimension count, then big-endian u32 dimensions.
+fn read_like_torchvision(raw: &[u8]) -> (Vec<usize>, &[u8]) {
+    let magic = u32::from_be_bytes(raw[..4].try_into().unwrap());
+    assert_eq!(magic / 256, 8, "uint8");
+    let nd = (magic % 256) as usize;
+    let dims: Vec<usize> = raw[4..4 + 4 * nd]
+        .chunks(4)
+        .map(|c| u32::from_be_bytes(c.try_into().unwrap()) as usize)
+        .collect();
+    let data = &raw[4 + 4 * nd..];
+    assert_eq!(data.len(), dims.iter().product::<usize>());
+    (dims, data)
+}
+
+#[test]
+fn mnist_holds_the_gray_of_the_rgb_rows_as_torchvision_reads_it() {
+    let fx = fixture(40, S, &ALL_KINDS);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = run(&fx, &options(S, 2, "idx,npz,parquet,mnist"), &out);
+    for split in Split::ALL {
+        let rows = expected_ids(&fx, split).len();
+        let rgb = gunzip(&out.join(pack::idx_images_name(split)));
+        let gray = gunzip(&out.join(pack::mnist_images_name(split)));
+        let (dims, pixels) = read_like_torchvision(&gray);
+        // read_image_file asserts 3 dimensions; read_label_file asserts 1.
+        assert_eq!(dims, [rows, S as usize, S as usize]);
+        assert_eq!(&gray[..4], &[0, 0, 8, 3]);
+        assert!(pixels == kaokore::normalize::to_gray(&rgb[20..]), "{split}");
+        for label in ["gender", "status"] {
+            let raw = gunzip(&out.join(pack::mnist_labels_name(split, label)));
+            let (dims, labels) = read_like_torchvision(&raw);
+            assert_eq!(dims, [rows]);
+            let idx = gunzip(&out.join(pack::idx_labels_name(split, label)));
+            assert_eq!(labels, &idx[8..], "{split} {label}");
+        }
+    }
+    // The registry gives the card its rows, the record its format, the report its timer.
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains(&format!(
+        "| `mnist/kaokore-dev-images-idx3-ubyte.gz` | uint8 (N, {S}, {S}) gray, magic 0x00000803 |"
+    )));
+    let record = kaokore::record::BuildRecord::read(&out).unwrap().unwrap();
+    assert_eq!(record.formats, ["idx", "npz", "parquet", "mnist"]);
+    assert!(
+        record
+            .files
+            .contains(&"mnist/kaokore-test-status-idx1-ubyte.gz".to_string())
+    );
+    let seconds = serde_json::to_value(&summary.seconds).unwrap();
+    for name in ["idx", "npz", "parquet", "mnist", "gray", "deflate"] {
+        assert!(seconds[name].as_f64().is_some(), "{name}: {seconds}");
+    }
+    assert!(kaokore::verify::verify(&out).unwrap().is_ok());
+}
+
 #[test]
 fn parquet_schema_metadata_and_layout_are_as_specified() {
     let fx = fixture(260, S, &[Kind::RgbJpeg, Kind::Jpeg200, Kind::GrayJpeg]);
@@ -409,7 +466,7 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
         pack::pack(
             &fx.dataset,
             &source,
-            &options(S, jobs, "idx,npz,parquet,images"),
+            &options(S, jobs, "idx,npz,parquet,images,mnist"),
             &out,
             &progress,
         )

@@ -102,6 +102,67 @@ fn a_changed_pixel_is_caught_even_with_updated_checksums() {
     );
 }
 
+/// Rewrite the gzip file `relative` with `edit` applied to its content, and re-hash it in
+/// SHA256SUMS.
+fn edit_gzip(out: &Path, relative: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(out.join(relative)).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    edit(&mut raw);
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(out.join(relative)).unwrap(),
+        flate2::Compression::default(),
+    );
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap();
+    update_sum(out, relative);
+}
+
+#[test]
+fn a_build_with_mnist_verifies_and_compares_its_gray_rows() {
+    let (_dir, out) = build("idx,npz,parquet,mnist");
+    let report = verify(&out).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let rows: u64 = report.rows.iter().map(|(_, n)| n).sum();
+    assert_eq!(report.pixel_rows_compared, rows);
+    // Alone, its labels are still checked against each other and the record.
+    let (_dir, out) = build("mnist");
+    let report = verify(&out).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_changed_gray_pixel_is_caught_even_with_updated_checksums() {
+    let (_dir, out) = build("idx,npz,parquet,mnist");
+    let name = pack::mnist_images_name(Split::Dev);
+    // Header: magic and three dimensions; then rows of S x S bytes.
+    let byte = 5 * S + 7;
+    edit_gzip(&out, &name, |raw| {
+        assert_eq!(&raw[..4], &[0, 0, 8, 3]);
+        raw[16 + (S * S + byte) as usize] ^= 0x01;
+    });
+    assert_eq!(
+        messages(&out),
+        [format!(
+            "mnist/kaokore-dev-images-idx3-ubyte.gz: row 1: gray pixels differ from the gray of idx/kaokore-dev-images-idx4-ubyte.gz's pixels (first at byte {byte})"
+        )]
+    );
+}
+
+#[test]
+fn a_changed_mnist_label_is_caught_even_with_updated_checksums() {
+    let (_dir, out) = build("idx,mnist");
+    let name = pack::mnist_labels_name(Split::Train, "status");
+    edit_gzip(&out, &name, |raw| raw[8 + 3] = (raw[8 + 3] + 1) % 4);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("mnist/kaokore-train-gender-idx1-ubyte.gz: row 3: labels"),
+        "{m:?}"
+    );
+}
+
 #[test]
 fn an_edited_label_is_caught_even_with_updated_checksums() {
     let (_dir, out) = build("idx,npz,parquet");

@@ -360,6 +360,47 @@ fn a_tampered_image_member_is_caught_even_with_updated_checksums() {
 }
 
 #[test]
+fn a_tampered_image_member_is_caught_against_the_parquet_pixels() {
+    // No npz or idx: the reference row is Parquet's image, decoded as pack decoded it.
+    let (_dir, out) = build("parquet,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    assert!(verify(&out).unwrap().pixel_rows_compared > 10);
+    tamper(&out, Split::Train, ".jpg", |d| {
+        let middle = d.len() / 2;
+        d[middle] ^= 0x21;
+        d[middle + 1] ^= 0x42;
+    });
+    let m = problems(&out);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("webdataset/train-000000.tar: row 1: ")
+            && (m[0].contains("pixels differ from parquet/train-")
+                || m[0].contains("does not decode")),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn webdataset_is_a_registered_format_with_its_own_timer() {
+    let help = pack::format_help();
+    let listed: Vec<&str> = help
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        listed,
+        ["idx", "npz", "parquet", "images", "webdataset", "mnist"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let summary = pack_into(&dir.path().join("out"), 2, "mnist,webdataset", 8_000);
+    let timers = serde_json::to_value(&summary.seconds).unwrap();
+    for name in ["webdataset", "mnist"] {
+        assert!(timers[name].as_f64().unwrap() > 0.0, "{name}: {timers}");
+    }
+    assert!(timers.get("npz").is_none(), "{timers}");
+}
+
+#[test]
 fn a_changed_header_is_caught_even_with_updated_checksums() {
     let (_dir, out) = build("npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
     let shard = webdataset::shard_name(Split::Test, 0);

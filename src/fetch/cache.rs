@@ -8,13 +8,14 @@
 //! power loss), has no record, or is not a regular file (a symlink is never followed) is
 //! evicted the moment it is looked at, and the fetcher downloads it again.
 
-use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+use crate::digest::{hex, sha256_hex};
 
 use super::FetchError;
 
@@ -353,27 +354,14 @@ fn writer_alive(pid: u32, temp: &Path) -> bool {
     if pid == std::process::id() {
         return true;
     }
-    let proc = Path::new("/proc");
-    if proc.join("self").exists() {
-        return proc.join(pid.to_string()).exists();
+    if let Some(alive) = crate::process::process_alive(pid) {
+        return alive;
     }
     let age = fs::metadata(temp)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok());
     age.is_none_or(|a| a < std::time::Duration::from_secs(3600))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ pub fn fetch_all(
 }
 
 /// [`fetch_all_until`] that also hands over the pixels of each downloaded JPEG, as
-/// decoded by validation ([`crate::normalize::decode_jpeg`]), before reporting it done:
+/// decoded by validation ([`crate::decode::decode_jpeg`]), before reporting it done:
 /// `build` packs them without decoding the file again. `stop` is polled: `build` stops
 /// the fetch when the user interrupts it or when pack has failed.
 pub fn fetch_all_decoded(

@@ -3,7 +3,7 @@
 //! truncated or corrupt JPEG never becomes a cache entry.
 //!
 //! Validation decodes with pack's decoder and pack's pixel limit
-//! ([`normalize::MAX_DECODED_BYTES`]), so what is cached can be packed; and a
+//! ([`decode::MAX_DECODED_BYTES`]), so what is cached can be packed; and a
 //! [`DecodeGate`] bounds the decodes running at once, in number and in memory, so that
 //! no server can make the fetcher hold more pixels than its budget.
 
@@ -12,11 +12,11 @@ use std::sync::Arc;
 use image::DynamicImage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::normalize::{self, DecodedSize, NormalizeError};
+use crate::decode::{self, DecodeError, DecodedSize};
 
 /// Memory for the pixels of the validation decodes running at once: two images at the
 /// pixel limit, or many ordinary ones (a 256 x 256 JPEG needs 192 KiB).
-pub(crate) const DECODE_MEMORY: u64 = 2 * normalize::MAX_DECODED_BYTES;
+pub(crate) const DECODE_MEMORY: u64 = 2 * decode::MAX_DECODED_BYTES;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +45,14 @@ impl std::fmt::Display for Invalid {
 /// Read the header of `bytes`: an image with both edges in `1..=max_edge` whose pixels
 /// fit the limit, or why not. No pixel is decoded.
 pub(crate) fn check_header(bytes: &[u8], max_edge: u32) -> Result<DecodedSize, Invalid> {
-    let size = normalize::decoded_size(bytes, normalize::MAX_IMAGE_EDGE.max(max_edge)).map_err(
-        |e| match e {
-            NormalizeError::UnknownFormat => Invalid::Undecodable(describe_unknown(bytes)),
-            NormalizeError::TooManyPixels { .. } | NormalizeError::TooLarge { .. } => {
+    let size =
+        decode::decoded_size(bytes, decode::MAX_IMAGE_EDGE.max(max_edge)).map_err(|e| match e {
+            DecodeError::UnknownFormat => Invalid::Undecodable(describe_unknown(bytes)),
+            DecodeError::TooManyPixels { .. } | DecodeError::TooLarge { .. } => {
                 Invalid::TooLarge(e.to_string())
             }
             other => Invalid::Undecodable(other.to_string()),
-        },
-    )?;
+        })?;
     if size.width > max_edge || size.height > max_edge {
         return Err(Invalid::BadDimensions {
             width: size.width,
@@ -69,14 +68,14 @@ pub(crate) fn check_header(bytes: &[u8], max_edge: u32) -> Result<DecodedSize, I
 /// they are.
 pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<Option<DynamicImage>, Invalid> {
     check_header(bytes, max_edge)?;
-    let decoded = normalize::decode(bytes).map_err(|e| match e {
-        NormalizeError::TooManyPixels { .. } | NormalizeError::TooLarge { .. } => {
+    let decoded = decode::decode(bytes).map_err(|e| match e {
+        DecodeError::TooManyPixels { .. } | DecodeError::TooLarge { .. } => {
             Invalid::TooLarge(e.to_string())
         }
-        NormalizeError::Jpeg(why) => Invalid::Undecodable(format!("corrupt JPEG: {why}")),
+        DecodeError::Jpeg(why) => Invalid::Undecodable(format!("corrupt JPEG: {why}")),
         other => Invalid::Undecodable(other.to_string()),
     })?;
-    Ok((decoded.source.format == normalize::SourceFormat::Jpeg).then_some(decoded.image))
+    Ok((decoded.source.format == decode::SourceFormat::Jpeg).then_some(decoded.image))
 }
 
 /// Bounds the validation decodes running at once: at most `jobs` of them (they are CPU
@@ -160,7 +159,7 @@ mod tests {
         assert_eq!((pixels.width(), pixels.height()), (40, 30));
         assert_eq!(
             pixels.as_bytes(),
-            normalize::decode(&good).unwrap().image.as_bytes()
+            decode::decode(&good).unwrap().image.as_bytes()
         );
         assert_eq!(
             check_image(&good, 35).err(),
@@ -247,8 +246,8 @@ mod tests {
         assert_eq!(size.bytes, 8 << 20);
         // Pack's decoder refuses the same image with the same limit.
         assert!(matches!(
-            normalize::decode(&png_header(8192, 8192)),
-            Err(NormalizeError::TooManyPixels { .. })
+            decode::decode(&png_header(8192, 8192)),
+            Err(DecodeError::TooManyPixels { .. })
         ));
     }
 

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::format::CardRow;
 use super::staging::Staging;
 use super::{PackError, PackSummary, idx, images, npz, parquet};
 use crate::config::PackOptions;
@@ -70,7 +71,7 @@ fn content_providers(summary: &PackSummary) -> String {
 fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> String {
     let v = dataset.version.as_str();
     let size = opts.size;
-    let f = opts.formats;
+    let f = &opts.formats;
     let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
     let mut s = front_matter(dataset, opts, summary);
     let _ = writeln!(s, "# KaoKore {v}, normalized to {size} x {size} RGB\n");
@@ -154,7 +155,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
         n.stored_as_jpeg,
         n.stored_as_png
     );
-    if f.images {
+    if f.contains("images") {
         let _ = writeln!(
             s,
             "In `{}/`, images that needed a change are JPEG (quality {}) of the normalized \
@@ -167,50 +168,11 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     // Files and loading.
     let _ = writeln!(s, "## Files\n");
     let _ = writeln!(s, "| file | content |\n|---|---|");
-    for split in Split::ALL {
-        if f.idx {
-            let _ = writeln!(
-                s,
-                "| `{}` | uint8 (N, {size}, {size}, 3), magic 0x00000804 |",
-                idx::idx_images_name(split)
-            );
-            for label in ["gender", "status"] {
-                let _ = writeln!(
-                    s,
-                    "| `{}` | uint8 (N), magic 0x00000801 |",
-                    idx::idx_labels_name(split, label)
-                );
-            }
-        }
-        if f.npz {
-            let _ = writeln!(
-                s,
-                "| `{}` | `arr_0`: uint8 (N, {size}, {size}, 3) |",
-                npz::npz_images_name(split)
-            );
-            let _ = writeln!(
-                s,
-                "| `{}` | `gender`, `status`: uint8 (N); `image_id`: int32 (N) |",
-                npz::npz_labels_name(split)
-            );
-        }
-        if f.parquet {
-            let _ = writeln!(
-                s,
-                "| `{}` | image file, labels and expert metadata per row |",
-                parquet::parquet_name(split)
-            );
-        }
-    }
-    if f.images {
-        let _ = writeln!(
-            s,
-            "| `{}/NNNNNNNN.jpg` | one file per image, named as upstream |",
-            images::images_dir_name(size)
-        );
-    }
-    if f.webdataset {
-        let _ = writeln!(s, "{}", super::webdataset::card_row());
+    // Each format's rows, split by split, then those of every split.
+    let mut rows: Vec<CardRow> = f.iter().flat_map(|format| format.card_rows(size)).collect();
+    rows.sort_by_key(|r| r.split.map_or(Split::ALL.len(), |s| s.index()));
+    for row in rows {
+        let _ = writeln!(s, "| `{}` | {} |", row.file, row.content);
     }
     let _ = writeln!(
         s,
@@ -226,9 +188,9 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     );
 
     let _ = writeln!(s, "## Loading\n");
-    if f.npz || f.idx {
+    if f.contains("npz") || f.contains("idx") {
         let _ = writeln!(s, "NumPy:\n\n```python\nimport numpy as np\n");
-        if f.npz {
+        if f.contains("npz") {
             let _ = writeln!(
                 s,
                 "images = np.load(\"{}\")[\"arr_0\"]  # (N, {size}, {size}, 3) uint8\n\
@@ -238,7 +200,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
                 npz::npz_labels_name(Split::Train)
             );
         }
-        if f.idx {
+        if f.contains("idx") {
             let _ = writeln!(
                 s,
                 "import gzip\n\n\
@@ -256,7 +218,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
         }
         let _ = writeln!(s, "```\n");
     }
-    if f.parquet {
+    if f.contains("parquet") {
         let train = parquet::parquet_name(Split::Train);
         let _ = writeln!(
             s,
@@ -279,7 +241,11 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
         );
     }
 
-    let records = if f.parquet { "images" } else { "labels" };
+    let records = if f.contains("parquet") {
+        "images"
+    } else {
+        "labels"
+    };
     let _ = writeln!(
         s,
         "Croissant (`mlcroissant`; record sets `{records}`, `labels`, `splits`, `gender`, \
@@ -336,7 +302,7 @@ fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) ->
          tags:\n- art\n- japanese-art\n- faces\n- kaokore\n",
     );
     let _ = writeln!(s, "size_categories:\n- {}", size_category(total));
-    if opts.formats.parquet {
+    if opts.formats.contains("parquet") {
         s.push_str("configs:\n- config_name: default\n  default: true\n  data_files:\n");
         for split in Split::ALL {
             let _ = writeln!(

@@ -2,45 +2,18 @@
 //! output directory, so `sha256sum -c SHA256SUMS` checks a build from inside it.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use super::Artifact;
 
 pub const SHA256SUMS: &str = "SHA256SUMS";
 
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub(crate) fn hex(digest: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(digest.len() * 2);
-    for &b in digest {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+pub use crate::digest::{hash_reader, hex, sha256_hex};
 
 /// Size and SHA-256 of a file, read in blocks.
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex(&hasher.finalize())))
+    hash_reader(File::open(path)?)
 }
 
 /// The SHA256SUMS text of `artifacts` (already sorted by path).

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Artifact, PackSummary, card, images, parquet};
+use super::{Artifact, PackSummary, card};
 use crate::config::PackOptions;
 use crate::metadata::{Dataset, Provider, Split};
 
@@ -82,11 +82,6 @@ const DATASET_BIBTEX: &str = "@misc{kaokore_dataset,
   url          = {https://doi.org/10.20676/00000353}
 }
 ";
-
-/// The `@id` of the file set of every Parquet file (a record set reads one source).
-const PARQUET_FILES: &str = "parquet-files";
-/// The `@id` of the file set of `images_S/`.
-const IMAGE_FILES: &str = "image-files";
 
 /// The Croissant JSON-LD of a build whose other artifacts are `artifacts` (hashed).
 pub(crate) fn render(
@@ -171,13 +166,21 @@ fn codh() -> Value {
     })
 }
 
-/// A FileObject per artifact; the image files of `images_S/` (a line each in SHA256SUMS)
-/// are one FileSet instead, as is every Parquet file for the record set that reads them.
+/// A FileObject per artifact, but for the formats with a file per image (a line each in
+/// SHA256SUMS), then each chosen format's FileSets (see [`Format::croissant`]).
+///
+/// [`Format::croissant`]: super::format::Format::croissant
 fn distribution(opts: &PackOptions, artifacts: &[Artifact]) -> Vec<Value> {
-    let images_prefix = format!("{}/", images::images_dir_name(opts.size));
+    let per_image: Vec<String> = opts
+        .formats
+        .iter()
+        .filter(|f| !f.file_objects())
+        .flat_map(|f| f.dirs(opts.size))
+        .map(|d| format!("{d}/"))
+        .collect();
     let mut files: Vec<Value> = artifacts
         .iter()
-        .filter(|a| !a.path.starts_with(&images_prefix))
+        .filter(|a| !per_image.iter().any(|p| a.path.starts_with(p)))
         .map(|a| {
             json!({
                 "@type": "cr:FileObject",
@@ -190,25 +193,8 @@ fn distribution(opts: &PackOptions, artifacts: &[Artifact]) -> Vec<Value> {
             })
         })
         .collect();
-    if opts.formats.parquet {
-        files.push(json!({
-            "@type": "cr:FileSet",
-            "@id": PARQUET_FILES,
-            "name": PARQUET_FILES,
-            "description": "The Parquet files of every split (each also a FileObject above).",
-            "encodingFormat": "application/x-parquet",
-            "includes": "parquet/*.parquet",
-        }));
-    }
-    if opts.formats.images {
-        files.push(json!({
-            "@type": "cr:FileSet",
-            "@id": IMAGE_FILES,
-            "name": IMAGE_FILES,
-            "description": "One JPEG per packed image, named as upstream (their SHA-256s are in SHA256SUMS).",
-            "encodingFormat": "image/jpeg",
-            "includes": format!("{images_prefix}*.jpg"),
-        }));
+    for f in opts.formats.iter() {
+        files.extend(f.croissant(opts.size).file_sets);
     }
     files
 }
@@ -231,7 +217,12 @@ pub(crate) fn encoding_format(path: &str) -> &'static str {
     }
 }
 
-fn field(record_set: &str, name: &str, data_type: &str, description: &str) -> Map<String, Value> {
+pub(crate) fn field(
+    record_set: &str,
+    name: &str,
+    data_type: &str,
+    description: &str,
+) -> Map<String, Value> {
     let id = format!("{record_set}/{name}");
     let Value::Object(map) = json!({
         "@type": "cr:Field",
@@ -246,7 +237,7 @@ fn field(record_set: &str, name: &str, data_type: &str, description: &str) -> Ma
 }
 
 /// A field read from `source` (a FileObject or FileSet), `extract`ed as given.
-fn sourced(
+pub(crate) fn sourced(
     mut f: Map<String, Value>,
     source_kind: &str,
     source_id: &str,
@@ -259,7 +250,8 @@ fn sourced(
     f
 }
 
-fn references(mut f: Map<String, Value>, target: &str) -> Map<String, Value> {
+/// A field whose values are those of the field `target` (a class index, a split).
+pub(crate) fn references(mut f: Map<String, Value>, target: &str) -> Map<String, Value> {
     f.insert("references".into(), json!({"field": {"@id": target}}));
     f
 }
@@ -330,29 +322,8 @@ fn record_sets(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> 
         ],
     }));
 
-    if opts.formats.parquet {
-        sets.push(parquet_records(opts));
-    }
-    if opts.formats.images {
-        let file = |name: &str, property: &str, data_type: &str, description: &str| {
-            sourced(
-                field("image_files", name, data_type, description),
-                "fileSet",
-                IMAGE_FILES,
-                json!({"fileProperty": property}),
-            )
-        };
-        sets.push(json!({
-            "@type": "cr:RecordSet",
-            "@id": "image_files",
-            "name": "image_files",
-            "description": format!("The files of {}/.", images::images_dir_name(opts.size)),
-            "key": {"@id": "image_files/name"},
-            "field": [
-                file("name", "filename", "sc:Text", "NNNNNNNN.jpg, as in labels.csv's `image` column."),
-                file("image", "content", "sc:ImageObject", "The image."),
-            ],
-        }));
+    for f in opts.formats.iter() {
+        sets.extend(f.croissant(opts.size).record_sets);
     }
     sets
 }
@@ -376,99 +347,5 @@ fn enumeration(id: &str, names: &[String], description: &str) -> Value {
             field(id, "name", "sc:Text", "Class name."),
         ],
         "data": data,
-    })
-}
-
-/// The `images` record set: one record per Parquet row, every column.
-fn parquet_records(opts: &PackOptions) -> Value {
-    const RS: &str = "images";
-    let column = |name: &str, data_type: &str, description: &str| {
-        sourced(
-            field(RS, name, data_type, description),
-            "fileSet",
-            PARQUET_FILES,
-            json!({"column": name}),
-        )
-    };
-    let mut image = column(
-        "image",
-        "sc:ImageObject",
-        &format!(
-            "The image, {0} x {0} RGB: the fetched JPEG unchanged when it already was one, \
-             else the normalized pixels as PNG.",
-            opts.size
-        ),
-    );
-    image["source"]["transform"] = json!({"jsonPath": "bytes"});
-    let mut split = sourced(
-        field(RS, "split", "sc:Text", "Split, from the file name."),
-        "fileSet",
-        PARQUET_FILES,
-        json!({"fileProperty": "filename"}),
-    );
-    split["source"]["transform"] = json!({"regex": "^(train|dev|test)-\\d+-of-\\d+\\.parquet$"});
-    let mut tags = column("tags", "sc:Text", "The タグ values of original_tags.txt.");
-    tags.insert("isArray".into(), json!(true));
-    let mut fields = vec![
-        image,
-        column(
-            "image_id",
-            "sc:Integer",
-            "Line number (0-based) in urls.txt.",
-        ),
-        references(
-            column("gender", "sc:Integer", "Gender class index."),
-            "gender/index",
-        ),
-        references(
-            column("status", "sc:Integer", "Status class index."),
-            "status/index",
-        ),
-        references(split, "splits/name"),
-        column("url", "sc:URL", "The original upstream IIIF URL."),
-        column(
-            "provider",
-            "sc:Text",
-            "The content provider holding the work.",
-        ),
-    ];
-    for (name, description) in [
-        ("source_title", "原典 (source work title)."),
-        ("source_id", "原典ID / DOI / record id of the source work."),
-        ("orientation", "向き (face orientation)."),
-        ("era", "制作年 (period of production)."),
-        ("holder", "所蔵 (holding institution)."),
-    ] {
-        fields.push(column(name, "sc:Text", description));
-    }
-    fields.push(column(
-        "year_from",
-        "sc:Integer",
-        "First year of 制作年, when stated.",
-    ));
-    fields.push(column(
-        "year_to",
-        "sc:Integer",
-        "Last year of 制作年, when stated.",
-    ));
-    fields.push(tags);
-    fields.push(column(
-        "original_tags",
-        "sc:Text",
-        "The raw original_tags.txt line.",
-    ));
-    debug_assert_eq!(
-        fields.len(),
-        parquet::arrow_schema().fields().len() + 1,
-        "one field per Parquet column, plus the split"
-    );
-    json!({
-        "@type": "cr:RecordSet",
-        "@id": RS,
-        "name": RS,
-        "description": "One record per packed image, from the Parquet files, in labels.csv \
-                        order within each split.",
-        "key": {"@id": format!("{RS}/image_id")},
-        "field": fields,
     })
 }

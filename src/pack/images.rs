@@ -2,43 +2,128 @@
 //! the size in the directory name). The fetched file when it already is an S x S RGB JPEG,
 //! else a JPEG of the normalized pixels.
 
-use super::staging::Staging;
-use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
-use crate::config::PackOptions;
+use serde_json::json;
+
+use super::croissant::{field, sourced};
+use super::format::{CardRow, CroissantEntries, Format, Payload, WriterContext};
+use super::{FinishContext, FormatWriter, PackError, PackedRow};
+
+/// The `@id` of croissant.json's file set of `images_S/`.
+const IMAGE_FILES: &str = "image-files";
 
 /// `images_S`
 pub fn images_dir_name(size: u32) -> String {
     format!("images_{size}")
 }
 
-pub struct ImageFilesWriter {
+/// One JPEG file per image. verify checks them by their checksums only: a JPEG made from
+/// normalized pixels is lossy, so there are no pixels to compare.
+pub(crate) struct Images;
+
+impl Format for Images {
+    fn name(&self) -> &'static str {
+        "images"
+    }
+
+    fn about(&self) -> &'static str {
+        "images_S/NNNNNNNN.jpg: one JPEG per image, the layout of upstream's loader"
+    }
+
+    fn needs(&self) -> &'static [Payload] {
+        &[Payload::JpegFile]
+    }
+
+    fn files(&self, _size: u32) -> Vec<String> {
+        Vec::new() // one per packed image: see `listed_files`
+    }
+
+    fn dirs(&self, size: u32) -> Vec<String> {
+        vec![images_dir_name(size)]
+    }
+
+    fn listed_files(&self, size: u32, listed: &[String]) -> Result<Vec<String>, String> {
+        let prefix = format!("{}/", images_dir_name(size));
+        let mut files = Vec::new();
+        for f in listed.iter().filter(|f| f.starts_with(&prefix)) {
+            let name = &f[prefix.len()..];
+            let digits = name.strip_suffix(".jpg").unwrap_or("");
+            if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("lists {f:?}, not an image file of {prefix}"));
+            }
+            files.push(f.clone());
+        }
+        Ok(files)
+    }
+
+    fn card_rows(&self, size: u32) -> Vec<CardRow> {
+        vec![CardRow {
+            split: None,
+            file: format!("{}/NNNNNNNN.jpg", images_dir_name(size)),
+            content: "one file per image, named as upstream".into(),
+        }]
+    }
+
+    fn croissant(&self, size: u32) -> CroissantEntries {
+        let dir = images_dir_name(size);
+        let file = |name: &str, property: &str, data_type: &str, description: &str| {
+            sourced(
+                field("image_files", name, data_type, description),
+                "fileSet",
+                IMAGE_FILES,
+                json!({"fileProperty": property}),
+            )
+        };
+        CroissantEntries {
+            file_sets: vec![json!({
+                "@type": "cr:FileSet",
+                "@id": IMAGE_FILES,
+                "name": IMAGE_FILES,
+                "description": "One JPEG per packed image, named as upstream (their SHA-256s are in SHA256SUMS).",
+                "encodingFormat": "image/jpeg",
+                "includes": format!("{dir}/*.jpg"),
+            })],
+            record_sets: vec![json!({
+                "@type": "cr:RecordSet",
+                "@id": "image_files",
+                "name": "image_files",
+                "description": format!("The files of {dir}/."),
+                "key": {"@id": "image_files/name"},
+                "field": [
+                    file("name", "filename", "sc:Text", "NNNNNNNN.jpg, as in labels.csv's `image` column."),
+                    file("image", "content", "sc:ImageObject", "The image."),
+                ],
+            })],
+        }
+    }
+
+    fn file_objects(&self) -> bool {
+        false // a file per image: one FileSet
+    }
+
+    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+        let dir = images_dir_name(ctx.opts.size);
+        let root = ctx.staging.path(&format!("{dir}/.keep"))?;
+        let root = root
+            .parent()
+            .ok_or(PackError::Internal("image directory has no parent"))?
+            .to_path_buf();
+        Ok(Box::new(ImageFilesWriter {
+            dir,
+            root,
+            produced: Vec::new(),
+        }))
+    }
+}
+
+struct ImageFilesWriter {
     dir: String,
     root: std::path::PathBuf,
     produced: Vec<String>,
 }
 
-impl ImageFilesWriter {
-    pub fn create(staging: &Staging, opts: &PackOptions) -> Result<ImageFilesWriter, PackError> {
-        let dir = images_dir_name(opts.size);
-        let root = staging.path(&format!("{dir}/.keep"))?;
-        let root = root
-            .parent()
-            .ok_or(PackError::Internal("image directory has no parent"))?
-            .to_path_buf();
-        Ok(ImageFilesWriter {
-            dir,
-            root,
-            produced: Vec::new(),
-        })
-    }
-}
-
 impl FormatWriter for ImageFilesWriter {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
-        let bytes = row
-            .image_file
-            .as_ref()
-            .ok_or(PackError::Internal("image row without file bytes"))?;
+        let bytes = row.payloads.jpeg()?;
         let name = row.record.id.file_name();
         let path = self.root.join(&name);
         std::fs::write(&path, bytes).map_err(PackError::io(&path))?;
@@ -48,9 +133,5 @@ impl FormatWriter for ImageFilesWriter {
 
     fn finish(self: Box<Self>, _ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
         Ok(self.produced)
-    }
-
-    fn stage(&self) -> Stage {
-        Stage::Images
     }
 }

@@ -1,6 +1,7 @@
 //! Pack: stream the labelled images, in labels.csv order, through normalize and encode on
-//! a CPU pool and into one writer per output format (idx, npz, Parquet, image files),
-//! then write the dataset card and checksums and move everything into place.
+//! a CPU pool and into one writer per chosen output format (see [`format`]: each format is
+//! a plug-in of the registry), then write the dataset card and checksums and move
+//! everything into place.
 //!
 //! Images are processed in fixed chunks: the pool works on a chunk (waiting for each image
 //! from the [`ImageSource`], then decoding, resizing and compressing it) while the
@@ -12,8 +13,10 @@
 mod card;
 mod checksums;
 mod croissant;
+pub(crate) mod format;
 mod idx;
 mod images;
+mod mnist;
 mod npz;
 mod parquet;
 mod staging;
@@ -30,15 +33,19 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::config::PackOptions;
-use crate::encode::{self, DeflateSegment, EncodeError};
+use crate::decode::{self, SourceLayout};
+use crate::encode::{self, EncodeError};
 use crate::metadata::{Dataset, ImageId, ImageRecord, Label, Provider, Split};
-use crate::normalize::{self, NormalizeError, SourceLayout};
+use crate::normalize::{self, NormalizeError};
 use crate::progress::Progress;
 
-pub use checksums::{SHA256SUMS, hash_file, parse as parse_sums, sha256_hex};
+pub use checksums::{SHA256SUMS, hash_file, hash_reader, parse as parse_sums, sha256_hex};
 pub use croissant::CROISSANT;
+pub use format::{Formats, help as format_help};
+use format::{Payload, Payloads, WriterContext};
 pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
+pub use mnist::{mnist_images_name, mnist_labels_name};
 pub use npz::{npz_images_name, npz_labels_name};
 pub use parquet::{arrow_schema, huggingface_features, parquet_name};
 
@@ -65,7 +72,7 @@ pub trait ImageSource: Sync {
 /// An image file as a source delivers it.
 pub struct Delivered {
     pub bytes: Vec<u8>,
-    /// Its pixels, when already decoded by [`normalize::decode_jpeg`] (as the fetcher's
+    /// Its pixels, when already decoded by [`decode::decode_jpeg`] (as the fetcher's
     /// validation does): pack then does not decode the file again.
     pub decoded: Option<image::DynamicImage>,
 }
@@ -206,7 +213,7 @@ pub struct NormalizationCounts {
     pub stored_as_png: u64,
 }
 
-/// Time spent per stage. Worker stages (decode .. jpeg) are summed over threads, so they
+/// Time spent per step. Worker steps (decode .. jpeg) are summed over threads, so they
 /// are CPU seconds; the others are wall seconds of the writing thread.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StageSeconds {
@@ -214,39 +221,18 @@ pub struct StageSeconds {
     pub waiting: f64,
     pub decode: f64,
     pub resize: f64,
+    /// RGB pixel rows deflated (idx, npz).
     pub deflate: f64,
+    /// Gray conversion and deflate of the gray rows (mnist).
+    pub gray: f64,
     pub png: f64,
     pub jpeg: f64,
-    pub idx: f64,
-    pub npz: f64,
-    pub parquet: f64,
-    pub images: f64,
-    pub webdataset: f64,
+    /// Writing each format's files, by its `--formats` name (listed beside the other
+    /// fields in report.json).
+    #[serde(flatten)]
+    pub formats: BTreeMap<String, f64>,
     pub card_and_checksums: f64,
     pub total: f64,
-}
-
-impl StageSeconds {
-    /// The field of a format writer's stage.
-    fn of(&mut self, stage: Stage) -> &mut f64 {
-        match stage {
-            Stage::Idx => &mut self.idx,
-            Stage::Npz => &mut self.npz,
-            Stage::Parquet => &mut self.parquet,
-            Stage::Images => &mut self.images,
-            Stage::WebDataset => &mut self.webdataset,
-        }
-    }
-}
-
-/// The stage a format writer's time is counted in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Stage {
-    Idx,
-    Npz,
-    Parquet,
-    Images,
-    WebDataset,
 }
 
 /// One written file, path relative to the output directory.
@@ -271,19 +257,13 @@ pub(crate) struct PackedRow<'a> {
     pub split: Split,
     pub record: &'a ImageRecord,
     pub label: Label,
-    /// The deflated pixel rows (when idx or npz is written).
-    pub pixels: Option<DeflateSegment>,
-    /// The Parquet image bytes (when Parquet is written).
-    pub stored: Option<StoredImage>,
-    /// The `images_S/` file and WebDataset image member (when either is written).
-    pub image_file: Option<Vec<u8>>,
+    /// What the pool made of the image: the payloads the chosen formats need.
+    pub payloads: Payloads,
 }
 
 /// What the pool made of one image.
 struct Encoded {
-    pixels: Option<DeflateSegment>,
-    stored: Option<StoredImage>,
-    image_file: Option<Vec<u8>>,
+    payloads: Payloads,
     layout: SourceLayout,
     resized: bool,
     kept_jpeg: bool,
@@ -295,6 +275,7 @@ struct WorkerTimes {
     decode: Duration,
     resize: Duration,
     deflate: Duration,
+    gray: Duration,
     png: Duration,
     jpeg: Duration,
 }
@@ -313,14 +294,12 @@ pub(crate) struct FinishContext<'a> {
     pub hashed: &'a mut Vec<Artifact>,
 }
 
-/// One output format: rows in, files out. Adding a format means adding one of these.
+/// The writer of one output format (see [`format::Format::create`]): rows in, files out.
 pub(crate) trait FormatWriter {
     /// Add one row; rows arrive in labels.csv order.
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError>;
     /// Complete the files in the staging directory; returns their relative paths.
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
-    /// Which `StageSeconds` field the writer's time goes to.
-    fn stage(&self) -> Stage;
 }
 
 /// Normalize, encode and pack every labelled image of `dataset` into `out`.
@@ -335,8 +314,7 @@ pub fn pack(
     if opts.size == 0 || opts.size > normalize::MAX_IMAGE_EDGE {
         return Err(PackError::BadSize { size: opts.size });
     }
-    let f = opts.formats;
-    if !(f.idx || f.npz || f.parquet || f.images || f.webdataset) {
+    if opts.formats.is_empty() {
         return Err(PackError::NoFormat);
     }
     let pool = rayon::ThreadPoolBuilder::new()
@@ -383,25 +361,10 @@ pub fn pack(
 
 /// The directories of `--out` the chosen formats write into (`idx`, `npz`...).
 fn format_dirs(opts: &PackOptions) -> Vec<String> {
-    let f = opts.formats;
-    let split = Split::Train;
-    let files = [
-        (f.idx, idx_images_name(split)),
-        (f.npz, npz_images_name(split)),
-        (f.parquet, parquet_name(split)),
-    ];
-    let mut dirs: Vec<String> = files
+    opts.formats
         .iter()
-        .filter(|(on, _)| *on)
-        .filter_map(|(_, name)| Some(name.rsplit_once('/')?.0.to_string()))
-        .collect();
-    if f.images {
-        dirs.push(images_dir_name(opts.size));
-    }
-    if f.webdataset {
-        dirs.push(webdataset::WEBDATASET_DIR.to_string());
-    }
-    dirs
+        .flat_map(|f| f.dirs(opts.size))
+        .collect()
 }
 
 /// The record of this build (see [`crate::record`]); the commit fills in its files.
@@ -414,7 +377,7 @@ fn build_record(
         kaokore_build: crate::record::RECORD_LAYOUT,
         dataset_version: dataset.version.to_string(),
         size: opts.size,
-        formats: opts.formats.names().iter().map(|n| n.to_string()).collect(),
+        formats: opts.formats.names().into_iter().map(String::from).collect(),
         rows: summary
             .splits
             .iter()
@@ -436,13 +399,14 @@ fn run_chunks(
     sink: &mut RowSink<'_>,
 ) -> Result<(), PackError> {
     let abort = AtomicBool::new(false);
+    let needs = Needs::of(opts);
     let work = |record: &&ImageRecord| -> Outcome {
         if abort.load(Ordering::Relaxed) {
             return Outcome::Missing; // the pack failed; nothing will be written
         }
         match source.image(record) {
             None => Outcome::Missing,
-            Some(delivered) => encode_image(delivered, opts),
+            Some(delivered) => encode_image(delivered, opts.size, needs),
         }
     };
     let work = &work;
@@ -486,8 +450,9 @@ fn run_chunks(
 /// The writing side of a pack: format writers and counts, fed in row order.
 struct RowSink<'a> {
     staging: &'a staging::Staging,
-    writers: Vec<Box<dyn FormatWriter>>,
-    counts: Counts,
+    /// Each chosen format's writer, with its name (its timer in the summary).
+    writers: Vec<(&'static str, Box<dyn FormatWriter>)>,
+    tally: Tally,
     summary: PackSummary,
     progress: &'a Progress,
 }
@@ -499,48 +464,41 @@ impl<'a> RowSink<'a> {
         opts: &PackOptions,
         progress: &'a Progress,
     ) -> Result<RowSink<'a>, PackError> {
-        let f = opts.formats;
-        // Rows per split if every image packs; the headers are corrected when some do not.
         let mut expected = [0u64; 3];
         for label in dataset.packable().filter_map(|r| r.label) {
             expected[label.split.index()] += 1;
         }
-        let mut writers: Vec<Box<dyn FormatWriter>> = Vec::new();
-        if f.idx {
-            writers.push(Box::new(idx::IdxWriter::create(
-                staging, opts.size, expected,
-            )?));
-        }
-        if f.npz {
-            writers.push(Box::new(npz::NpzWriter::create(
-                staging, opts.size, expected,
-            )?));
-        }
-        if f.parquet {
-            writers.push(Box::new(parquet::ParquetWriter::create(
-                staging, dataset, opts,
-            )?));
-        }
-        if f.images {
-            writers.push(Box::new(images::ImageFilesWriter::create(staging, opts)?));
-        }
-        if f.webdataset {
-            writers.push(Box::new(webdataset::WebDatasetWriter::create(
-                staging,
-                &dataset.class_names,
-                opts.webdataset_shard_bytes,
-            )?));
-        }
+        let ctx = WriterContext {
+            staging,
+            dataset,
+            opts,
+            expected,
+        };
+        let writers = opts
+            .formats
+            .iter()
+            .map(|f| Ok((f.name(), f.create(&ctx)?)))
+            .collect::<Result<_, PackError>>()?;
         Ok(RowSink {
             staging,
             writers,
-            counts: Counts::new(dataset),
+            tally: Tally::new(dataset),
             summary: PackSummary {
                 size: opts.size,
                 ..PackSummary::default()
             },
             progress,
         })
+    }
+
+    /// Add `t`'s time since it started to format `name`'s timer.
+    fn time(&mut self, name: &str, t: Instant) {
+        *self
+            .summary
+            .seconds
+            .formats
+            .entry(name.to_string())
+            .or_default() += t.elapsed().as_secs_f64();
     }
 
     /// Take the outcome of one record, the next in labels.csv order.
@@ -570,23 +528,21 @@ impl<'a> RowSink<'a> {
             }
             Outcome::Packed(encoded) => *encoded,
         };
-        self.counts.add(record, label, &encoded, &mut self.summary);
+        self.tally.add(record, label, &encoded, &mut self.summary);
         let row = PackedRow {
             split: label.split,
             record,
             label,
-            pixels: encoded.pixels,
-            stored: encoded.stored,
-            image_file: encoded.image_file,
+            payloads: encoded.payloads,
         };
-        if let Some(segment) = row.pixels.as_ref() {
+        if let Some(segment) = row.payloads.rgb.as_ref() {
             self.summary.pixel_bytes += segment.len;
             self.summary.pixel_deflate_bytes += segment.data.len() as u64;
         }
-        for w in self.writers.iter_mut() {
+        for k in 0..self.writers.len() {
             let t = Instant::now();
-            w.write_row(&row)?;
-            *self.summary.seconds.of(w.stage()) += t.elapsed().as_secs_f64();
+            self.writers[k].1.write_row(&row)?;
+            self.time(self.writers[k].0, t);
         }
         self.progress.advance(false);
         Ok(())
@@ -601,69 +557,97 @@ impl<'a> RowSink<'a> {
             staging: self.staging,
             hashed: &mut hashed,
         };
-        for w in self.writers {
-            let stage = w.stage();
+        for (name, w) in self.writers {
             let t = Instant::now();
             produced.extend(w.finish(&mut ctx)?);
-            *self.summary.seconds.of(stage) += t.elapsed().as_secs_f64();
+            *self
+                .summary
+                .seconds
+                .formats
+                .entry(name.to_string())
+                .or_default() += t.elapsed().as_secs_f64();
         }
-        self.counts.finish(&mut self.summary);
+        self.tally.finish(&mut self.summary);
         Ok((self.summary, produced, hashed))
     }
 }
 
-/// Decode, normalize and encode one fetched image into what the formats need.
-fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
-    let f = opts.formats;
+/// The payloads the chosen formats need, decided once per pack.
+#[derive(Clone, Copy)]
+struct Needs {
+    rgb: bool,
+    gray: bool,
+    lossless: bool,
+    jpeg: bool,
+}
+
+impl Needs {
+    fn of(opts: &PackOptions) -> Needs {
+        let f = &opts.formats;
+        Needs {
+            rgb: f.need(Payload::RgbPixels),
+            gray: f.need(Payload::GrayPixels),
+            lossless: f.need(Payload::LosslessFile),
+            jpeg: f.need(Payload::JpegFile),
+        }
+    }
+}
+
+/// Decode, normalize and encode one fetched image into the payloads the formats need.
+fn encode_image(delivered: Delivered, size: u32, needs: Needs) -> Outcome {
     let mut times = WorkerTimes::default();
     let t = Instant::now();
     let bytes = &delivered.bytes[..];
     let decoded = match delivered.decoded {
-        Some(image) => normalize::Decoded::jpeg(bytes, image),
-        None => match normalize::decode(bytes) {
+        Some(image) => decode::Decoded::jpeg(bytes, image),
+        None => match decode::decode(bytes) {
             Ok(d) => d,
-            Err(e) => return Outcome::Undecodable(e),
+            Err(e) => return Outcome::Undecodable(e.into()),
         },
     };
     times.decode = t.elapsed();
     let t = Instant::now();
     let source = decoded.source;
-    let (pixels, resized) = match normalize::to_square_rgb(decoded.image, opts.size) {
+    let (pixels, resized) = match normalize::to_square_rgb(decoded.image, size) {
         Ok(p) => p,
         Err(e) => return Outcome::Undecodable(e),
     };
     times.resize = t.elapsed();
     let image = normalize::NormalizedImage {
         pixels,
-        size: opts.size,
+        size,
         source,
         resized,
     };
     let keep = image.source_is_final_jpeg();
     let run = || -> Result<Encoded, EncodeError> {
         let mut e = Encoded {
-            pixels: None,
-            stored: None,
-            image_file: None,
+            payloads: Payloads::default(),
             layout: source.layout,
             resized,
             kept_jpeg: keep,
             times,
         };
-        if f.idx || f.npz {
+        let p = &mut e.payloads;
+        if needs.rgb {
             let t = Instant::now();
-            e.pixels = Some(encode::deflate_pixels(&image.pixels)?);
+            p.rgb = Some(encode::deflate_pixels(&image.pixels)?);
             e.times.deflate = t.elapsed();
         }
-        if f.parquet {
-            e.stored = Some(if keep {
+        if needs.gray {
+            let t = Instant::now();
+            p.gray = Some(encode::deflate_pixels(&normalize::to_gray(&image.pixels))?);
+            e.times.gray = t.elapsed();
+        }
+        if needs.lossless {
+            p.lossless = Some(if keep {
                 StoredImage {
                     bytes: bytes.to_vec(),
                     extension: "jpg",
                 }
             } else {
                 let t = Instant::now();
-                let png = encode::encode_png(&image.pixels, opts.size)?;
+                let png = encode::encode_png(&image.pixels, size)?;
                 e.times.png = t.elapsed();
                 StoredImage {
                     bytes: png,
@@ -671,13 +655,12 @@ fn encode_image(delivered: Delivered, opts: &PackOptions) -> Outcome {
                 }
             });
         }
-        // The `images` files and the WebDataset image members are the same bytes.
-        if f.images || f.webdataset {
-            e.image_file = Some(if keep {
+        if needs.jpeg {
+            p.jpeg = Some(if keep {
                 bytes.to_vec()
             } else {
                 let t = Instant::now();
-                let jpeg = encode::encode_jpeg(&image.pixels, opts.size)?;
+                let jpeg = encode::encode_jpeg(&image.pixels, size)?;
                 e.times.jpeg = t.elapsed();
                 jpeg
             });
@@ -697,18 +680,18 @@ fn per_split<T>(mut make: impl FnMut(Split) -> Result<T, PackError>) -> Result<[
 }
 
 /// Running counts per split, label and provider.
-struct Counts {
+struct Tally {
     per_split: [(u64, Vec<u64>, Vec<u64>); 3],
     providers: BTreeMap<Provider, u64>,
     gender_names: Vec<String>,
     status_names: Vec<String>,
 }
 
-impl Counts {
-    fn new(dataset: &Dataset) -> Counts {
+impl Tally {
+    fn new(dataset: &Dataset) -> Tally {
         let g = dataset.class_names.gender.len();
         let s = dataset.class_names.status.len();
-        Counts {
+        Tally {
             per_split: std::array::from_fn(|_| (0, vec![0; g], vec![0; s])),
             providers: BTreeMap::new(),
             gender_names: dataset.class_names.gender.clone(),
@@ -741,6 +724,7 @@ impl Counts {
         s.decode += e.times.decode.as_secs_f64();
         s.resize += e.times.resize.as_secs_f64();
         s.deflate += e.times.deflate.as_secs_f64();
+        s.gray += e.times.gray.as_secs_f64();
         s.png += e.times.png.as_secs_f64();
         s.jpeg += e.times.jpeg.as_secs_f64();
     }

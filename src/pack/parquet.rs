@@ -12,21 +12,227 @@ use std::io::BufWriter;
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, BinaryArray, RecordBatch, StructArray};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{FinishContext, FormatWriter, PackError, PackedRow, Stage};
+use serde_json::{Value, json};
+
+use super::croissant::{field, references, sourced};
+use super::format::{CardRow, CroissantEntries, Format, Payload, WriterContext};
+use super::{FinishContext, FormatWriter, PackError, PackedRow};
 use crate::config::PackOptions;
 use crate::metadata::{ClassNames, Dataset, Split};
+use crate::normalize;
+use crate::verify::{
+    Channels, HEADER_SLACK, PixelSource, RowLabels, RowRead, SplitAt, VerifyReport, length,
+    open_artifact,
+};
 
 /// `parquet/{split}-00000-of-00001.parquet`
 pub fn parquet_name(split: Split) -> String {
     format!("parquet/{split}-00000-of-00001.parquet")
+}
+
+/// The Parquet files.
+pub(crate) struct Parquet;
+
+impl Format for Parquet {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn about(&self) -> &'static str {
+        "parquet/*.parquet: image file, labels and expert metadata per row"
+    }
+
+    fn needs(&self) -> &'static [Payload] {
+        &[Payload::LosslessFile]
+    }
+
+    fn files(&self, _size: u32) -> Vec<String> {
+        Split::ALL.into_iter().map(parquet_name).collect()
+    }
+
+    fn card_rows(&self, _size: u32) -> Vec<CardRow> {
+        Split::ALL
+            .into_iter()
+            .map(|split| CardRow {
+                split: Some(split),
+                file: parquet_name(split),
+                content: "image file, labels and expert metadata per row".into(),
+            })
+            .collect()
+    }
+
+    fn croissant(&self, size: u32) -> CroissantEntries {
+        CroissantEntries {
+            file_sets: vec![json!({
+                "@type": "cr:FileSet",
+                "@id": PARQUET_FILES,
+                "name": PARQUET_FILES,
+                "description": "The Parquet files of every split (each also a FileObject above).",
+                "encodingFormat": "application/x-parquet",
+                "includes": "parquet/*.parquet",
+            })],
+            record_sets: vec![croissant_records(size)],
+        }
+    }
+
+    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+        Ok(Box::new(ParquetWriter::create(
+            ctx.staging,
+            ctx.dataset,
+            ctx.opts,
+        )?))
+    }
+
+    fn read_labels(
+        &self,
+        at: &SplitAt<'_>,
+        report: &mut VerifyReport,
+    ) -> Option<(String, Vec<RowLabels>)> {
+        let name = parquet_name(at.split);
+        match ParquetRows::open(at, false) {
+            Ok(mut reader) => {
+                let labels = reader.labels(report);
+                if labels.len() as u64 != at.rows {
+                    report.problem(
+                        &name,
+                        None,
+                        format!("{} rows, the build's record says {}", labels.len(), at.rows),
+                    );
+                }
+                Some((name, labels))
+            }
+            Err(message) => {
+                report.problem(&name, None, message);
+                None
+            }
+        }
+    }
+
+    fn open_pixels(
+        &self,
+        at: &SplitAt<'_>,
+        report: &mut VerifyReport,
+    ) -> Option<Box<dyn PixelSource>> {
+        match ParquetRows::open(at, true) {
+            Ok(reader) => Some(Box::new(ParquetPixels {
+                rows: reader,
+                size: at.size,
+            })),
+            Err(message) => {
+                report.problem(&parquet_name(at.split), None, message);
+                None
+            }
+        }
+    }
+}
+
+/// The `@id` of croissant.json's file set of every Parquet file (a record set reads one
+/// source).
+const PARQUET_FILES: &str = "parquet-files";
+
+/// croissant.json's `images` record set: one record per Parquet row, every column.
+fn croissant_records(size: u32) -> Value {
+    const RS: &str = "images";
+    let column = |name: &str, data_type: &str, description: &str| {
+        sourced(
+            field(RS, name, data_type, description),
+            "fileSet",
+            PARQUET_FILES,
+            json!({"column": name}),
+        )
+    };
+    let mut image = column(
+        "image",
+        "sc:ImageObject",
+        &format!(
+            "The image, {0} x {0} RGB: the fetched JPEG unchanged when it already was one, \
+             else the normalized pixels as PNG.",
+            size
+        ),
+    );
+    image["source"]["transform"] = json!({"jsonPath": "bytes"});
+    let mut split = sourced(
+        field(RS, "split", "sc:Text", "Split, from the file name."),
+        "fileSet",
+        PARQUET_FILES,
+        json!({"fileProperty": "filename"}),
+    );
+    split["source"]["transform"] = json!({"regex": "^(train|dev|test)-\\d+-of-\\d+\\.parquet$"});
+    let mut tags = column("tags", "sc:Text", "The タグ values of original_tags.txt.");
+    tags.insert("isArray".into(), json!(true));
+    let mut fields = vec![
+        image,
+        column(
+            "image_id",
+            "sc:Integer",
+            "Line number (0-based) in urls.txt.",
+        ),
+        references(
+            column("gender", "sc:Integer", "Gender class index."),
+            "gender/index",
+        ),
+        references(
+            column("status", "sc:Integer", "Status class index."),
+            "status/index",
+        ),
+        references(split, "splits/name"),
+        column("url", "sc:URL", "The original upstream IIIF URL."),
+        column(
+            "provider",
+            "sc:Text",
+            "The content provider holding the work.",
+        ),
+    ];
+    for (name, description) in [
+        ("source_title", "原典 (source work title)."),
+        ("source_id", "原典ID / DOI / record id of the source work."),
+        ("orientation", "向き (face orientation)."),
+        ("era", "制作年 (period of production)."),
+        ("holder", "所蔵 (holding institution)."),
+    ] {
+        fields.push(column(name, "sc:Text", description));
+    }
+    fields.push(column(
+        "year_from",
+        "sc:Integer",
+        "First year of 制作年, when stated.",
+    ));
+    fields.push(column(
+        "year_to",
+        "sc:Integer",
+        "Last year of 制作年, when stated.",
+    ));
+    fields.push(tags);
+    fields.push(column(
+        "original_tags",
+        "sc:Text",
+        "The raw original_tags.txt line.",
+    ));
+    debug_assert_eq!(
+        fields.len(),
+        arrow_schema().fields().len() + 1,
+        "one field per Parquet column, plus the split"
+    );
+    json!({
+        "@type": "cr:RecordSet",
+        "@id": RS,
+        "name": RS,
+        "description": "One record per packed image, from the Parquet files, in labels.csv \
+                        order within each split.",
+        "key": {"@id": format!("{RS}/image_id")},
+        "field": fields,
+    })
 }
 
 /// The fields of the `image` struct, as `datasets.Image` stores them.
@@ -149,7 +355,7 @@ struct SplitFile {
     rows: Vec<Row>,
 }
 
-pub struct ParquetWriter {
+pub(crate) struct ParquetWriter {
     row_group_rows: usize,
     splits: Vec<SplitFile>,
 }
@@ -309,10 +515,7 @@ fn record_batch(schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch, arrow_s
 
 impl FormatWriter for ParquetWriter {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
-        let stored = row
-            .stored
-            .as_ref()
-            .ok_or(PackError::Internal("Parquet row without image bytes"))?;
+        let stored = row.payloads.lossless()?;
         let tags = row.record.tags.as_ref();
         let text =
             |f: fn(&crate::metadata::Tags) -> &Option<String>| tags.and_then(|t| f(t).clone());
@@ -364,8 +567,227 @@ impl FormatWriter for ParquetWriter {
         }
         Ok(produced)
     }
+}
 
-    fn stage(&self) -> Stage {
-        Stage::Parquet
+// Reading, for verify.
+
+/// Rows of a Parquet split, streamed one record batch at a time.
+struct ParquetRows {
+    name: String,
+    reader: ParquetRecordBatchReader,
+    batch: Option<RecordBatch>,
+    next: usize,
+}
+
+/// What a Parquet file's metadata states, checked before a row is read: the record's row
+/// count and size, column chunks inside the file, and no more decompressed bytes per row
+/// group than its rows can need (an image is at most twice its raw pixels, whatever its
+/// encoding, plus a generous allowance for the text columns), so the reader allocates no
+/// more than that.
+fn check_parquet_metadata(
+    meta: &ParquetMetaData,
+    file_len: u64,
+    rows: u64,
+    size: u32,
+) -> Result<(), String> {
+    let stated = meta.file_metadata().num_rows();
+    if u64::try_from(stated).ok() != Some(rows) {
+        return Err(format!(
+            "metadata says {stated} rows, the build's record says {rows}"
+        ));
+    }
+    let kaokore_size = meta
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == "kaokore"))
+        .and_then(|e| e.value.as_deref())
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+        .and_then(|v| v["size"].as_u64());
+    if kaokore_size != Some(u64::from(size)) {
+        return Err(format!(
+            "kaokore metadata says size {kaokore_size:?}, the build's record says {size}"
+        ));
+    }
+    let per_row = 2 * 3 * u64::from(size) * u64::from(size) + (1 << 20);
+    for (i, group) in meta.row_groups().iter().enumerate() {
+        let group_rows = u64::try_from(group.num_rows()).unwrap_or(u64::MAX);
+        let mut decompressed: u64 = 0;
+        for column in group.columns() {
+            let (start, length) = column.byte_range();
+            if start.saturating_add(length) > file_len {
+                return Err(format!(
+                    "row group {i}: a column chunk lies beyond the file's {file_len} bytes"
+                ));
+            }
+            decompressed = decompressed
+                .saturating_add(u64::try_from(column.uncompressed_size()).unwrap_or(u64::MAX));
+        }
+        if decompressed
+            > group_rows
+                .saturating_mul(per_row)
+                .saturating_add(HEADER_SLACK)
+        {
+            return Err(format!(
+                "row group {i}: {decompressed} bytes decompressed for {group_rows} rows is more than rows of size {size} can need"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One Parquet row: the image bytes and its labels.
+struct ParquetRow {
+    image: Option<Vec<u8>>,
+    labels: RowLabels,
+}
+
+impl ParquetRows {
+    /// Open a split; without `with_image`, only the label columns are read. The file's
+    /// metadata is checked against the record and the file's size first.
+    fn open(at: &SplitAt<'_>, with_image: bool) -> Result<ParquetRows, String> {
+        let file = open_artifact(at.dir, &parquet_name(at.split))?;
+        let len = length(&file)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+        check_parquet_metadata(builder.metadata(), len, at.rows, at.size)?;
+        let schema = builder.schema().clone();
+        for column in ["image", "image_id", "gender", "status"] {
+            if schema.index_of(column).is_err() {
+                return Err(format!("no column '{column}'"));
+            }
+        }
+        let builder = if with_image {
+            builder
+        } else {
+            let mask =
+                ProjectionMask::columns(builder.parquet_schema(), ["image_id", "gender", "status"]);
+            builder.with_projection(mask)
+        };
+        let reader = builder
+            .with_batch_size(64)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(ParquetRows {
+            name: parquet_name(at.split),
+            reader,
+            batch: None,
+            next: 0,
+        })
+    }
+
+    fn next_row(&mut self, with_image: bool) -> Option<Result<ParquetRow, String>> {
+        loop {
+            if let Some(batch) = &self.batch
+                && self.next < batch.num_rows()
+            {
+                let r = self.next;
+                self.next += 1;
+                return Some(Self::row(batch, r, with_image));
+            }
+            match self.reader.next()? {
+                Ok(batch) => {
+                    self.batch = Some(batch);
+                    self.next = 0;
+                }
+                Err(e) => return Some(Err(e.to_string())),
+            }
+        }
+    }
+
+    fn row(batch: &RecordBatch, r: usize, with_image: bool) -> Result<ParquetRow, String> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("no column '{name}'"))
+        };
+        let id = column("image_id")?
+            .as_primitive_opt::<Int32Type>()
+            .ok_or("image_id is not int32")?;
+        let gender = column("gender")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("gender is not int64")?;
+        let status = column("status")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("status is not int64")?;
+        let image = if with_image {
+            let bytes = column("image")?
+                .as_struct_opt()
+                .ok_or("column 'image' is not a struct")?
+                .column_by_name("bytes")
+                .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+                .ok_or("image.bytes is not binary")?;
+            bytes.is_valid(r).then(|| bytes.value(r).to_vec())
+        } else {
+            None
+        };
+        Ok(ParquetRow {
+            image,
+            labels: RowLabels {
+                image_id: id
+                    .is_valid(r)
+                    .then(|| u32::try_from(id.value(r)).ok())
+                    .flatten(),
+                gender: u8::try_from(gender.value(r)).unwrap_or(u8::MAX),
+                status: u8::try_from(status.value(r)).unwrap_or(u8::MAX),
+            },
+        })
+    }
+
+    /// All rows' labels (reads the file once, without keeping images).
+    fn labels(&mut self, report: &mut VerifyReport) -> Vec<RowLabels> {
+        let mut out = Vec::new();
+        while let Some(row) = self.next_row(false) {
+            match row {
+                Ok(row) => out.push(row.labels),
+                Err(e) => {
+                    report.problem(&self.name, Some(out.len() as u64), e);
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A split's images, each decoded and normalized exactly as pack did: the pixels of a
+/// row stored unchanged or losslessly, which the other formats must match.
+struct ParquetPixels {
+    rows: ParquetRows,
+    size: u32,
+}
+
+impl PixelSource for ParquetPixels {
+    fn name(&self) -> &str {
+        &self.rows.name
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::Rgb
+    }
+
+    fn read_row(&mut self, buf: &mut Vec<u8>) -> RowRead {
+        let size = self.size;
+        match self.rows.next_row(true) {
+            None => RowRead::Broken("fewer rows than the other formats".into()),
+            Some(Err(e)) => RowRead::Broken(e),
+            Some(Ok(row)) => match &row.image {
+                None => RowRead::Bad("no image bytes".into()),
+                Some(bytes) => match normalize::normalize(bytes, size) {
+                    Err(e) => RowRead::Bad(format!("image does not decode: {e}")),
+                    Ok(img) if img.resized => RowRead::Bad(format!(
+                        "image is {} x {}, not {size} x {size}",
+                        img.source.width, img.source.height
+                    )),
+                    Ok(img) => {
+                        *buf = img.pixels;
+                        RowRead::Pixels
+                    }
+                },
+            },
+        }
+    }
+
+    fn check_end(&mut self) -> Result<(), String> {
+        // The row count was checked when the labels were read.
+        Ok(())
     }
 }

@@ -285,7 +285,8 @@ fn remove_abandoned(out: &Path) {
         let Some(pid) = name.to_str().and_then(|n| record::leftover_pid(n, kind)) else {
             continue;
         };
-        if pid != std::process::id() && !process_alive(pid) {
+        // Without a cheap check of the process, keep it: it is only disk space.
+        if pid != std::process::id() && crate::process::process_alive(pid) == Some(false) {
             // `kind` is not a symlink: remove_dir_all stays inside the directory.
             let _ = if kind.is_dir() {
                 fs::remove_dir_all(entry.path())
@@ -293,14 +294,5 @@ fn remove_abandoned(out: &Path) {
                 fs::remove_file(entry.path())
             };
         }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        // Without a cheap portable check, keep it: it is only disk space.
-        true
     }
 }

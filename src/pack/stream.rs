@@ -1,8 +1,8 @@
-//! The image files of idx and npz, written as rows arrive.
+//! The image files of idx, npz and mnist, written as rows arrive.
 //!
 //! Each image's pixels arrive as an independent deflate segment (see [`crate::encode`]).
 //! The same segment is appended to the split's idx `.gz` file and to its npz member
-//! (compress once, write twice), so no pixel is held in memory or copied again at the end,
+//! (compress once, write twice; mnist's gray rows are their own segment), so no pixel is held in memory or copied again at the end,
 //! and each file's SHA-256 is computed while it is written.
 //!
 //! Both formats put the row count in a header in front of the pixels. The header is
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::zip::ZipWriter;
-use super::{Artifact, FinishContext, PackError, PackedRow, checksums, staging};
+use super::{Artifact, FinishContext, PackError, checksums, staging};
 use crate::encode::{DeflateSegment, FINAL_BLOCK};
 
 /// What holds a pixel stream: a plain file (idx `.gz`) or a zip archive (npz).
@@ -71,11 +71,8 @@ impl<C: Container> ImagesFile<C> {
         })
     }
 
-    /// Append the row's deflated pixels.
-    pub fn append(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
-        let segment = row.pixels.as_ref().ok_or(PackError::Internal(
-            "a row without pixels for an images file",
-        ))?;
+    /// Append one row's deflated pixels.
+    pub fn append(&mut self, segment: &DeflateSegment) -> Result<(), PackError> {
         self.stream
             .append(self.container.file(), segment)
             .map_err(PackError::io(&self.path))

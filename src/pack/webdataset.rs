@@ -5,7 +5,8 @@
 //!
 //! The tar is written here, streamed and hashed as it goes, with fixed headers (ustar,
 //! mtime 0, uid/gid 0, no user or group name, mode 0644), so a shard depends on its samples
-//! only. [`verify_shards`] reads shards back for `verify`.
+//! only. `verify` reads the shards back with [`ShardStream`]: the labels of each sample, and
+//! its image member, which verify compares with the RGB rows of the other formats.
 //!
 //! The image member is a JPEG in every sample (readers infer their columns from the first
 //! samples, so one extension throughout): the fetched file unchanged when it already is an
@@ -18,9 +19,14 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
+use super::format::{CardRow, Format, Payload, WriterContext};
 use super::stream::HashingFile;
-use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow, Stage};
+use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow};
 use crate::metadata::{ClassNames, Split};
+use crate::verify::{
+    Channels, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, RowLabels, RowRead, SplitAt, VerifyReport,
+    open_artifact,
+};
 
 /// The directory of the shards in `--out`.
 pub const WEBDATASET_DIR: &str = "webdataset";
@@ -35,20 +41,77 @@ const END_BLOCKS: u64 = 2 * BLOCK;
 const MEMBERS: [&str; 4] = ["jpg", "gender.cls", "status.cls", "json"];
 /// A `{key}.json` member is a few hundred bytes; more is not one of ours.
 const MAX_JSON_BYTES: u64 = 1 << 20;
-/// Most row problems listed per split.
-const MAX_PROBLEMS: usize = 20;
 
 /// `webdataset/{split}-{NNNNNN}.tar`
 pub fn shard_name(split: Split, shard: u32) -> String {
     format!("{WEBDATASET_DIR}/{split}-{shard:06}.tar")
 }
 
-/// The card's file-table row for the shards.
-pub fn card_row() -> String {
-    format!(
-        "| `{WEBDATASET_DIR}/{{split}}-NNNNNN.tar` | WebDataset shards: per sample `{{key}}.jpg`, \
-         `{{key}}.gender.cls`, `{{key}}.status.cls`, `{{key}}.json`; key = image id |"
-    )
+/// The WebDataset shards.
+pub(crate) struct WebDataset;
+
+impl Format for WebDataset {
+    fn name(&self) -> &'static str {
+        "webdataset"
+    }
+
+    fn about(&self) -> &'static str {
+        "webdataset/{split}-NNNNNN.tar: shards for streaming training (--shard-size)"
+    }
+
+    fn needs(&self) -> &'static [Payload] {
+        // The `images` files' bytes: one JPEG member per sample (see the module's notes).
+        &[Payload::JpegFile]
+    }
+
+    fn files(&self, _size: u32) -> Vec<String> {
+        Vec::new() // their number depends on the shard size: see `listed_files`
+    }
+
+    fn dirs(&self, _size: u32) -> Vec<String> {
+        vec![WEBDATASET_DIR.to_string()]
+    }
+
+    fn listed_files(&self, _size: u32, listed: &[String]) -> Result<Vec<String>, String> {
+        listed_shards(listed)
+    }
+
+    fn card_rows(&self, _size: u32) -> Vec<CardRow> {
+        vec![CardRow {
+            split: None,
+            file: format!("{WEBDATASET_DIR}/{{split}}-NNNNNN.tar"),
+            content: "WebDataset shards: per sample `{key}.jpg`, `{key}.gender.cls`, \
+                      `{key}.status.cls`, `{key}.json`; key = image id"
+                .into(),
+        }]
+    }
+
+    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+        Ok(Box::new(WebDatasetWriter::create(
+            ctx.staging,
+            &ctx.dataset.class_names,
+            ctx.opts.webdataset_shard_bytes,
+        )?))
+    }
+
+    fn read_labels(
+        &self,
+        at: &SplitAt<'_>,
+        report: &mut VerifyReport,
+    ) -> Option<(String, Vec<RowLabels>)> {
+        Some(read_labels(at, report))
+    }
+
+    fn open_pixels(
+        &self,
+        at: &SplitAt<'_>,
+        _report: &mut VerifyReport,
+    ) -> Option<Box<dyn PixelSource>> {
+        // Problems opening a shard were reported when the labels were read.
+        Some(Box::new(ShardImages {
+            stream: ShardStream::new(at),
+        }))
+    }
 }
 
 /// Parse `--shard-size`: bytes, or a number with `KB`, `MB` or `GB` (powers of 1000; `K`,
@@ -268,7 +331,7 @@ impl Shard {
 
 /// Writes the shards of the three splits; a split's next shard starts when the next
 /// sample would take the current one past `max_bytes` (closing blocks included).
-pub struct WebDatasetWriter {
+struct WebDatasetWriter {
     root: PathBuf,
     max_bytes: u64,
     names: ClassNames,
@@ -278,7 +341,7 @@ pub struct WebDatasetWriter {
 }
 
 impl WebDatasetWriter {
-    pub fn create(
+    fn create(
         staging: &super::staging::Staging,
         names: &ClassNames,
         max_bytes: u64,
@@ -304,11 +367,7 @@ impl WebDatasetWriter {
 
 impl FormatWriter for WebDatasetWriter {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
-        let image = row
-            .image_file
-            .as_ref()
-            .ok_or(PackError::Internal("WebDataset row without image bytes"))?;
-        let members = sample_members(row, image, &self.names);
+        let members = sample_members(row, row.payloads.jpeg()?, &self.names);
         let bytes: u64 = members
             .iter()
             .map(|(_, d)| member_bytes(d.len() as u64))
@@ -340,108 +399,183 @@ impl FormatWriter for WebDatasetWriter {
         ctx.hashed.extend(artifacts);
         Ok(produced)
     }
+}
 
-    fn stage(&self) -> Stage {
-        Stage::WebDataset
+/// The shards of one split as `verify` reads them: every header exactly as written here,
+/// each sample's four members under one 8-digit key, sizes checked against the file before
+/// anything is read into memory. Reading stops at the first member that is not as written
+/// (what follows cannot be trusted to line up).
+struct ShardStream {
+    dir: PathBuf,
+    /// The split's shards, in order.
+    shards: Vec<String>,
+    /// The next shard to open.
+    next: usize,
+    /// The shard being read, with its name and the samples read from it.
+    open: Option<(String, ShardReader, u64)>,
+    /// The shards found to hold no sample, by number.
+    empty: Vec<usize>,
+    /// The most bytes an image member may have.
+    max_image: u64,
+}
+
+impl ShardStream {
+    fn new(at: &SplitAt<'_>) -> ShardStream {
+        let prefix = format!("{WEBDATASET_DIR}/{}-", at.split);
+        // The record lists them numbered from 000000 without a gap (see `listed_shards`);
+        // sorted by name is sorted by number.
+        let shards = at
+            .files
+            .iter()
+            .filter(|f| f.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let size = u64::from(at.size);
+        ShardStream {
+            dir: at.dir.to_path_buf(),
+            shards,
+            next: 0,
+            open: None,
+            empty: Vec::new(),
+            // An image is at most twice its raw pixels, plus room for a fetched file's
+            // metadata.
+            max_image: 2 * 3 * size * size + (1 << 20),
+        }
+    }
+
+    /// The shard being read (or the first, before any is opened).
+    fn current(&self) -> &str {
+        match &self.open {
+            Some((name, ..)) => name,
+            None => self.shards.get(self.next).map_or(WEBDATASET_DIR, |s| s),
+        }
+    }
+
+    /// The next sample, `None` after the last shard. An error names the problem (in
+    /// [`ShardStream::current`]); nothing follows it.
+    fn next_sample(&mut self) -> Result<Option<Sample>, String> {
+        loop {
+            if let Some((_, reader, samples)) = &mut self.open {
+                match reader.next_sample(self.max_image)? {
+                    Some(sample) => {
+                        *samples += 1;
+                        return Ok(Some(sample));
+                    }
+                    None => {
+                        if *samples == 0 {
+                            self.empty.push(self.next - 1);
+                        }
+                        self.open = None;
+                    }
+                }
+            }
+            let Some(name) = self.shards.get(self.next).cloned() else {
+                return Ok(None);
+            };
+            let reader = open_artifact(&self.dir, &name).and_then(ShardReader::new)?;
+            self.open = Some((name, reader, 0));
+            self.next += 1;
+        }
     }
 }
 
-/// A sample's labels as its shard states them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SampleLabels {
-    pub image_id: u32,
-    pub gender: u8,
-    pub status: u8,
-}
-
-/// A disagreement found in a shard (file relative to the output directory, row in the
-/// split).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardProblem {
-    pub file: String,
-    pub row: Option<u64>,
-    pub message: String,
-}
-
-/// What reading a split's shards back found.
-#[derive(Debug, Default)]
-pub struct ShardCheck {
-    /// Every sample read, in order (up to the first unreadable member).
-    pub labels: Vec<SampleLabels>,
-    /// Images compared with a reference row.
-    pub images_compared: u64,
-    pub problems: Vec<ShardProblem>,
-}
-
-/// Read back the shards of one split, in order, as `verify` does: every header exactly as
-/// written here, each sample's four members under one 8-digit key, the cls and JSON labels
-/// agreeing, `rows` samples in all, and each image an S x S JPEG whose pixels are
-/// `reference(row)` (the npz or idx row, when the build has one): an unchanged fetched JPEG
-/// decodes to it exactly, a re-encoded one is byte for byte the JPEG of it. Sizes are
-/// checked against the file before anything is read into memory. Reading stops at the
-/// first member that is not as written (what follows cannot be trusted to line up).
-pub fn verify_shards(
-    shards: &[String],
-    split: Split,
-    rows: u64,
-    size: u32,
-    open: &mut dyn FnMut(&str) -> Result<File, String>,
-    reference: &mut dyn FnMut(u64) -> Option<Vec<u8>>,
-) -> ShardCheck {
-    let mut check = ShardCheck::default();
-    let problem = |check: &mut ShardCheck, file: &str, row: Option<u64>, message: String| {
-        if check.problems.len() < MAX_PROBLEMS {
-            check.problems.push(ShardProblem {
-                file: file.to_string(),
-                row,
-                message,
-            });
-        }
-    };
-    // An image is at most twice its raw pixels, plus room for a fetched file's metadata.
-    let max_image = 2 * 3 * u64::from(size) * u64::from(size) + (1 << 20);
-    for (k, name) in shards.iter().enumerate() {
-        let mut reader = match open(name).and_then(ShardReader::new) {
-            Ok(r) => r,
+/// Read a split's samples for `verify`: their labels (the cls members agreeing with the
+/// JSON member), as many as the build's record says, and no shard empty but a split's only
+/// one. Problems go to `report`, with the shard and the row in the split.
+fn read_labels(at: &SplitAt<'_>, report: &mut VerifyReport) -> (String, Vec<RowLabels>) {
+    let mut stream = ShardStream::new(at);
+    let mut labels = Vec::new();
+    let mut shown = 0;
+    loop {
+        let row = labels.len() as u64;
+        let sample = match stream.next_sample() {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
             Err(e) => {
-                problem(&mut check, name, None, e);
-                return check;
+                report.problem(stream.current(), Some(row), e);
+                break;
             }
         };
-        let mut samples = 0u64;
-        loop {
-            let row = check.labels.len() as u64;
-            let sample = match reader.next_sample(max_image) {
-                Ok(Some(s)) => s,
-                Ok(None) => break,
-                Err(e) => {
-                    problem(&mut check, name, Some(row), e);
-                    return check;
-                }
-            };
-            samples += 1;
-            let expected = reference(row);
-            if let Err(e) = sample.check(split, size, expected.as_deref()) {
-                problem(&mut check, name, Some(row), e);
-            }
-            check.images_compared += u64::from(expected.is_some());
-            check.labels.push(sample.labels);
+        if let Err(e) = sample.check_labels(at.split)
+            && shown < MAX_ROW_PROBLEMS_PER_FILE
+        {
+            report.problem(stream.current(), Some(row), e);
+            shown += 1;
         }
-        if samples == 0 && shards.len() > 1 {
-            problem(&mut check, name, None, format!("shard {k} holds no sample"));
+        labels.push(RowLabels {
+            image_id: Some(sample.labels.image_id),
+            gender: sample.labels.gender,
+            status: sample.labels.status,
+        });
+    }
+    // Only a split's single shard may hold no sample (an empty split).
+    if stream.shards.len() > 1 {
+        for &k in &stream.empty {
+            report.problem(
+                &stream.shards[k],
+                None,
+                format!("shard {k} holds no sample"),
+            );
         }
     }
-    let read = check.labels.len() as u64;
-    if read != rows {
-        let first = shards.first().map(String::as_str).unwrap_or(WEBDATASET_DIR);
-        problem(
-            &mut check,
+    let read = labels.len() as u64;
+    if read != at.rows {
+        let first = stream.shards.first().map_or(WEBDATASET_DIR, String::as_str);
+        report.problem(
             first,
             None,
-            format!("{read} samples in the {split} shards, the build's record says {rows}"),
+            format!(
+                "{read} samples in the {} shards, the build's record says {}",
+                at.split, at.rows
+            ),
         );
     }
-    check
+    (format!("{WEBDATASET_DIR}/{}-*.tar", at.split), labels)
+}
+
+/// The image members of a split's samples, in order, as JPEG files for verify to compare
+/// with the RGB rows of the other formats (see [`PixelSource::jpeg_files`]).
+struct ShardImages {
+    stream: ShardStream,
+}
+
+impl PixelSource for ShardImages {
+    fn name(&self) -> &str {
+        self.stream.current()
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::Rgb
+    }
+
+    fn jpeg_files(&self) -> bool {
+        true
+    }
+
+    fn read_row(&mut self, buf: &mut Vec<u8>) -> RowRead {
+        match self.stream.next_sample() {
+            Ok(Some(sample)) => {
+                *buf = sample.image;
+                RowRead::Pixels
+            }
+            // The count was checked when the labels were read.
+            Ok(None) => RowRead::Broken("fewer samples than the build's record says".into()),
+            Err(e) => RowRead::Broken(e),
+        }
+    }
+
+    fn check_end(&mut self) -> Result<(), String> {
+        // Samples beyond the record's count were reported when the labels were read.
+        Ok(())
+    }
+}
+
+/// A sample's labels as its key and cls members state them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SampleLabels {
+    image_id: u32,
+    gender: u8,
+    status: u8,
 }
 
 /// One sample read back.
@@ -453,7 +587,8 @@ struct Sample {
 }
 
 impl Sample {
-    fn check(&self, split: Split, size: u32, reference: Option<&[u8]>) -> Result<(), String> {
+    /// The JSON member agrees with the key and cls members, and names `split`.
+    fn check_labels(&self, split: Split) -> Result<(), String> {
         let j = &self.json;
         let l = self.labels;
         if j["image_id"].as_u64() != Some(u64::from(l.image_id))
@@ -474,35 +609,7 @@ impl Sample {
                 l.status
             ));
         }
-        let image = crate::normalize::normalize(&self.image, size)
-            .map_err(|e| format!("{}.jpg does not decode: {e}", self.key))?;
-        if !image.source_is_final_jpeg() {
-            return Err(format!(
-                "{}.jpg is not a {size} x {size} RGB JPEG ({} x {})",
-                self.key, image.source.width, image.source.height
-            ));
-        }
-        let Some(reference) = reference else {
-            return Ok(());
-        };
-        if image.pixels == reference {
-            return Ok(());
-        }
-        let reencoded = crate::encode::encode_jpeg(reference, size).map_err(|e| e.to_string())?;
-        if reencoded == self.image {
-            return Ok(());
-        }
-        let at = image
-            .pixels
-            .iter()
-            .zip(reference)
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        Err(format!(
-            "{}.jpg: pixels differ from the npz/idx row (first at byte {at}) and it is not \
-             the JPEG of that row",
-            self.key
-        ))
+        Ok(())
     }
 }
 

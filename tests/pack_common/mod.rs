@@ -369,7 +369,7 @@ impl ImageSource for MapSource {
         // As the fetcher of a build does: hand over the pixels validation decoded.
         let decoded = self
             .predecoded
-            .then(|| kaokore::normalize::decode_jpeg(&bytes, 8192).ok())
+            .then(|| kaokore::decode::decode_jpeg(&bytes, 8192).ok())
             .flatten();
         Some(Delivered { bytes, decoded })
     }
