@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -58,7 +58,7 @@ pub fn info(dataset: &Dataset, cache_dir: &Path) -> Result<DatasetInfo, Error> {
     }
     let cache = Cache::open(cache_dir)?;
     let shown = cache_dir.display().to_string();
-    let probe = |url: &str| cache.contains(url);
+    let probe = |url: &str| cache.present(url);
     Ok(DatasetInfo::of(dataset, Some((&shown, &probe))))
 }
 
@@ -205,23 +205,53 @@ impl ImageSource for Arrivals<'_> {
 /// network, missing ones are missing.
 struct CacheSource<'a> {
     cache: &'a Cache,
-    stop: &'a AtomicBool,
+    cfg: &'a BuildConfig,
+    /// Images pack asks for, and how many of them the cache could not give (an entry that
+    /// failed its check on reading is evicted, so it counts here).
+    requested: usize,
+    undelivered: AtomicUsize,
+}
+
+impl<'a> CacheSource<'a> {
+    fn new(cache: &'a Cache, cfg: &'a BuildConfig, dataset: &Dataset) -> Self {
+        CacheSource {
+            cache,
+            cfg,
+            requested: dataset.packable().count(),
+            undelivered: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl ImageSource for CacheSource<'_> {
     fn image(&self, record: &ImageRecord) -> Option<Delivered> {
-        if self.stop.load(Ordering::Relaxed) {
+        if self.cfg.stop.load(Ordering::Relaxed) {
             return None;
         }
-        let bytes = self.cache.read(record.url.as_deref()?).ok().flatten()?;
-        Some(bytes.into())
+        let bytes = self.cache.read(record.url.as_deref()?).ok().flatten();
+        if bytes.is_none() {
+            self.undelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(bytes?.into())
     }
 
+    /// The up-front count of missing entries does not hash them; entries that failed
+    /// their check while pack read them are held to `--strict` and `--max-missing` here,
+    /// before anything is replaced.
     fn confirm(&self) -> Result<(), String> {
-        match self.stop.load(Ordering::Relaxed) {
-            true => Err("interrupted".into()),
-            false => Ok(()),
+        if self.cfg.stop.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
         }
+        let missing = self.undelivered.load(Ordering::Relaxed);
+        let limit = self.cfg.max_missing;
+        if (self.cfg.strict && missing > 0) || limit.exceeded(missing, self.requested) {
+            return Err(format!(
+                "{missing} of {} image(s) could not be read from the cache (--max-missing {limit}{})",
+                self.requested,
+                if self.cfg.strict { ", --strict" } else { "" }
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -376,10 +406,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         if !short.is_empty() {
             return Err(not_delivered(report, started, &dataset, cfg, short));
         }
-        let source = CacheSource {
-            cache: &cache,
-            stop: &cfg.stop,
-        };
+        let source = CacheSource::new(&cache, cfg, &dataset);
         let packed = report.time(Stage::Pack, || {
             pack_with(&dataset, &source, cfg, &Progress::hidden("pack", 0))
         });
@@ -517,7 +544,7 @@ fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let packable: Vec<&ImageRecord> = dataset.packable().collect();
     let missing = packable
         .iter()
-        .filter(|r| !cache.contains(r.url.as_deref().unwrap_or_default()))
+        .filter(|r| !cache.present(r.url.as_deref().unwrap_or_default()))
         .count();
     if missing == packable.len() && !packable.is_empty() {
         return Err(Error::Usage(format!(
@@ -551,10 +578,7 @@ fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         }
     }
     let progress = Progress::new("pack", packable.len() as u64, cfg.progress);
-    let source = CacheSource {
-        cache: &cache,
-        stop: &cfg.stop,
-    };
+    let source = CacheSource::new(&cache, cfg, &dataset);
     let packed = report.time(Stage::Pack, || pack_with(&dataset, &source, cfg, &progress));
     progress.finish();
     let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;

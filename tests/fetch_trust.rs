@@ -359,6 +359,48 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
     assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
 }
 
+#[test]
+fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
+    let hosts = FixtureHosts::start(FixtureConfig::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = small_metadata(tmp.path(), 12);
+    let cache_dir = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let mut build = cli("build", &meta, &cache_dir, Some(&out), &[]);
+    build.extend(hosts.rewrite_args());
+    let o = kaokore(&build);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = tree_hashes(&out);
+
+    // Same length, other bytes: the up-front count sees them, reading does not.
+    let cache = Cache::open(&cache_dir).unwrap();
+    let urls = urls_of(&meta);
+    for url in &urls[..3] {
+        let path = cache.path_for(url);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let o = kaokore(&cli(
+        "pack",
+        &meta,
+        &cache_dir,
+        Some(&out),
+        &["--max-missing", "2"],
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("3 of 12 image(s) could not be read from the cache"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree_hashes(&out), before, "the previous build is untouched");
+    for url in &urls[..3] {
+        assert_eq!(cache.lookup(url), Lookup::Missing, "evicted on reading");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Memory bounded whatever the servers send
 

@@ -95,6 +95,19 @@ impl Cache {
         self.lookup(url) == Lookup::Cached
     }
 
+    /// A cheap look, for counting: the entry is a regular file whose length is the one its
+    /// record gives. Its bytes are not hashed (so nothing is evicted here): [`Cache::read`]
+    /// checks them when the entry is used.
+    pub fn present(&self, url: &str) -> bool {
+        let Ok(entry) = open_regular(&self.path_for(url)) else {
+            return false;
+        };
+        match (self.read_record(url), entry.metadata()) {
+            (Ok(record), Ok(meta)) => meta.len() == record.length,
+            _ => false,
+        }
+    }
+
     /// Check the entry of `url` against its record, evicting it if it does not match.
     pub fn lookup(&self, url: &str) -> Lookup {
         match self.checked(url, false) {
