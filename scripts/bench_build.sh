@@ -11,6 +11,7 @@
 #   scripts/bench_build.sh
 #   VERSION=1.0 SIZE=256 PER_HOST=8 LATENCY_MS=30 scripts/bench_build.sh
 #   KEEP_WORK=1 scripts/bench_build.sh      # keep the cache, output and report.json
+#   FEATURES=isal scripts/bench_build.sh    # the opt-in ISA-L deflate
 set -euo pipefail
 
 VERSION=${VERSION:-1.3}
@@ -25,7 +26,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 if [[ ! -x /usr/bin/time ]]; then
     apt-get install -y -qq time >/dev/null
 fi
-cargo build --release --quiet --example iiif_fixture --bin kaokore
+cargo build --release --quiet ${FEATURES:+--features "$FEATURES"} --example iiif_fixture --bin kaokore
 
 work=$(mktemp -d)
 fixture_pid=""
