@@ -10,21 +10,23 @@ use image::ImageEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 
-/// How the pixel segments are deflated, the dominant cost of a pack: ISA-L (igzip) level 2
-/// with the default `isal` feature, else miniz_oxide level 1. Measured on 200 normalized
-/// 256 x 256 face crops, one thread, full-flushed raw deflate
-/// (`cargo test --release --test pack_bench -- --ignored --nocapture`):
+/// How the pixel segments are deflated, the dominant cost of a pack: miniz_oxide level 1
+/// by default, ISA-L (igzip) level 2 with the opt-in `isal` feature (it needs nasm and
+/// autotools to build). Measured on 300 rows of a v1.3 build, one thread, full-flushed raw
+/// deflate (`KAOKORE_BENCH_NPZ=OUT/npz/kaokore-train-imgs.npz cargo test --release --test
+/// pack_bench -- --ignored --nocapture`; C backends by `scripts/bench_deflate.py`):
 ///
-/// | backend, level        | MB/s | ratio |
-/// |-----------------------|------|-------|
-/// | ISA-L 2 (used)        | 220  | 0.557 |
-/// | miniz_oxide 1         | 103  | 0.555 |
-/// | miniz_oxide 2         | 44   | 0.517 |
-/// | miniz_oxide 6         | 26   | 0.509 |
-/// | zlib-rs 1 (quick)     | 91   | 0.632 |
-/// | zlib-rs 2             | 57   | 0.544 |
+/// | backend, level              | MB/s | ratio |
+/// |-----------------------------|------|-------|
+/// | miniz_oxide 1 (default)     | 219  | 0.493 |
+/// | miniz_oxide 2 / 6           | 92 / 54 | 0.462 / 0.453 |
+/// | zlib-rs 1 (quick) / 2       | 220 / 125 | 0.569 / 0.492 |
+/// | C zlib 1 / 6                | 96 / 60 | 0.463 / 0.454 |
+/// | libdeflate 1 (whole streams only) | 190 | 0.487 |
+/// | ISA-L 2 (`isal`)            | 640  | 0.500 |
 ///
-/// ISA-L halves the CPU of deflate at the same size; slower levels save 7% at 2.5x the CPU
+/// miniz_oxide level 1 is the fastest that builds with a Rust toolchain alone; ISA-L's
+/// assembly is three times faster at the same size; slower levels save 6% at 2.4x the CPU
 /// or more.
 pub const PIXEL_DEFLATE: &str = if cfg!(feature = "isal") {
     "ISA-L level 2"
