@@ -307,7 +307,8 @@ fn config(
     pack.refuse_undecodable = run.strict;
     let out = match output {
         Some(o) => {
-            pack.size = o.size;
+            pack.size = o.size.first().copied().unwrap_or(pack.size);
+            pack.sizes = o.size.clone();
             pack.formats = o.formats.clone();
             pack.webdataset_shard_bytes = o.shard_size;
             o.out
