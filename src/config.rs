@@ -254,6 +254,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_drop_repeats_and_default_to_size() {
+        let mut o = PackOptions {
+            size: 96,
+            ..PackOptions::default()
+        };
+        assert_eq!(o.all_sizes(), [96]);
+        o.sizes = vec![64, 256, 64];
+        assert_eq!(o.all_sizes(), [64, 256]);
+        // `--size 64,64` is one size: today's layout, no size directory.
+        o.sizes = vec![64, 64];
+        assert_eq!(o.all_sizes(), [64]);
+    }
+
+    #[test]
     fn rewrite_prefix() {
         let r: Rewrite = "http://codh.rois.ac.jp=http://127.0.0.1:9000/codh"
             .parse()
