@@ -115,9 +115,10 @@ pub struct OutputArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Normalized edge length: every image becomes S x S RGB.
-    #[arg(long, value_name = "S", default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..=4096))]
-    pub size: u32,
+    /// Normalized edge length: every image becomes S x S RGB. Several, comma-separated
+    /// (64,128,256), build each size completely in DIR/size-S/ from one fetch and decode.
+    #[arg(long, value_name = "S[,S...]", value_delimiter = ',', default_value = "256", value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub size: Vec<u32>,
 
     // Help and default come from the format registry.
     #[arg(long, value_name = "LIST", default_value_t = Formats::default(), help = kaokore::pack::format_help())]

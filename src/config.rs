@@ -104,6 +104,9 @@ pub use crate::pack::Formats;
 pub struct PackOptions {
     /// Normalized edge length S: every image becomes S x S RGB.
     pub size: u32,
+    /// Several sizes packed in one pass (`--size 64,128,256`), each a complete build in
+    /// `size-{S}/`; empty (or `size` alone) packs `size` into the output directory itself.
+    pub sizes: Vec<u32>,
     pub formats: Formats,
     /// CPU worker threads.
     pub jobs: usize,
@@ -115,10 +118,27 @@ pub struct PackOptions {
     pub webdataset_shard_bytes: u64,
 }
 
+impl PackOptions {
+    /// The sizes to pack, without repeats: `sizes`, or `size` when it is empty.
+    pub fn all_sizes(&self) -> Vec<u32> {
+        let mut sizes: Vec<u32> = Vec::new();
+        for &s in &self.sizes {
+            if !sizes.contains(&s) {
+                sizes.push(s);
+            }
+        }
+        if sizes.is_empty() {
+            sizes.push(self.size);
+        }
+        sizes
+    }
+}
+
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
             size: 256,
+            sizes: Vec::new(),
             formats: Formats::default(),
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             row_group_rows: 100,
@@ -232,6 +252,20 @@ pub fn default_cache_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_drop_repeats_and_default_to_size() {
+        let mut o = PackOptions {
+            size: 96,
+            ..PackOptions::default()
+        };
+        assert_eq!(o.all_sizes(), [96]);
+        o.sizes = vec![64, 256, 64];
+        assert_eq!(o.all_sizes(), [64, 256]);
+        // `--size 64,64` is one size: today's layout, no size directory.
+        o.sizes = vec![64, 64];
+        assert_eq!(o.all_sizes(), [64]);
+    }
 
     #[test]
     fn rewrite_prefix() {

@@ -258,9 +258,16 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
 /// one closing line: what was packed and where.
 fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
     let groups = group_failures(&report.failures);
+    // A build of several sizes has a report per size; they list the same failures.
+    let sizes = cfg.pack.all_sizes();
+    let report_dir = if sizes.len() > 1 {
+        cfg.out.join(kaokore::pack::size_dir_name(sizes[0]))
+    } else {
+        cfg.out.clone()
+    };
     let left_out = format!(
         " and are left out (see {})",
-        cfg.out.join("report.json").display()
+        report_dir.join("report.json").display()
     );
     print_failure_groups(&groups, report.failures.len(), &left_out);
     if !cfg.progress {
@@ -268,11 +275,19 @@ fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
     }
     let c = &report.counts;
     let per_split: Vec<String> = c.packed.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let into = if sizes.len() > 1 {
+        let dirs: Vec<String> = sizes
+            .iter()
+            .map(|&s| kaokore::pack::size_dir_name(s))
+            .collect();
+        format!("{} ({})", cfg.out.display(), dirs.join(", "))
+    } else {
+        cfg.out.display().to_string()
+    };
     eprintln!(
-        "packed {} image(s) ({}) into {}; {} not packed (see report.json)",
+        "packed {} image(s) ({}) into {into}; {} not packed (see report.json)",
         c.packed_total,
         per_split.join(", "),
-        cfg.out.display(),
         report.not_packed.len()
     );
 }
@@ -307,7 +322,8 @@ fn config(
     pack.refuse_undecodable = run.strict;
     let out = match output {
         Some(o) => {
-            pack.size = o.size;
+            pack.size = o.size.first().copied().unwrap_or(pack.size);
+            pack.sizes = o.size.clone();
             pack.formats = o.formats.clone();
             pack.webdataset_shard_bytes = o.shard_size;
             o.out

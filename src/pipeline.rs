@@ -341,19 +341,35 @@ fn begin(
     Ok((started, report, dataset))
 }
 
-/// Complete the counts and write report.json next to the artifacts.
+/// Complete the counts and write report.json next to the artifacts: one per size, with
+/// that size's pack summary, in each `size-{S}/` of a build of several sizes. Returns the
+/// report of the first size.
 fn conclude(
     mut report: BuildReport,
     started: Instant,
     dataset: &Dataset,
     cfg: &BuildConfig,
+    packed: Vec<PackSummary>,
 ) -> Result<BuildReport, Error> {
     report
         .seconds
         .insert(Stage::Total, started.elapsed().as_secs_f64());
-    report.finish(dataset);
-    report.write(&cfg.out)?;
-    Ok(report)
+    let several = packed.len() > 1;
+    let mut first = None;
+    for summary in packed {
+        let mut r = report.clone();
+        let dir = if several {
+            cfg.out.join(crate::pack::size_dir_name(summary.size))
+        } else {
+            cfg.out.clone()
+        };
+        r.options.size = summary.size;
+        r.pack = Some(summary);
+        r.finish(dataset);
+        r.write(&dir)?;
+        first.get_or_insert(r);
+    }
+    Ok(first.unwrap_or(report))
 }
 
 /// `kaokore build`: fetch what is missing and pack, overlapping the two. A build that
@@ -412,8 +428,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         });
         let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
         evict_undecodable(&cache, &dataset, &packed);
-        report.pack = Some(packed);
-        return conclude(report, started, &dataset, cfg);
+        return conclude(report, started, &dataset, cfg, packed);
     }
 
     let arrivals = Arrivals::new(&cache, &requests, &cfg.stop);
@@ -477,8 +492,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     }
     let packed = packed?;
     evict_undecodable(&cache, &dataset, &packed);
-    report.pack = Some(packed);
-    conclude(report, started, &dataset, cfg)
+    conclude(report, started, &dataset, cfg, packed)
 }
 
 /// A pack error as the pipeline reports it: withheld by a stop is an interruption.
@@ -583,13 +597,16 @@ fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     progress.finish();
     let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
     evict_undecodable(&cache, &dataset, &packed);
-    report.pack = Some(packed);
-    conclude(report, started, &dataset, cfg)
+    conclude(report, started, &dataset, cfg, packed)
 }
 
 /// Cache entries pack could not decode are evicted, so the next run fetches them again.
-fn evict_undecodable(cache: &Cache, dataset: &Dataset, packed: &PackSummary) {
-    for u in &packed.undecodable {
+/// Every size decodes the same images: the first size's list is the list.
+fn evict_undecodable(cache: &Cache, dataset: &Dataset, packed: &[PackSummary]) {
+    let Some(first) = packed.first() else {
+        return;
+    };
+    for u in &first.undecodable {
         if let Some(url) = &dataset.record(u.id).url {
             cache.evict(url);
         }
@@ -601,8 +618,8 @@ fn pack_with(
     source: &dyn ImageSource,
     cfg: &BuildConfig,
     progress: &Progress,
-) -> Result<PackSummary, PackError> {
-    crate::pack::pack(dataset, source, &cfg.pack, &cfg.out, progress)
+) -> Result<Vec<PackSummary>, PackError> {
+    crate::pack::pack_sizes(dataset, source, &cfg.pack, &cfg.out, progress)
 }
 
 /// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.

@@ -39,6 +39,11 @@ pub struct BuildRecord {
     /// Every file the build wrote in `--out`, relative, `/`-separated, sorted: the
     /// artifacts, SHA256SUMS and report.json (not the record itself).
     pub files: Vec<String>,
+    /// A build of several sizes (`--size 64,256`): the sizes, each a complete build with
+    /// its own record in `size-{S}/`. `files` then lists every file of those builds
+    /// (their records too) and `size`, `formats` and `rows` are the first size's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sizes: Vec<u32>,
 }
 
 /// A record that exists but cannot be trusted.
@@ -94,8 +99,16 @@ impl BuildRecord {
             return Err(invalid(format!("names {bad:?}, not a plain relative path")));
         }
         // The record, staging and temp files are never artifacts: a record naming them
-        // could make a commit remove its own staged files.
-        if let Some(bad) = record.files.iter().find(|f| f.starts_with(".kaokore-")) {
+        // could make a commit remove its own staged files. The one exception is the
+        // record of a size directory, listed by the record of several sizes.
+        let working = |f: &&String| {
+            f.split('/').any(|c| c.starts_with(".kaokore-"))
+                && !record
+                    .sizes
+                    .iter()
+                    .any(|&s| **f == format!("{}/{RECORD_FILE}", crate::pack::size_dir_name(s)))
+        };
+        if let Some(bad) = record.files.iter().find(working) {
             return Err(invalid(format!(
                 "names {bad:?}, one of kaokore's working files"
             )));
@@ -470,6 +483,7 @@ mod tests {
             .into_iter()
             .collect(),
             files: vec!["SHA256SUMS".into(), "idx/a.gz".into(), "report.json".into()],
+            sizes: Vec::new(),
         }
     }
 
@@ -499,6 +513,20 @@ mod tests {
         r.write(dir.path()).unwrap();
         let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("kaokore's working files"), "{e}");
+        // A record of several sizes lists its size builds' records, and only those.
+        let mut r = record();
+        r.files.push("size-32/.kaokore-build.json".into());
+        r.write(dir.path()).unwrap();
+        assert!(
+            BuildRecord::read(dir.path()).is_err(),
+            "not a build of sizes"
+        );
+        r.sizes = vec![32, 48];
+        r.write(dir.path()).unwrap();
+        assert_eq!(BuildRecord::read(dir.path()).unwrap(), Some(r.clone()));
+        r.files.push("size-48/.kaokore-staging-1-0/x".into());
+        r.write(dir.path()).unwrap();
+        assert!(BuildRecord::read(dir.path()).is_err(), "a staging file");
         fs::write(dir.path().join(RECORD_FILE), "{\"files\": []}").unwrap();
         let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("not a build record"), "{e}");

@@ -27,7 +27,7 @@ pub enum Stage {
     Total,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
     pub tool: String,
     pub command: &'static str,
@@ -61,7 +61,7 @@ pub struct BuildReport {
     pub pack: Option<PackSummary>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ReportOptions {
     pub size: u32,
     pub formats: Vec<&'static str>,
@@ -75,7 +75,7 @@ pub struct ReportOptions {
     pub max_missing: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
     pub urls: usize,
     pub blank_lines: usize,
@@ -95,7 +95,7 @@ pub struct Counts {
     pub packed_total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NotPacked {
     pub image_id: crate::ImageId,
     pub reason: String,

@@ -210,6 +210,12 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         return Err(VerifyError::NotADirectory(dir.to_path_buf()));
     }
     let mut report = VerifyReport::default();
+    if let Ok(Some(record)) = BuildRecord::read(dir)
+        && !record.sizes.is_empty()
+    {
+        verify_sizes(dir, &record, &mut report);
+        return Ok(report);
+    }
     let Some(expected) = read_record(dir, &mut report) else {
         return Ok(report);
     };
@@ -222,6 +228,81 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         report.rows.push((split, rows));
     }
     Ok(report)
+}
+
+/// Check a build of several sizes: each `size-{S}/` is a build of its own, verified as
+/// one (its problems and extra files named by their path from `dir`), whose record says
+/// it is of size S; `dir`'s record lists exactly their files. Rows are the first size's
+/// (every size packs the same rows); checksums and pixel rows compared add up.
+fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
+    let mut listed = BTreeSet::new();
+    for &size in &record.sizes {
+        let name = pack::size_dir_name(size);
+        let sub_dir = dir.join(&name);
+        let sub_record = match BuildRecord::read(&sub_dir) {
+            Ok(Some(r)) if r.sizes.is_empty() => r,
+            Ok(Some(_)) => {
+                report.problem(&name, None, "holds a build of several sizes itself");
+                continue;
+            }
+            Ok(None) => {
+                report.problem(
+                    &name,
+                    None,
+                    format!("no {RECORD_FILE}: the size's build is missing"),
+                );
+                continue;
+            }
+            Err(e) => {
+                report.problem(&format!("{name}/{RECORD_FILE}"), None, e.to_string());
+                continue;
+            }
+        };
+        if sub_record.size != size {
+            report.problem(
+                &format!("{name}/{RECORD_FILE}"),
+                None,
+                format!("is a build of size {}, not {size}", sub_record.size),
+            );
+        }
+        listed.insert(format!("{name}/{RECORD_FILE}"));
+        listed.extend(sub_record.files.iter().map(|f| format!("{name}/{f}")));
+        let sub = match verify(&sub_dir) {
+            Ok(sub) => sub,
+            Err(e) => {
+                report.problem(&name, None, e.to_string());
+                continue;
+            }
+        };
+        report.checksummed += sub.checksummed;
+        report.pixel_rows_compared += sub.pixel_rows_compared;
+        if report.rows.is_empty() {
+            report.rows = sub.rows;
+        }
+        for p in sub.problems {
+            let file = if p.file.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}/{}", p.file)
+            };
+            report.problem(&file, p.row, p.message);
+        }
+        report.extra_files_count += sub.extra_files_count;
+        report
+            .extra_files
+            .extend(sub.extra_files.iter().map(|f| format!("{name}/{f}")));
+    }
+    let recorded: BTreeSet<String> = record.files.iter().cloned().collect();
+    for f in listed.difference(&recorded) {
+        report.problem(RECORD_FILE, None, format!("does not list {f}"));
+    }
+    for f in recorded.difference(&listed) {
+        report.problem(
+            RECORD_FILE,
+            None,
+            format!("lists {f}, which none of its size builds holds"),
+        );
+    }
 }
 
 /// The record of the build in `dir`, or `None` (with the problem) when there is none that

@@ -282,7 +282,7 @@ struct WorkerTimes {
 
 enum Outcome {
     Missing,
-    Undecodable(NormalizeError),
+    Undecodable(String),
     Packed(Box<Encoded>),
     Failed(EncodeError),
 }
@@ -302,7 +302,8 @@ pub(crate) trait FormatWriter {
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
 }
 
-/// Normalize, encode and pack every labelled image of `dataset` into `out`.
+/// Normalize, encode and pack every labelled image of `dataset` into `out`. With several
+/// sizes (`opts.sizes`), see [`pack_sizes`]; this returns the first size's summary.
 pub fn pack(
     dataset: &Dataset,
     source: &dyn ImageSource,
@@ -310,9 +311,29 @@ pub fn pack(
     out: &Path,
     progress: &Progress,
 ) -> Result<PackSummary, PackError> {
+    let mut summaries = pack_sizes(dataset, source, opts, out, progress)?;
+    Ok(summaries.swap_remove(0))
+}
+
+/// Pack every size of `opts` (its `sizes`, or `size` alone) from one pass over the
+/// images: each is fetched and decoded once, then normalized and encoded per size on the
+/// same pool. One size is written into `out` itself; several each get a complete build in
+/// `out/size-{S}/` (see [`size_dir_name`]), and `out` a record of them written last.
+/// Returns one summary per size, in `opts.sizes` order.
+pub fn pack_sizes(
+    dataset: &Dataset,
+    source: &dyn ImageSource,
+    opts: &PackOptions,
+    out: &Path,
+    progress: &Progress,
+) -> Result<Vec<PackSummary>, PackError> {
     let started = Instant::now();
-    if opts.size == 0 || opts.size > normalize::MAX_IMAGE_EDGE {
-        return Err(PackError::BadSize { size: opts.size });
+    let sizes = opts.all_sizes();
+    if let Some(&size) = sizes
+        .iter()
+        .find(|&&s| s == 0 || s > normalize::MAX_IMAGE_EDGE)
+    {
+        return Err(PackError::BadSize { size });
     }
     if opts.formats.is_empty() {
         return Err(PackError::NoFormat);
@@ -329,34 +350,115 @@ pub fn pack(
     // Refuse a directory that is not ours before any work, and a symlinked or blocked
     // format directory before any image is packed (the commit checks every path again).
     crate::record::check_out(out)?;
-    staging::check_dirs(out, &format_dirs(opts))?;
+    let several = sizes.len() > 1;
+    // One build per size: its options and its directory.
+    let builds: Vec<(PackOptions, PathBuf)> = sizes
+        .iter()
+        .map(|&size| {
+            let mut o = opts.clone();
+            o.size = size;
+            o.sizes = vec![size];
+            let dir = if several {
+                out.join(size_dir_name(size))
+            } else {
+                out.to_path_buf()
+            };
+            (o, dir)
+        })
+        .collect();
+    if several {
+        let dirs: Vec<String> = sizes.iter().map(|&s| size_dir_name(s)).collect();
+        staging::check_dirs(out, &dirs)?;
+    }
+    let created: Vec<bool> = builds.iter().map(|(_, dir)| !dir.exists()).collect();
+    let result = pack_builds(dataset, source, &builds, &pool, progress, started);
+    let summaries = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // A size directory this run created and left empty goes again.
+            for ((_, dir), created) in builds.iter().zip(created) {
+                if created && several {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            return Err(e);
+        }
+    };
+    if several {
+        let mut record = build_record(dataset, &builds[0].0, &summaries[0]);
+        record.sizes = sizes;
+        staging::commit_sizes(out, record)?;
+    }
+    Ok(summaries)
+}
 
-    // Dropping `staging` on any error below removes everything written so far.
-    let staging = staging::Staging::create(out)?;
-    let mut sink = RowSink::new(&staging, dataset, opts, progress)?;
+/// The directory of size S in a build of several sizes.
+pub fn size_dir_name(size: u32) -> String {
+    format!("size-{size}")
+}
+
+/// Stage every build, run the images through all of them, then commit each.
+fn pack_builds(
+    dataset: &Dataset,
+    source: &dyn ImageSource,
+    builds: &[(PackOptions, PathBuf)],
+    pool: &rayon::ThreadPool,
+    progress: &Progress,
+    started: Instant,
+) -> Result<Vec<PackSummary>, PackError> {
+    let mut stagings = Vec::new();
+    for (o, dir) in builds {
+        crate::record::check_out(dir)?;
+        staging::check_dirs(dir, &format_dirs(o))?;
+        // Dropping a staging on any error below removes everything written so far.
+        stagings.push(staging::Staging::create(dir)?);
+    }
+    // Only the first build reports progress: every build sees the same rows.
+    let hidden = Progress::hidden("pack", 0);
+    let mut sinks = builds
+        .iter()
+        .zip(&stagings)
+        .enumerate()
+        .map(|(i, ((o, _), staging))| {
+            RowSink::new(staging, dataset, o, if i == 0 { progress } else { &hidden })
+        })
+        .collect::<Result<Vec<_>, PackError>>()?;
     let packable: Vec<&ImageRecord> = dataset.packable().collect();
-    sink.summary.labelled_without_url = dataset.labelled.len() - packable.len();
-    run_chunks(&pool, &packable, source, opts, &mut sink)?;
+    for sink in &mut sinks {
+        sink.summary.labelled_without_url = dataset.labelled.len() - packable.len();
+    }
+    let opts = &builds[0].0;
+    run_chunks(pool, &packable, source, opts, &mut sinks)?;
     source.confirm().map_err(PackError::Withheld)?;
-    let (mut summary, mut produced, hashed) = sink.finish()?;
-    if opts.refuse_undecodable && !summary.undecodable.is_empty() {
-        return Err(PackError::Undecodable(summary.undecodable));
+    let mut finished = Vec::new();
+    for sink in sinks {
+        let (summary, produced, hashed) = sink.finish()?;
+        if opts.refuse_undecodable && !summary.undecodable.is_empty() {
+            return Err(PackError::Undecodable(summary.undecodable));
+        }
+        finished.push((summary, produced, hashed));
     }
 
-    let t = Instant::now();
-    produced.extend(card::write(&staging, dataset, opts, &summary)?);
-    let record = build_record(dataset, opts, &summary);
-    let describe = |artifacts: &[Artifact]| {
-        let text = croissant::render(dataset, opts, &summary, artifacts);
-        vec![(CROISSANT.to_string(), text)]
-    };
-    let (artifacts, removed) =
-        pool.install(|| staging.commit(produced, hashed, record, describe))?;
-    summary.artifacts = artifacts;
-    summary.removed_stale = removed;
-    summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
-    summary.seconds.total = started.elapsed().as_secs_f64();
-    Ok(summary)
+    let mut summaries = Vec::new();
+    for ((staging, (mut summary, mut produced, hashed)), (o, _)) in
+        stagings.into_iter().zip(finished).zip(builds)
+    {
+        let t = Instant::now();
+        produced.extend(card::write(&staging, dataset, o, &summary)?);
+        let record = build_record(dataset, o, &summary);
+        let describe = |artifacts: &[Artifact]| {
+            let text = croissant::render(dataset, o, &summary, artifacts);
+            vec![(CROISSANT.to_string(), text)]
+        };
+        let (artifacts, removed) =
+            pool.install(|| staging.commit(produced, hashed, record, describe))?;
+        summary.artifacts = artifacts;
+        summary.removed_stale = removed;
+        summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
+        summary.seconds.total = started.elapsed().as_secs_f64();
+        summaries.push(summary);
+    }
+    Ok(summaries)
 }
 
 /// The directories of `--out` the chosen formats write into (`idx`, `npz`...).
@@ -384,6 +486,7 @@ fn build_record(
             .map(|s| (s.split.name().to_string(), s.packed))
             .collect(),
         files: Vec::new(),
+        sizes: Vec::new(),
     }
 }
 
@@ -396,17 +499,21 @@ fn run_chunks(
     records: &[&ImageRecord],
     source: &dyn ImageSource,
     opts: &PackOptions,
-    sink: &mut RowSink<'_>,
+    sinks: &mut [RowSink<'_>],
 ) -> Result<(), PackError> {
     let abort = AtomicBool::new(false);
     let needs = Needs::of(opts);
-    let work = |record: &&ImageRecord| -> Outcome {
+    let sizes: Vec<u32> = sinks.iter().map(|s| s.summary.size).collect();
+    let sizes = &sizes[..];
+    // One outcome per size, in `sinks` order.
+    let work = |record: &&ImageRecord| -> Vec<Outcome> {
         if abort.load(Ordering::Relaxed) {
-            return Outcome::Missing; // the pack failed; nothing will be written
+            // The pack failed; nothing will be written.
+            return sizes.iter().map(|_| Outcome::Missing).collect();
         }
         match source.image(record) {
-            None => Outcome::Missing,
-            Some(delivered) => encode_image(delivered, opts.size, needs),
+            None => sizes.iter().map(|_| Outcome::Missing).collect(),
+            Some(delivered) => encode_image(delivered, sizes, needs),
         }
     };
     let work = &work;
@@ -417,7 +524,7 @@ fn run_chunks(
             loop {
                 while pending.len() < CHUNKS_IN_FLIGHT {
                     let Some(chunk) = chunks.next() else { break };
-                    let (tx, rx) = mpsc::sync_channel::<Vec<Outcome>>(1);
+                    let (tx, rx) = mpsc::sync_channel::<Vec<Vec<Outcome>>>(1);
                     scope.spawn(move |_| {
                         let _ = tx.send(chunk.par_iter().map(work).collect());
                     });
@@ -431,9 +538,11 @@ fn run_chunks(
                     jobs: opts.jobs,
                     message: "a worker stopped without a result".into(),
                 })?;
-                sink.summary.seconds.waiting += waited.elapsed().as_secs_f64();
-                for (record, outcome) in chunk.iter().zip(outcomes) {
-                    sink.accept(record, outcome)?;
+                sinks[0].summary.seconds.waiting += waited.elapsed().as_secs_f64();
+                for (record, per_size) in chunk.iter().zip(outcomes) {
+                    for (sink, outcome) in sinks.iter_mut().zip(per_size) {
+                        sink.accept(record, outcome)?;
+                    }
                 }
             }
         };
@@ -515,7 +624,7 @@ impl<'a> RowSink<'a> {
             Outcome::Undecodable(e) => {
                 self.summary.undecodable.push(Undecodable {
                     id: record.id,
-                    reason: e.to_string(),
+                    reason: e,
                 });
                 self.progress.advance(true);
                 return Ok(());
@@ -593,24 +702,60 @@ impl Needs {
     }
 }
 
-/// Decode, normalize and encode one fetched image into the payloads the formats need.
-fn encode_image(delivered: Delivered, size: u32, needs: Needs) -> Outcome {
-    let mut times = WorkerTimes::default();
+/// Decode one fetched image once, then normalize and encode it for each of `sizes` into
+/// the payloads the formats need: one outcome per size.
+fn encode_image(delivered: Delivered, sizes: &[u32], needs: Needs) -> Vec<Outcome> {
     let t = Instant::now();
     let bytes = &delivered.bytes[..];
     let decoded = match delivered.decoded {
         Some(image) => decode::Decoded::jpeg(bytes, image),
         None => match decode::decode(bytes) {
             Ok(d) => d,
-            Err(e) => return Outcome::Undecodable(e.into()),
+            Err(e) => {
+                let reason = NormalizeError::from(e).to_string();
+                return sizes
+                    .iter()
+                    .map(|_| Outcome::Undecodable(reason.clone()))
+                    .collect();
+            }
         },
     };
-    times.decode = t.elapsed();
-    let t = Instant::now();
+    let decode_time = t.elapsed();
     let source = decoded.source;
-    let (pixels, resized) = match normalize::to_square_rgb(decoded.image, size) {
+    let mut image = Some(decoded.image);
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            // The last size takes the decoded pixels, the others a copy.
+            let pixels = if i + 1 == sizes.len() {
+                image.take().expect("taken by the last size only")
+            } else {
+                image.clone().expect("kept until the last size")
+            };
+            let times = WorkerTimes {
+                // The decode is counted once, with the first size.
+                decode: if i == 0 { decode_time } else { Duration::ZERO },
+                ..WorkerTimes::default()
+            };
+            encode_size(bytes, pixels, source, size, needs, times)
+        })
+        .collect()
+}
+
+/// Normalize decoded pixels to S x S and encode the payloads the formats need.
+fn encode_size(
+    bytes: &[u8],
+    decoded: image::DynamicImage,
+    source: decode::SourceImage,
+    size: u32,
+    needs: Needs,
+    mut times: WorkerTimes,
+) -> Outcome {
+    let t = Instant::now();
+    let (pixels, resized) = match normalize::to_square_rgb(decoded, size) {
         Ok(p) => p,
-        Err(e) => return Outcome::Undecodable(e),
+        Err(e) => return Outcome::Undecodable(e.to_string()),
     };
     times.resize = t.elapsed();
     let image = normalize::NormalizedImage {

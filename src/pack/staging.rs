@@ -223,6 +223,56 @@ impl Staging {
     }
 }
 
+/// Complete a build of several sizes, each already committed in its `size-{S}/`: write
+/// `out`'s record of them (`record.sizes` set; its `files` filled in here with every file
+/// the size builds recorded, their records included) and remove the files of the previous
+/// build of `out` that this one does not hold (a one-size build's artifacts, a size no
+/// longer built), as a commit does: only recorded regular files, never through a symlink.
+/// Returns the stale paths removed.
+pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, PackError> {
+    let bad = |source| OutError::BadRecord {
+        out: out.to_path_buf(),
+        source,
+    };
+    let mut files = BTreeSet::new();
+    for &size in &record.sizes {
+        let dir_name = super::size_dir_name(size);
+        let dir = out.join(&dir_name);
+        let sub = BuildRecord::read(&dir)
+            .map_err(bad)?
+            .ok_or(PackError::Internal("a size build wrote no record"))?;
+        files.insert(format!("{dir_name}/{}", record::RECORD_FILE));
+        files.extend(sub.files.iter().map(|f| format!("{dir_name}/{f}")));
+    }
+    let previous = BuildRecord::read(out).map_err(bad)?;
+    let recorded: BTreeSet<String> = previous
+        .map(|r| r.files)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    // As in a commit: while stale files go, the record lists both builds' files.
+    record.files = recorded.union(&files).cloned().collect();
+    record.write(out)?;
+    let mut removed = Vec::new();
+    for relative in recorded.difference(&files) {
+        let path = out.join(relative);
+        if record::inspect(out, relative).map_err(PackError::io(&path))? != PathState::File {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                removed.push(relative.clone());
+                remove_empty_parents(out, &path);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PackError::io(&path)(e)),
+        }
+    }
+    record.files = files.into_iter().collect();
+    record.write(out)?;
+    Ok(removed)
+}
+
 /// Refuse early, before any image is packed, when a directory the build writes into
 /// (`idx`, `npz`...) is a symlink or a file: the commit would refuse it anyway.
 pub fn check_dirs(out: &Path, dirs: &[String]) -> Result<(), OutError> {

@@ -1,0 +1,246 @@
+//! Several sizes in one pass, through the binary: `--size 32,48` writes a complete,
+//! verifiable build per size in `size-{S}/` from one fetch, each the same as a build of
+//! that size alone; `--out` records the sizes, so switching between one size and several
+//! replaces only what kaokore wrote, and `verify` of `--out` checks every size.
+
+#![cfg(unix)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kaokore::record::RECORD_FILE;
+use support::{FixtureConfig, FixtureHosts};
+
+const FORMATS: &str = "idx,npz,parquet,mnist";
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temp root, the fixture hosts and 30 images of v1.0 metadata.
+struct Run {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    meta: PathBuf,
+    hosts: FixtureHosts,
+}
+
+impl Run {
+    fn new() -> Run {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Run {
+            meta: support::metadata::small_metadata("1.0", &root, 30),
+            root,
+            _tmp: tmp,
+            hosts: FixtureHosts::start(FixtureConfig::default()),
+        }
+    }
+
+    fn kaokore(args: &[String]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kaokore"))
+            .args(args)
+            .output()
+            .expect("run kaokore")
+    }
+
+    /// `kaokore CMD --size SIZES --out OUT`, formats [`FORMATS`]; must succeed.
+    fn ok(&self, cmd: &str, sizes: &str, out: &Path) {
+        let mut args: Vec<String> = [
+            cmd,
+            "--quiet",
+            "--dataset-version",
+            "1.0",
+            "--size",
+            sizes,
+            "--jobs",
+            "2",
+            "--formats",
+            FORMATS,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend([
+            "--metadata".into(),
+            path_arg(&self.meta),
+            "--cache".into(),
+            path_arg(&self.root.join("cache")),
+            "--out".into(),
+            path_arg(out),
+        ]);
+        if cmd != "pack" {
+            args.extend(self.hosts.rewrite_args());
+        }
+        let o = Run::kaokore(&args);
+        assert!(o.status.success(), "{cmd} --size {sizes}: {}", stderr(&o));
+    }
+
+    fn verify(dir: &Path) -> Output {
+        Run::kaokore(&["verify".into(), path_arg(dir)])
+    }
+
+    /// Labelled images with a URL in the metadata: what a build fetches.
+    fn packable(&self) -> usize {
+        let urls = std::fs::read_to_string(self.meta.join("urls.txt")).unwrap();
+        let labels = std::fs::read_to_string(self.meta.join("labels.csv")).unwrap();
+        labels
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.get(..8)?.parse::<usize>().ok())
+            .filter(|&id| urls.lines().nth(id).is_some_and(|u| !u.trim().is_empty()))
+            .count()
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn record(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&read(&dir.join(RECORD_FILE))).unwrap()
+}
+
+#[test]
+fn several_sizes_build_each_completely_from_one_fetch() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    run.ok("build", "32,48", &out);
+    assert_eq!(
+        run.hosts.total_requests(),
+        run.packable(),
+        "each image fetched once for both sizes"
+    );
+
+    for size in [32, 48] {
+        let dir = out.join(format!("size-{size}"));
+        let v = Run::verify(&dir);
+        assert!(v.status.success(), "size-{size}: {}", stderr(&v));
+        assert_eq!(record(&dir)["size"], size);
+        for f in ["README.md", "croissant.json", "report.json", "SHA256SUMS"] {
+            assert!(dir.join(f).is_file(), "size-{size}/{f}");
+        }
+        let sums = read(&dir.join("SHA256SUMS"));
+        for dir in ["idx/", "npz/", "parquet/", "mnist/"] {
+            assert!(sums.contains(dir), "size-{size} lacks {dir}");
+        }
+        // The same build as that size packed on its own, from the same cache.
+        let alone = run.root.join(format!("alone-{size}"));
+        run.ok("pack", &size.to_string(), &alone);
+        assert_eq!(sums, read(&alone.join("SHA256SUMS")), "size {size}");
+    }
+    assert_ne!(
+        read(&out.join("size-32/SHA256SUMS")),
+        read(&out.join("size-48/SHA256SUMS"))
+    );
+    // No single-size layout beside the size directories.
+    assert!(!out.join("SHA256SUMS").exists() && !out.join("idx").exists());
+    let top = record(&out);
+    assert_eq!(top["sizes"], serde_json::json!([32, 48]));
+    let files: Vec<&str> = top["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"size-32/SHA256SUMS") && files.contains(&"size-48/report.json"));
+    assert!(files.contains(&"size-48/.kaokore-build.json"));
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("size-32/") || f.starts_with("size-48/"))
+    );
+
+    // A rerun with the cache full fetches nothing and writes the same bytes.
+    let before = run.hosts.total_requests();
+    let again = run.root.join("again");
+    run.ok("build", "32,48", &again);
+    assert_eq!(run.hosts.total_requests(), before);
+    for size in ["size-32", "size-48"] {
+        assert_eq!(
+            read(&out.join(size).join("SHA256SUMS")),
+            read(&again.join(size).join("SHA256SUMS"))
+        );
+    }
+}
+
+#[test]
+fn verify_of_the_output_checks_every_size() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    run.ok("build", "32,48", &out);
+    let v = Run::verify(&out);
+    assert!(v.status.success(), "{}", stderr(&v));
+
+    // A pixel byte changed in the second size only: verify of --out finds it there.
+    let npz = out.join("size-48/npz/kaokore-train-imgs.npz");
+    let mut bytes = std::fs::read(&npz).unwrap();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 0xff;
+    std::fs::write(&npz, bytes).unwrap();
+    let v = Run::verify(&out);
+    assert!(!v.status.success());
+    let text = String::from_utf8_lossy(&v.stdout).into_owned() + &stderr(&v);
+    assert!(
+        text.contains("size-48/npz/kaokore-train-imgs.npz"),
+        "{text}"
+    );
+    assert!(!text.contains("size-32/"), "{text}");
+
+    // A size directory gone is a problem too.
+    std::fs::remove_dir_all(out.join("size-32")).unwrap();
+    let v = Run::verify(&out);
+    assert!(!v.status.success());
+    let text = String::from_utf8_lossy(&v.stdout).into_owned() + &stderr(&v);
+    assert!(text.contains("size-32"), "{text}");
+}
+
+#[test]
+fn switching_between_one_size_and_several_replaces_only_kaokores_files() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    run.ok("build", "32,48", &out);
+    std::fs::write(out.join("notes.txt"), "mine\n").unwrap();
+    std::fs::write(out.join("size-48/mine.txt"), "mine too\n").unwrap();
+
+    // Several -> one: the size directories' files go, the user's files stay.
+    run.ok("build", "32", &out);
+    assert!(!out.join("size-32").exists(), "size-32 removed");
+    assert_eq!(read(&out.join("notes.txt")), "mine\n");
+    assert_eq!(read(&out.join("size-48/mine.txt")), "mine too\n");
+    let kept: Vec<_> = std::fs::read_dir(out.join("size-48"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        kept,
+        ["mine.txt"],
+        "only the user's file is left in size-48/"
+    );
+    assert!(record(&out).get("sizes").is_none());
+    assert_eq!(record(&out)["size"], 32);
+    let alone = run.root.join("alone");
+    run.ok("pack", "32", &alone);
+    assert_eq!(
+        read(&out.join("SHA256SUMS")),
+        read(&alone.join("SHA256SUMS"))
+    );
+    let v = Run::verify(&out);
+    assert!(v.status.success(), "{}", stderr(&v));
+
+    // One -> several: the one-size artifacts go, the user's file stays.
+    std::fs::remove_file(out.join("size-48/mine.txt")).unwrap();
+    run.ok("pack", "48,32", &out);
+    assert!(!out.join("SHA256SUMS").exists());
+    assert!(!out.join("idx").exists() && !out.join("README.md").exists());
+    assert_eq!(read(&out.join("notes.txt")), "mine\n");
+    assert_eq!(record(&out)["sizes"], serde_json::json!([48, 32]));
+    let v = Run::verify(&out);
+    assert!(v.status.success(), "{}", stderr(&v));
+}
