@@ -12,6 +12,7 @@
 #   VERSION=1.0 SIZE=256 PER_HOST=8 LATENCY_MS=30 scripts/bench_build.sh
 #   KEEP_WORK=1 scripts/bench_build.sh      # keep the cache, output and report.json
 #   FEATURES=isal scripts/bench_build.sh    # the opt-in ISA-L deflate
+#   SIZE=64,128,256 FORMATS=idx,npz,parquet,images,webdataset,mnist scripts/bench_build.sh
 set -euo pipefail
 
 VERSION=${VERSION:-1.3}
@@ -41,11 +42,12 @@ start_fixture "$TARGET/release/examples/iiif_fixture" "$work/fixture.out" \
 
 /usr/bin/time -v -o "$work/time.txt" \
     "$TARGET/release/kaokore" build --dataset-version "$VERSION" --size "$SIZE" \
+    ${FORMATS:+--formats "$FORMATS"} \
     --per-host "$PER_HOST" --cache "$work/cache" --out "$work/out" --quiet "${rewrites[@]}"
 
 python3 - "$work" "$VERSION" "$SIZE" "$PER_HOST" "$LATENCY_MS" <<'PY'
 import json, math, re, sys, collections
-work, version, size, per_host, latency_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+work, version, size, per_host, latency_ms = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 t = open(f"{work}/time.txt").read()
 def field(name):
     return re.search(re.escape(name) + r":\s*(.+)", t).group(1).strip()
@@ -53,7 +55,9 @@ wall_parts = [float(p) for p in field("Elapsed (wall clock) time (h:mm:ss or m:s
 wall = sum(p * 60 ** i for i, p in enumerate(reversed(wall_parts)))
 cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
 rss_mib = int(field("Maximum resident set size (kbytes)")) / 1024
-report = json.load(open(f"{work}/out/report.json"))
+# Several sizes: each has its own report; the first one's counts and pack steps are shown.
+first = size.split(",")[0]
+report = json.load(open(f"{work}/out/report.json" if "," not in size else f"{work}/out/size-{first}/report.json"))
 
 # What the build requested: labelled images with a URL, per host.
 meta = f"data/kaokore-metadata/v{version}"
