@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::tree::snapshot;
 use support::{CODH, Fault, FixtureConfig, FixtureHosts, KEIO, KYOTO};
 
 /// The most stderr lines a whole build may print without --verbose.
@@ -20,25 +21,6 @@ fn stderr(o: &Output) -> String {
 
 fn path_arg(p: &Path) -> String {
     p.display().to_string()
-}
-
-/// Every file below `dir` (hidden ones included) with its SHA-256; directories as `/`.
-fn snapshot(dir: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), String::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, kaokore::pack::hash_file(&p).unwrap().1);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs). With

@@ -302,24 +302,6 @@ fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
     assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
 }
 
-/// Every file under `dir` (relative path -> SHA-256), hidden ones included.
-fn tree_hashes(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, sha256_hex(&std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
     let hosts = FixtureHosts::start(FixtureConfig::default());
@@ -331,7 +313,7 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
     build.extend(hosts.rewrite_args());
     let o = kaokore(&build);
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = tree_hashes(&out);
+    let before = support::tree::snapshot(&out);
 
     // A recorded entry that does not decode: only pack can tell.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -350,7 +332,11 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(tree_hashes(&out), before, "the previous build is untouched");
+    assert_eq!(
+        support::tree::snapshot(&out),
+        before,
+        "the previous build is untouched"
+    );
     assert_eq!(cache.lookup(&bad_url), Lookup::Missing, "evicted");
 
     // The next strict build fetches it again and delivers.
@@ -370,7 +356,7 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
     build.extend(hosts.rewrite_args());
     let o = kaokore(&build);
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = tree_hashes(&out);
+    let before = support::tree::snapshot(&out);
 
     // Same length, other bytes: the up-front count sees them, reading does not.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -395,7 +381,11 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(tree_hashes(&out), before, "the previous build is untouched");
+    assert_eq!(
+        support::tree::snapshot(&out),
+        before,
+        "the previous build is untouched"
+    );
     for url in &urls[..3] {
         assert_eq!(cache.lookup(url), Lookup::Missing, "evicted on reading");
     }

@@ -6,12 +6,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kaokore::record::RECORD_FILE;
+use support::tree::snapshot;
 use support::{FixtureConfig, FixtureHosts};
 
 fn path_arg(p: &Path) -> String {
@@ -25,31 +25,6 @@ fn stderr(o: &Output) -> String {
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-/// Everything below `dir`, without following symlinks: relative path -> `file <sha256>`,
-/// `dir`, or `link -> target`. Two equal snapshots mean nothing was touched.
-fn snapshot(dir: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&p).unwrap();
-                out.insert(rel, format!("link -> {}", target.display()));
-            } else if meta.is_dir() {
-                out.insert(rel, "dir".into());
-                walk(root, &p, out);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                out.insert(rel, format!("file {}", kaokore::pack::sha256_hex(&bytes)));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs).

@@ -13,6 +13,7 @@
 
 pub mod images;
 pub mod metadata;
+pub mod tree;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
