@@ -132,6 +132,15 @@ impl PackOptions {
         }
         sizes
     }
+
+    /// These options for one size alone: a build of `size` only.
+    pub fn for_size(&self, size: u32) -> PackOptions {
+        PackOptions {
+            size,
+            sizes: vec![size],
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for PackOptions {

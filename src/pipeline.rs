@@ -396,7 +396,7 @@ fn leave_out_as_found(
 fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("build", cfg)?;
     // An --out that cannot take the build is refused before anything is fetched.
-    crate::record::check_out(&cfg.out)?;
+    crate::pack::check_out(&cfg.out, &cfg.pack)?;
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.packable());
     let progress = Progress::new("build", requests.len() as u64, cfg.progress);
@@ -547,7 +547,7 @@ pub fn pack(cfg: &BuildConfig) -> Result<BuildReport, Error> {
 
 fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("pack", cfg)?;
-    crate::record::check_out(&cfg.out)?;
+    crate::pack::check_out(&cfg.out, &cfg.pack)?;
     if !cfg.cache.is_dir() {
         return Err(Error::Usage(format!(
             "no image cache at {}: run `kaokore fetch` or `kaokore build` first, or pass --cache",

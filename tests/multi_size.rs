@@ -8,10 +8,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use kaokore::record::RECORD_FILE;
-use support::{FixtureConfig, FixtureHosts};
+use support::tree::snapshot;
+use support::{Fault, FixtureConfig, FixtureHosts};
 
 const FORMATS: &str = "idx,npz,parquet,mnist";
 
@@ -50,8 +52,9 @@ impl Run {
             .expect("run kaokore")
     }
 
-    /// `kaokore CMD --size SIZES --out OUT`, formats [`FORMATS`]; must succeed.
-    fn ok(&self, cmd: &str, sizes: &str, out: &Path) {
+    /// The arguments of `kaokore CMD --size SIZES --formats FORMATS --out OUT` with the
+    /// image cache `CACHE` (under the temp root).
+    fn args(&self, cmd: &str, sizes: &str, formats: &str, cache: &str, out: &Path) -> Vec<String> {
         let mut args: Vec<String> = [
             cmd,
             "--quiet",
@@ -62,7 +65,7 @@ impl Run {
             "--jobs",
             "2",
             "--formats",
-            FORMATS,
+            formats,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -71,14 +74,19 @@ impl Run {
             "--metadata".into(),
             path_arg(&self.meta),
             "--cache".into(),
-            path_arg(&self.root.join("cache")),
+            path_arg(&self.root.join(cache)),
             "--out".into(),
             path_arg(out),
         ]);
         if cmd != "pack" {
             args.extend(self.hosts.rewrite_args());
         }
-        let o = Run::kaokore(&args);
+        args
+    }
+
+    /// `kaokore CMD --size SIZES --out OUT`, formats [`FORMATS`]; must succeed.
+    fn ok(&self, cmd: &str, sizes: &str, out: &Path) {
+        let o = Run::kaokore(&self.args(cmd, sizes, FORMATS, "cache", out));
         assert!(o.status.success(), "{cmd} --size {sizes}: {}", stderr(&o));
     }
 
@@ -243,4 +251,84 @@ fn switching_between_one_size_and_several_replaces_only_kaokores_files() {
     assert_eq!(record(&out)["sizes"], serde_json::json!([48, 32]));
     let v = Run::verify(&out);
     assert!(v.status.success(), "{}", stderr(&v));
+}
+
+#[test]
+fn a_blocked_size_directory_is_refused_before_any_fetch() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    // A previous build of both sizes, then the user's symlink where size-48's npz goes.
+    run.ok("build", "32,48", &out);
+    let outside = run.root.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir_all(out.join("size-48/npz")).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("size-48/npz")).unwrap();
+    let before = snapshot(&out);
+    let asked = run.hosts.total_requests();
+    let o = Run::kaokore(&run.args("build", "32,48", FORMATS, "cache-2", &out));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("npz"), "{}", stderr(&o));
+    assert_eq!(run.hosts.total_requests(), asked, "nothing fetched");
+    assert_eq!(snapshot(&out), before);
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+}
+
+#[test]
+fn a_size_whose_commit_is_refused_leaves_every_size_as_it_was() {
+    let run = Run::new();
+    let out = run.root.join("out");
+    let o = Run::kaokore(&run.args("build", "32,48", "idx,npz", "cache", &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = snapshot(&out);
+
+    // The same sizes with Parquet added, from another cache, one image held back by the
+    // server: while the build waits for it, a file of the user's appears where size-48's
+    // parquet/ goes (after the checks at the start), so only that size's commit can refuse.
+    let urls = read(&run.meta.join("urls.txt"));
+    let held = urls.lines().find(|l| !l.trim().is_empty()).unwrap();
+    let held = &held[held.find("/iipsrv/").unwrap()..];
+    for fx in run.hosts.all() {
+        fx.add_fault(held, Fault::Stall(Duration::from_secs(3)), 1);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        .args(run.args("build", "32,48", "idx,npz,parquet", "cache-2", &out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let staged = |dir: &Path| {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".kaokore-staging-")
+        })
+    };
+    while !(staged(&out.join("size-32")) && staged(&out.join("size-48"))) {
+        assert!(Instant::now() < deadline, "the pack never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(out.join("size-48/parquet"), "mine\n").unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("size-48") && err.contains("parquet"), "{err}");
+
+    // size-32 could have been committed: it was not. Every file is as it was.
+    let mut after = snapshot(&out);
+    assert_eq!(
+        after.remove("size-48/parquet").as_deref(),
+        Some(&*format!("file {}", kaokore::pack::sha256_hex(b"mine\n")))
+    );
+    assert_eq!(after, before, "{err}");
+    let v = Run::verify(&out);
+    assert!(v.status.success(), "{}", stderr(&v));
+
+    // The user's file moved away, the same build goes through.
+    std::fs::remove_file(out.join("size-48/parquet")).unwrap();
+    let o = Run::kaokore(&run.args("build", "32,48", "idx,npz,parquet", "cache-2", &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read(&out.join("size-32/SHA256SUMS")).contains("parquet/"));
 }

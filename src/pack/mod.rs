@@ -347,46 +347,60 @@ pub fn pack_sizes(
             message: e.to_string(),
         })?;
 
-    // Refuse a directory that is not ours before any work, and a symlinked or blocked
-    // format directory before any image is packed (the commit checks every path again).
-    crate::record::check_out(out)?;
+    // Refuse a directory that is not ours before any work (the pipeline did so before
+    // fetching; the directory may have changed since), and a symlinked or blocked format
+    // directory before any image is packed (the commit checks every path again).
+    check_out(out, opts)?;
     let several = sizes.len() > 1;
     // One build per size: its options and its directory.
     let builds: Vec<(PackOptions, PathBuf)> = sizes
         .iter()
         .map(|&size| {
-            let mut o = opts.clone();
-            o.size = size;
-            o.sizes = vec![size];
             let dir = if several {
                 out.join(size_dir_name(size))
             } else {
                 out.to_path_buf()
             };
-            (o, dir)
+            (opts.for_size(size), dir)
         })
         .collect();
-    if several {
-        let dirs: Vec<String> = sizes.iter().map(|&s| size_dir_name(s)).collect();
-        staging::check_dirs(out, &dirs)?;
-    }
     let created: Vec<bool> = builds.iter().map(|(_, dir)| !dir.exists()).collect();
-    let result = pack_builds(dataset, source, &builds, &pool, progress, started);
-    let summaries = match result {
-        Ok(s) => s,
-        Err(e) => {
-            // A size directory this run created and left empty goes again.
-            for ((_, dir), created) in builds.iter().zip(created) {
-                if created && several {
-                    let _ = std::fs::remove_dir(dir);
-                }
+    let remove_created = || {
+        // A size directory this run created and left empty goes again.
+        for ((_, dir), &created) in builds.iter().zip(&created) {
+            if created && several {
+                let _ = std::fs::remove_dir(dir);
             }
+        }
+    };
+    let prepared = match pack_builds(dataset, source, &builds, &pool, progress) {
+        Ok(p) => p,
+        Err(e) => {
+            remove_created();
             return Err(e);
         }
     };
+    // Every size passed every check of its commit: only now is anything replaced.
+    let mut record = build_record(dataset, &builds[0].0, &prepared[0].1);
     if several {
-        let mut record = build_record(dataset, &builds[0].0, &summaries[0]);
         record.sizes = sizes;
+        let planned: Vec<(u32, &[String])> = builds
+            .iter()
+            .zip(&prepared)
+            .map(|((o, _), (p, _, _))| (o.size, p.files()))
+            .collect();
+        staging::claim_sizes(out, &record, &planned)?;
+    }
+    let mut summaries = Vec::new();
+    for (prepared, mut summary, t) in prepared {
+        let (artifacts, removed) = prepared.apply()?;
+        summary.artifacts = artifacts;
+        summary.removed_stale = removed;
+        summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
+        summary.seconds.total = started.elapsed().as_secs_f64();
+        summaries.push(summary);
+    }
+    if several {
         staging::commit_sizes(out, record)?;
     }
     Ok(summaries)
@@ -397,19 +411,38 @@ pub fn size_dir_name(size: u32) -> String {
     format!("size-{size}")
 }
 
-/// Stage every build, run the images through all of them, then commit each.
+/// Refuse, before anything is fetched or packed, an `out` a pack with `opts` could not
+/// commit into: one that is not kaokore's (see [`crate::record::check_out`]), a format
+/// directory that is a symlink or a file, and with several sizes the same for each
+/// `size-{S}/`.
+pub fn check_out(out: &Path, opts: &PackOptions) -> Result<(), PackError> {
+    crate::record::check_out(out)?;
+    let sizes = opts.all_sizes();
+    if let [size] = sizes[..] {
+        staging::check_dirs(out, &format_dirs(&opts.for_size(size)))?;
+        return Ok(());
+    }
+    let dirs: Vec<String> = sizes.iter().map(|&s| size_dir_name(s)).collect();
+    staging::check_dirs(out, &dirs)?;
+    for (&size, dir) in sizes.iter().zip(&dirs) {
+        let dir = out.join(dir);
+        crate::record::check_out(&dir)?;
+        staging::check_dirs(&dir, &format_dirs(&opts.for_size(size)))?;
+    }
+    Ok(())
+}
+
+/// Stage every build, run the images through all of them, then prepare each commit:
+/// one prepared commit per build, with its summary and when its commit began.
 fn pack_builds(
     dataset: &Dataset,
     source: &dyn ImageSource,
     builds: &[(PackOptions, PathBuf)],
     pool: &rayon::ThreadPool,
     progress: &Progress,
-    started: Instant,
-) -> Result<Vec<PackSummary>, PackError> {
+) -> Result<Vec<(staging::Prepared, PackSummary, Instant)>, PackError> {
     let mut stagings = Vec::new();
-    for (o, dir) in builds {
-        crate::record::check_out(dir)?;
-        staging::check_dirs(dir, &format_dirs(o))?;
+    for (_, dir) in builds {
         // Dropping a staging on any error below removes everything written so far.
         stagings.push(staging::Staging::create(dir)?);
     }
@@ -439,8 +472,8 @@ fn pack_builds(
         finished.push((summary, produced, hashed));
     }
 
-    let mut summaries = Vec::new();
-    for ((staging, (mut summary, mut produced, hashed)), (o, _)) in
+    let mut prepared = Vec::new();
+    for ((staging, (summary, mut produced, hashed)), (o, _)) in
         stagings.into_iter().zip(finished).zip(builds)
     {
         let t = Instant::now();
@@ -450,15 +483,10 @@ fn pack_builds(
             let text = croissant::render(dataset, o, &summary, artifacts);
             vec![(CROISSANT.to_string(), text)]
         };
-        let (artifacts, removed) =
-            pool.install(|| staging.commit(produced, hashed, record, describe))?;
-        summary.artifacts = artifacts;
-        summary.removed_stale = removed;
-        summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
-        summary.seconds.total = started.elapsed().as_secs_f64();
-        summaries.push(summary);
+        let p = pool.install(|| staging.prepare(produced, hashed, record, describe))?;
+        prepared.push((p, summary, t));
     }
-    Ok(summaries)
+    Ok(prepared)
 }
 
 /// The directories of `--out` the chosen formats write into (`idx`, `npz`...).

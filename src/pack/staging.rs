@@ -6,6 +6,11 @@
 //! killed process is removed by the next pack in that directory. SHA256SUMS is removed
 //! first and renamed last, so an interrupted commit is visible to `verify`. The commit
 //! replaces or removes only files the previous build record lists, never through a symlink.
+//!
+//! A commit has two halves: [`Staging::prepare`] does all that can fail while the previous
+//! build is intact, [`Prepared::apply`] replaces it. A build of several sizes prepares every
+//! size before applying any, and claims their files in `out`'s record first
+//! ([`claim_sizes`]), so a size that cannot be committed leaves every size as it was.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -24,6 +29,9 @@ pub struct Staging {
     out: PathBuf,
     root: PathBuf,
     committed: bool,
+    /// Directories made in `out` for the artifacts, outermost first: removed again (when
+    /// still empty) if the build is not committed.
+    created: Vec<PathBuf>,
 }
 
 impl Staging {
@@ -44,6 +52,7 @@ impl Staging {
             out: out.to_path_buf(),
             root,
             committed: false,
+            created: Vec::new(),
         })
     }
 
@@ -57,23 +66,23 @@ impl Staging {
     }
 
     /// Hash every staged artifact (but those in `hashed`, hashed while written), write
-    /// SHA256SUMS, remove the files of the previous build that this one does not produce,
-    /// rename everything into place and write `record` (its `files` filled in here).
+    /// SHA256SUMS and check every destination: everything that can fail before the
+    /// previous build is touched. Nothing outside the staging directory changes; dropping
+    /// the result removes the staging. [`Prepared::apply`] then puts the build in place.
     /// `describe` is given every artifact hashed so far and returns files that list them
     /// (croissant.json: path and content), written and hashed before SHA256SUMS.
-    /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
     ///
     /// Only paths the previous record lists are replaced or removed, only when they are
     /// regular files reached through real directories: a file of the user's where an
-    /// artifact goes, or a symlink on its way, fails the commit before anything changed; a
-    /// stale recorded path that became a symlink (or sits behind one) is left alone.
-    pub fn commit(
+    /// artifact goes, or a symlink on its way, fails here; a stale recorded path that
+    /// became a symlink (or sits behind one) is left alone.
+    pub fn prepare(
         mut self,
         produced: Vec<String>,
         hashed: Vec<Artifact>,
-        mut record: BuildRecord,
+        record: BuildRecord,
         describe: impl FnOnce(&[Artifact]) -> Vec<(String, String)>,
-    ) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
+    ) -> Result<Prepared, PackError> {
         // The other files are hashed in parallel (on the caller's rayon pool): this runs
         // after the last image, so it is wall time nothing else overlaps.
         let mut artifacts = produced
@@ -114,22 +123,15 @@ impl Staging {
 
         // The record is read again (the directory may have changed since the check at
         // the start): it alone says what may be replaced.
-        let previous = BuildRecord::read(&self.out).map_err(|source| OutError::BadRecord {
-            out: self.out.clone(),
-            source,
-        })?;
-        let recorded: BTreeSet<String> = previous
-            .map(|r| r.files)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let recorded = recorded_files(&self.out)?;
         for relative in &files {
             self.check_writable(relative, &recorded)?;
         }
         let new: BTreeSet<&str> = files.iter().map(String::as_str).collect();
-        let stale: Vec<&String> = recorded
+        let stale: Vec<String> = recorded
             .iter()
             .filter(|f| !new.contains(f.as_str()))
+            .cloned()
             .collect();
 
         // Make sure every destination directory can exist before anything is replaced, so
@@ -137,65 +139,39 @@ impl Staging {
         // still intact. The checks above saw only real directories on the way.
         for a in &artifacts {
             if let Some(parent) = self.out.join(&a.path).parent() {
-                fs::create_dir_all(parent).map_err(PackError::io(parent))?;
+                self.create_dir(parent)?;
             }
         }
+        Ok(Prepared {
+            staging: self,
+            artifacts,
+            sums,
+            files,
+            recorded,
+            stale,
+            record,
+        })
+    }
 
-        // While files are replaced, the record lists both builds' files: a commit killed
-        // half-way leaves nothing of kaokore's that the next build would take for the
-        // user's.
-        record.files = recorded
-            .iter()
-            .cloned()
-            .chain(files.iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        record.write(&self.out)?;
-
-        // From here on the old build is replaced: SHA256SUMS goes first, so an interrupted
-        // commit leaves a directory that verify rejects rather than a silent mix.
-        let old_sums = self.out.join(SHA256SUMS);
-        match fs::remove_file(&old_sums) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PackError::io(&old_sums)(e)),
-        }
-        let mut removed = Vec::new();
-        for relative in stale {
-            // Looked at again just before: only a regular file reached through real
-            // directories is removed.
-            let path = self.out.join(relative);
-            if record::inspect(&self.out, relative).map_err(PackError::io(&path))?
-                != PathState::File
-            {
-                continue;
+    /// Create `dir` and its missing parents, remembering which were made.
+    fn create_dir(&mut self, dir: &Path) -> Result<(), PackError> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at {
+            if fs::symlink_metadata(d).is_ok() {
+                break;
             }
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    removed.push(relative.clone());
-                    remove_empty_parents(&self.out, &path);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(PackError::io(&path)(e)),
+            missing.push(d.to_path_buf());
+            at = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(&d) {
+                Ok(()) => self.created.push(d),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(PackError::io(&d)(e)),
             }
         }
-        for a in &artifacts {
-            let from = self.root.join(&a.path);
-            let to = self.out.join(&a.path);
-            fs::rename(&from, &to).map_err(PackError::io(&to))?;
-        }
-        fs::rename(&sums_path, &old_sums).map_err(PackError::io(&old_sums))?;
-        record.files = files;
-        record.write(&self.out)?;
-        artifacts.push(Artifact {
-            path: SHA256SUMS.to_string(),
-            bytes: sums.len() as u64,
-            sha256: checksums::sha256_hex(sums.as_bytes()),
-        });
-        self.committed = true;
-        let _ = fs::remove_dir_all(&self.root);
-        Ok((artifacts, removed))
+        Ok(())
     }
 
     /// `relative` may be written: nothing is there, or a regular file the previous build
@@ -223,38 +199,80 @@ impl Staging {
     }
 }
 
-/// Complete a build of several sizes, each already committed in its `size-{S}/`: write
-/// `out`'s record of them (`record.sizes` set; its `files` filled in here with every file
-/// the size builds recorded, their records included) and remove the files of the previous
-/// build of `out` that this one does not hold (a one-size build's artifacts, a size no
-/// longer built), as a commit does: only recorded regular files, never through a symlink.
-/// Returns the stale paths removed.
-pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, PackError> {
-    let bad = |source| OutError::BadRecord {
-        out: out.to_path_buf(),
-        source,
-    };
-    let mut files = BTreeSet::new();
-    for &size in &record.sizes {
-        let dir_name = super::size_dir_name(size);
-        let dir = out.join(&dir_name);
-        let sub = BuildRecord::read(&dir)
-            .map_err(bad)?
-            .ok_or(PackError::Internal("a size build wrote no record"))?;
-        files.insert(format!("{dir_name}/{}", record::RECORD_FILE));
-        files.extend(sub.files.iter().map(|f| format!("{dir_name}/{f}")));
+/// A staged build whose every check passed: [`Prepared::apply`] puts it in place.
+pub struct Prepared {
+    staging: Staging,
+    artifacts: Vec<Artifact>,
+    sums: String,
+    files: Vec<String>,
+    recorded: BTreeSet<String>,
+    stale: Vec<String>,
+    record: BuildRecord,
+}
+
+impl Prepared {
+    /// Every file the build will have written, relative to its directory, sorted.
+    pub fn files(&self) -> &[String] {
+        &self.files
     }
-    let previous = BuildRecord::read(out).map_err(bad)?;
-    let recorded: BTreeSet<String> = previous
-        .map(|r| r.files)
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    // As in a commit: while stale files go, the record lists both builds' files.
-    record.files = recorded.union(&files).cloned().collect();
-    record.write(out)?;
+
+    /// Replace the previous build: remove the files of it that this one does not produce,
+    /// rename everything into place and write the record (its `files` filled in here).
+    /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
+    pub fn apply(self) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
+        let Prepared {
+            mut staging,
+            mut artifacts,
+            sums,
+            files,
+            recorded,
+            stale,
+            mut record,
+        } = self;
+        let out = staging.out.clone();
+        // While files are replaced, the record lists both builds' files: a commit killed
+        // half-way leaves nothing of kaokore's that the next build would take for the
+        // user's.
+        record.files = recorded
+            .union(&files.iter().cloned().collect())
+            .cloned()
+            .collect();
+        record.write(&out)?;
+
+        // From here on the old build is replaced: SHA256SUMS goes first, so an interrupted
+        // commit leaves a directory that verify rejects rather than a silent mix.
+        let old_sums = out.join(SHA256SUMS);
+        match fs::remove_file(&old_sums) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PackError::io(&old_sums)(e)),
+        }
+        let removed = remove_recorded(&out, &stale)?;
+        for a in &artifacts {
+            let from = staging.root.join(&a.path);
+            let to = out.join(&a.path);
+            fs::rename(&from, &to).map_err(PackError::io(&to))?;
+        }
+        let sums_path = staging.root.join(SHA256SUMS);
+        fs::rename(&sums_path, &old_sums).map_err(PackError::io(&old_sums))?;
+        record.files = files;
+        record.write(&out)?;
+        artifacts.push(Artifact {
+            path: SHA256SUMS.to_string(),
+            bytes: sums.len() as u64,
+            sha256: checksums::sha256_hex(sums.as_bytes()),
+        });
+        staging.committed = true;
+        let _ = fs::remove_dir_all(&staging.root);
+        Ok((artifacts, removed))
+    }
+}
+
+/// Remove the `stale` files of a previous build, each looked at again just before: only a
+/// regular file reached through real directories goes. Returns those removed.
+fn remove_recorded(out: &Path, stale: &[String]) -> Result<Vec<String>, PackError> {
     let mut removed = Vec::new();
-    for relative in recorded.difference(&files) {
+    for relative in stale {
         let path = out.join(relative);
         if record::inspect(out, relative).map_err(PackError::io(&path))? != PathState::File {
             continue;
@@ -268,9 +286,76 @@ pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, 
             Err(e) => return Err(PackError::io(&path)(e)),
         }
     }
+    Ok(removed)
+}
+
+/// Before the size builds of `out` are put in place one after another: make `out`'s
+/// record list, besides what it listed, every file they will write (`planned`: each size's
+/// files, relative to its `size-{S}/`). A run stopped or failing between two sizes then
+/// leaves only files the next build knows as kaokore's.
+pub fn claim_sizes(
+    out: &Path,
+    record: &BuildRecord,
+    planned: &[(u32, &[String])],
+) -> Result<(), PackError> {
+    let mut claim = record.clone();
+    claim.files = recorded_files(out)?
+        .into_iter()
+        .chain(planned.iter().flat_map(|(size, files)| {
+            let dir_name = super::size_dir_name(*size);
+            std::iter::once(record::RECORD_FILE)
+                .chain(files.iter().map(String::as_str))
+                .map(move |f| format!("{dir_name}/{f}"))
+        }))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    claim.write(out)?;
+    Ok(())
+}
+
+/// Complete a build of several sizes, each already committed in its `size-{S}/`: write
+/// `out`'s record of them (`record.sizes` set; its `files` filled in here with every file
+/// the size builds recorded, their records included) and remove the files of the previous
+/// build of `out` that this one does not hold (a one-size build's artifacts, a size no
+/// longer built), as a commit does: only recorded regular files, never through a symlink.
+/// Returns the stale paths removed.
+pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, PackError> {
+    let mut files = BTreeSet::new();
+    for &size in &record.sizes {
+        let dir_name = super::size_dir_name(size);
+        let dir = out.join(&dir_name);
+        let sub = BuildRecord::read(&dir)
+            .map_err(|source| OutError::BadRecord {
+                out: dir.clone(),
+                source,
+            })?
+            .ok_or(PackError::Internal("a size build wrote no record"))?;
+        files.insert(format!("{dir_name}/{}", record::RECORD_FILE));
+        files.extend(sub.files.iter().map(|f| format!("{dir_name}/{f}")));
+    }
+    let recorded = recorded_files(out)?;
+    // As in a commit: while stale files go, the record lists both builds' files.
+    record.files = recorded.union(&files).cloned().collect();
+    record.write(out)?;
+    let stale: Vec<String> = recorded.difference(&files).cloned().collect();
+    let removed = remove_recorded(out, &stale)?;
     record.files = files.into_iter().collect();
     record.write(out)?;
     Ok(removed)
+}
+
+/// The files `out`'s record lists (none without a record).
+fn recorded_files(out: &Path) -> Result<BTreeSet<String>, PackError> {
+    let previous = BuildRecord::read(out).map_err(|source| OutError::BadRecord {
+        out: out.to_path_buf(),
+        source,
+    })?;
+    Ok(previous
+        .map(|r| r.files)
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
 }
 
 /// Refuse early, before any image is packed, when a directory the build writes into
@@ -306,6 +391,9 @@ impl Drop for Staging {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.root);
+            for dir in self.created.iter().rev() {
+                let _ = fs::remove_dir(dir);
+            }
         }
     }
 }
@@ -344,5 +432,65 @@ fn remove_abandoned(out: &Path) {
                 fs::remove_file(entry.path())
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(files: &[&str]) -> BuildRecord {
+        BuildRecord {
+            kaokore_build: record::RECORD_LAYOUT,
+            dataset_version: "1.0".into(),
+            size: 32,
+            formats: vec!["idx".into()],
+            rows: Default::default(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            sizes: vec![32, 48],
+        }
+    }
+
+    #[test]
+    fn sizes_are_claimed_before_any_is_put_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path();
+        record(&["idx/old.gz", "size-48/report.json"])
+            .write(out)
+            .unwrap();
+        let files = ["SHA256SUMS".to_string(), "idx/a.gz".to_string()];
+        claim_sizes(out, &record(&[]), &[(32, &files[..]), (48, &files[..1])]).unwrap();
+        // Stopped here, every file of the previous build and of each size is kaokore's.
+        let claimed = BuildRecord::read(out).unwrap().unwrap();
+        assert_eq!(
+            claimed.files,
+            [
+                "idx/old.gz",
+                "size-32/.kaokore-build.json",
+                "size-32/SHA256SUMS",
+                "size-32/idx/a.gz",
+                "size-48/.kaokore-build.json",
+                "size-48/SHA256SUMS",
+                "size-48/report.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn directories_made_for_a_build_that_is_not_committed_go_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let staging = Staging::create(&out).unwrap();
+        let path = staging.path("a/b/c.txt").unwrap();
+        fs::write(&path, "x").unwrap();
+        let prepared = staging
+            .prepare(vec!["a/b/c.txt".into()], Vec::new(), record(&[]), |_| {
+                Vec::new()
+            })
+            .unwrap();
+        assert!(out.join("a/b").is_dir(), "made before anything is replaced");
+        drop(prepared);
+        let left: Vec<_> = fs::read_dir(&out).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
