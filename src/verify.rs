@@ -154,6 +154,9 @@ pub(crate) struct SplitAt<'a> {
     pub split: Split,
     pub rows: u64,
     pub size: u32,
+    /// The image id of each row, in row order, when an artifact states them (npz labels,
+    /// Parquet, WebDataset) or, failing that, labels.csv's order of the listed files.
+    pub ids: Option<&'a [u32]>,
 }
 
 /// What a format's pixel rows hold per pixel.
@@ -736,6 +739,7 @@ fn check_split(
         split,
         rows: expected.rows[&split],
         size: expected.size,
+        ids: None,
     };
     // Labels from each format, in full (they are one or a few bytes per row, and each
     // reader checked the count against the record and the file size first).
@@ -744,12 +748,12 @@ fn check_split(
         .iter()
         .filter_map(|f| f.read_labels(&at, report))
         .collect();
+    // Ids: from the npz labels, Parquet or WebDataset (idx carries none).
+    let ids: Option<Vec<u32>> = sources
+        .iter()
+        .find(|(_, rows)| rows.iter().all(|r| r.image_id.is_some()) && !rows.is_empty())
+        .map(|(_, rows)| rows.iter().filter_map(|r| r.image_id).collect());
     if let Some((first_name, first)) = sources.first().cloned() {
-        // Ids: from the npz labels or Parquet (idx carries none).
-        let ids: Option<Vec<u32>> = sources
-            .iter()
-            .find(|(_, rows)| rows.iter().all(|r| r.image_id.is_some()) && !rows.is_empty())
-            .map(|(_, rows)| rows.iter().filter_map(|r| r.image_id).collect());
         for (name, rows) in &sources[1..] {
             if rows.len() != first.len() {
                 report.problem(
@@ -780,8 +784,29 @@ fn check_split(
             check_against_labels_csv(order, split, ids, &first, &first_name, report);
         }
     }
+    let ids = ids.or_else(|| Some(listed_in_order(order?, &at)));
+    let at = SplitAt {
+        ids: ids.as_deref(),
+        ..at
+    };
     check_pixels(&at, &expected.formats, report);
     at.rows
+}
+
+/// The ids of the split's image files the record lists (`images_S/NNNNNNNN.jpg`), in
+/// labels.csv order: the row order of a build whose other formats state no ids.
+fn listed_in_order(order: &LabelsCsv, at: &SplitAt<'_>) -> Vec<u32> {
+    let dir = crate::pack::images_dir_name(at.size);
+    let mut rows: Vec<(u64, u32)> = order
+        .rows
+        .iter()
+        .filter(|(id, (_, _, _, split))| {
+            *split == at.split && at.files.contains(&format!("{dir}/{id:08}.jpg"))
+        })
+        .map(|(&id, &(line, ..))| (line, id))
+        .collect();
+    rows.sort_unstable();
+    rows.into_iter().map(|(_, id)| id).collect()
 }
 
 fn check_against_labels_csv(

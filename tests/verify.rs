@@ -55,7 +55,7 @@ fn a_good_build_verifies() {
 
 #[test]
 fn a_single_format_build_verifies() {
-    for formats in ["parquet", "npz", "idx"] {
+    for formats in ["parquet", "npz", "idx", "images"] {
         let (_dir, out) = build(formats);
         let report = verify(&out).unwrap();
         assert!(report.is_ok(), "{formats}: {:?}", report.problems);
@@ -148,6 +148,38 @@ fn a_changed_gray_pixel_is_caught_even_with_updated_checksums() {
             "mnist/kaokore-dev-images-idx3-ubyte.gz: row 1: gray pixels differ from the gray of idx/kaokore-dev-images-idx4-ubyte.gz's pixels (first at byte {byte})"
         )]
     );
+}
+
+#[test]
+fn a_swapped_image_file_is_caught_even_with_updated_checksums() {
+    // idx states no ids: the files are then read in labels.csv order.
+    for formats in ["npz,images", "idx,images"] {
+        let (_dir, out) = build(formats);
+        assert_eq!(messages(&out), Vec::<String>::new(), "{formats}");
+        let record = BuildRecord::read(&out).unwrap().unwrap();
+        let files: Vec<&String> = record
+            .files
+            .iter()
+            .filter(|f| f.starts_with("images_32/"))
+            .collect();
+        let (a, b) = (files[3], files[4]);
+        let (bytes_a, bytes_b) = (
+            std::fs::read(out.join(a)).unwrap(),
+            std::fs::read(out.join(b)).unwrap(),
+        );
+        std::fs::write(out.join(a), &bytes_b).unwrap();
+        std::fs::write(out.join(b), &bytes_a).unwrap();
+        update_sum(&out, a);
+        update_sum(&out, b);
+        let m = messages(&out);
+        assert!(m.len() >= 2, "{formats}: {m:?}");
+        for f in [a, b] {
+            assert!(
+                m.iter().any(|p| p.starts_with(&format!("{f}: row "))),
+                "{formats}: {f} not named: {m:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ use crate::config::FetchOptions;
 use crate::metadata::ImageId;
 
 pub use cache::{Cache, Lookup};
+pub(crate) use client::BODY_MEMORY;
 pub use run::OnDecoded;
 
 /// One image to fetch.

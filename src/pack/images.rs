@@ -7,6 +7,10 @@ use serde_json::json;
 use super::croissant::{field, sourced};
 use super::format::{CardRow, CroissantEntries, Format, Payload, WriterContext};
 use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use crate::verify::{Channels, PixelSource, RowRead, SplitAt, VerifyReport};
+
+/// The largest image file verify reads: the memory fetch gives all bodies at once.
+const MAX_FILE_BYTES: u64 = crate::fetch::BODY_MEMORY;
 
 /// The `@id` of croissant.json's file set of `images_S/`.
 const IMAGE_FILES: &str = "image-files";
@@ -16,8 +20,8 @@ pub fn images_dir_name(size: u32) -> String {
     format!("images_{size}")
 }
 
-/// One JPEG file per image. verify checks them by their checksums only: a JPEG made from
-/// normalized pixels is lossy, so there are no pixels to compare.
+/// One JPEG file per image. verify checks each against the RGB rows of the other formats,
+/// as it does WebDataset's image members (see [`PixelSource::jpeg_files`]).
 pub(crate) struct Images;
 
 impl Format for Images {
@@ -100,6 +104,22 @@ impl Format for Images {
         false // a file per image: one FileSet
     }
 
+    fn open_pixels(
+        &self,
+        at: &SplitAt<'_>,
+        _report: &mut VerifyReport,
+    ) -> Option<Box<dyn PixelSource>> {
+        // Without ids there is no row order to read the files in (the record's listing was
+        // checked against SHA256SUMS).
+        let ids = at.ids?.to_vec();
+        Some(Box::new(ImageFiles {
+            dir: at.dir.to_path_buf(),
+            prefix: images_dir_name(at.size),
+            ids: ids.into_iter(),
+            current: String::new(),
+        }))
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         let dir = images_dir_name(ctx.opts.size);
         let root = ctx.staging.path(&format!("{dir}/.keep"))?;
@@ -133,5 +153,56 @@ impl FormatWriter for ImageFilesWriter {
 
     fn finish(self: Box<Self>, _ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
         Ok(self.produced)
+    }
+}
+
+/// A split's image files in row order, for verify to compare with the other formats' rows.
+struct ImageFiles {
+    dir: std::path::PathBuf,
+    prefix: String,
+    ids: std::vec::IntoIter<u32>,
+    /// The file of the row read last, for problems.
+    current: String,
+}
+
+impl PixelSource for ImageFiles {
+    fn name(&self) -> &str {
+        &self.current
+    }
+
+    fn channels(&self) -> Channels {
+        Channels::Rgb
+    }
+
+    fn jpeg_files(&self) -> bool {
+        true
+    }
+
+    fn read_row(&mut self, buf: &mut Vec<u8>) -> RowRead {
+        use std::io::Read;
+        let Some(id) = self.ids.next() else {
+            return RowRead::Broken("fewer rows than the build's record says".into());
+        };
+        self.current = format!("{}/{id:08}.jpg", self.prefix);
+        let file = match crate::verify::open_artifact(&self.dir, &self.current) {
+            Ok(f) => f,
+            Err(e) => return RowRead::Bad(e),
+        };
+        match crate::verify::length(&file) {
+            Ok(len) if len > MAX_FILE_BYTES => {
+                return RowRead::Bad(format!("{len} bytes: larger than any image kaokore stores"));
+            }
+            Ok(_) => {}
+            Err(e) => return RowRead::Bad(e),
+        }
+        buf.clear();
+        match file.take(MAX_FILE_BYTES).read_to_end(buf) {
+            Ok(_) => RowRead::Pixels,
+            Err(e) => RowRead::Bad(format!("cannot read: {e}")),
+        }
+    }
+
+    fn check_end(&mut self) -> Result<(), String> {
+        Ok(())
     }
 }

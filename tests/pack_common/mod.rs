@@ -415,13 +415,18 @@ pub fn update_sum(out: &Path, relative: &str) {
     let path = out.join(kaokore::pack::CROISSANT);
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut listed = false;
     for f in doc["distribution"].as_array_mut().unwrap() {
         if f["contentUrl"] == relative {
             f["sha256"] = hash.clone().into();
+            listed = true;
         }
     }
-    std::fs::write(&path, doc.to_string()).unwrap();
-    write_sum(out, kaokore::pack::CROISSANT);
+    // Files of a FileSet (images_S/) have no line of their own in croissant.json.
+    if listed {
+        std::fs::write(&path, doc.to_string()).unwrap();
+        write_sum(out, kaokore::pack::CROISSANT);
+    }
     write_sum(out, relative);
 }
 
