@@ -54,6 +54,8 @@ pub enum EncodeError {
     Deflate(String),
     #[error("image encoding failed: {0}")]
     Image(#[from] image::ImageError),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// A piece of a raw deflate stream that starts and ends on a byte boundary, contains no

@@ -6,9 +6,11 @@
 //! with a Lanczos3 filter. Decoding, with its caps, is [`crate::decode`]'s job. This
 //! module knows nothing about output formats.
 
-use fast_image_resize::images::Image as ResizeImage;
+use std::cell::RefCell;
+
+use fast_image_resize::images::{Image as ResizeImage, ImageRef as ResizeImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::DynamicImage;
+use image::{DynamicImage, RgbImage};
 
 pub use crate::decode::MAX_IMAGE_EDGE;
 use crate::decode::{self, DecodeError, SourceFormat, SourceImage, SourceLayout};
@@ -81,32 +83,52 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 /// Convert to 8-bit RGB and resize to `size` x `size`; returns the pixels and whether
 /// a resize happened.
 pub fn to_square_rgb(image: DynamicImage, size: u32) -> Result<(Vec<u8>, bool), NormalizeError> {
-    if size == 0 || size > MAX_IMAGE_EDGE {
-        return Err(NormalizeError::BadSize(size));
-    }
-    let (width, height) = (image.width(), image.height());
-    // to_rgb8 drops alpha (as PIL's convert("RGB") does) and scales 16-bit to 8-bit.
-    let rgb = match image {
-        DynamicImage::ImageRgb8(rgb) => rgb,
-        other => other.to_rgb8(),
-    };
-    if width == size && height == size {
+    check_size(size)?;
+    let rgb = to_rgb(image);
+    if rgb.width() == size && rgb.height() == size {
         return Ok((rgb.into_raw(), false));
     }
-    let src = ResizeImage::from_vec_u8(width, height, rgb.into_raw(), PixelType::U8x3)
+    Ok((resize(&rgb, size)?, true))
+}
+
+/// 8-bit RGB: alpha dropped (as PIL's convert("RGB") does), 16-bit scaled to 8-bit.
+pub fn to_rgb(image: DynamicImage) -> RgbImage {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    }
+}
+
+/// `rgb` stretched to `size` x `size` with Lanczos3, without taking it: several sizes are
+/// made from one decoded image.
+pub fn resize(rgb: &RgbImage, size: u32) -> Result<Vec<u8>, NormalizeError> {
+    check_size(size)?;
+    let src = ResizeImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3)
         .map_err(|e| NormalizeError::Resize(e.to_string()))?;
     let mut dst = ResizeImage::new(size, size, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
+    RESIZER
+        .with_borrow_mut(|r| r.resize(&src, &mut dst, &options))
         .map_err(|e| NormalizeError::Resize(e.to_string()))?;
-    Ok((dst.into_vec(), true))
+    Ok(dst.into_vec())
+}
+
+thread_local! {
+    /// A resizer per thread: it keeps its work buffers from one image to the next.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+fn check_size(size: u32) -> Result<(), NormalizeError> {
+    if size == 0 || size > MAX_IMAGE_EDGE {
+        return Err(NormalizeError::BadSize(size));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageEncoder, RgbImage};
+    use image::ImageEncoder;
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_fn(width, height, |x, y| {

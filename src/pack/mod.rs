@@ -750,42 +750,52 @@ fn encode_image(delivered: Delivered, sizes: &[u32], needs: Needs) -> Vec<Outcom
     };
     let decode_time = t.elapsed();
     let source = decoded.source;
-    let mut image = Some(decoded.image);
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            // The last size takes the decoded pixels, the others a copy.
-            let pixels = if i + 1 == sizes.len() {
-                image.take().expect("taken by the last size only")
-            } else {
-                image.clone().expect("kept until the last size")
-            };
-            let times = WorkerTimes {
-                // The decode is counted once, with the first size.
-                decode: if i == 0 { decode_time } else { Duration::ZERO },
-                ..WorkerTimes::default()
-            };
-            encode_size(bytes, pixels, source, size, needs, times)
-        })
-        .collect()
+    let t = Instant::now();
+    let rgb = normalize::to_rgb(decoded.image);
+    let convert_time = t.elapsed();
+    let (width, height) = rgb.dimensions();
+    let unresized = |size: u32| width == size && height == size;
+    // Each size is resized from the same pixels, borrowed; the size the image already
+    // has (sizes are distinct: at most one) comes last and takes them without a copy.
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&i| unresized(sizes[i]));
+    let mut rgb = Some(rgb);
+    let mut outcomes: Vec<Option<Outcome>> = sizes.iter().map(|_| None).collect();
+    for (n, i) in order.into_iter().enumerate() {
+        let size = sizes[i];
+        let t = Instant::now();
+        let normalized = match (unresized(size), &rgb) {
+            (true, _) => rgb.take().map(|image| Ok((image.into_raw(), false))),
+            (false, Some(image)) => Some(normalize::resize(image, size).map(|p| (p, true))),
+            (false, None) => None,
+        };
+        let times = WorkerTimes {
+            // The decode and the conversion to RGB are counted once, with the first size.
+            decode: if n == 0 { decode_time } else { Duration::ZERO },
+            resize: t.elapsed() + if n == 0 { convert_time } else { Duration::ZERO },
+            ..WorkerTimes::default()
+        };
+        outcomes[i] = Some(match normalized {
+            Some(Ok((pixels, resized))) => {
+                encode_size(bytes, pixels, resized, source, size, needs, times)
+            }
+            Some(Err(e)) => Outcome::Undecodable(e.to_string()),
+            None => Outcome::Failed(EncodeError::Internal("the pixels of a size were taken")),
+        });
+    }
+    outcomes.into_iter().flatten().collect()
 }
 
-/// Normalize decoded pixels to S x S and encode the payloads the formats need.
+/// Encode the payloads the formats need from `pixels`, normalized to S x S.
 fn encode_size(
     bytes: &[u8],
-    decoded: image::DynamicImage,
+    pixels: Vec<u8>,
+    resized: bool,
     source: decode::SourceImage,
     size: u32,
     needs: Needs,
-    mut times: WorkerTimes,
+    times: WorkerTimes,
 ) -> Outcome {
-    let t = Instant::now();
-    let (pixels, resized) = match normalize::to_square_rgb(decoded, size) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Undecodable(e.to_string()),
-    };
-    times.resize = t.elapsed();
     let image = normalize::NormalizedImage {
         pixels,
         size,
