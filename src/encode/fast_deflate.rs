@@ -7,8 +7,17 @@
 const WINDOW: usize = 32 * 1024;
 /// Input bytes per block: each gets Huffman codes fitted to its own statistics.
 const BLOCK_BYTES: usize = 64 * 1024;
-const HASH_BITS: u32 = 15;
+/// 2^14 positions of 16 bits: the table stays in a 32 KiB L1 data cache.
+const HASH_BITS: u32 = 14;
 const MIN_MATCH: usize = 4;
+/// A run of literals advances one more byte per step every 2^SKIP_SHIFT bytes, skipping
+/// at most MAX_SKIP positions per step.
+const SKIP_SHIFT: u32 = 2;
+const MAX_SKIP: usize = 2;
+/// How far a match found after skipped positions may be extended backwards.
+const MAX_BACK: usize = 16;
+/// The last positions of a match entered in the hash table (the others are not).
+const MATCH_TAIL_INSERTS: usize = 8;
 const MAX_MATCH: usize = 258;
 /// The empty stored block of a full flush, after its 3 header bits and the padding.
 const FLUSH_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
@@ -26,8 +35,10 @@ struct Seq {
 /// before `input`, ending byte-aligned with an empty stored block (a full flush).
 pub(crate) fn deflate_segment(input: &[u8]) -> Vec<u8> {
     let n = input.len();
-    let mut out = BitWriter::with_capacity(n + n / 8 + 1024);
-    let mut table = vec![0u32; 1 << HASH_BITS];
+    // A block is written dynamic only when that is smaller than stored: the stored size
+    // bounds the output (5 bytes per stored block of at most 65535).
+    let mut out = BitWriter::with_capacity(n + 5 * (n / 65535 + 2 * (n / BLOCK_BYTES + 1)) + 16);
+    let mut table = vec![0u16; 1 << HASH_BITS];
     let mut seqs = Vec::with_capacity(BLOCK_BYTES / 2);
     // Positions below `hash_end` may be hashed and matched: 8 bytes can be read there.
     let hash_end = n.saturating_sub(8);
@@ -54,8 +65,8 @@ pub(crate) fn deflate_segment(input: &[u8]) -> Vec<u8> {
     // Full flush: an empty stored block ends the segment on a byte boundary.
     out.put(0, 3);
     out.align();
-    out.bytes.extend_from_slice(&FLUSH_TAIL);
-    out.bytes
+    out.extend(&FLUSH_TAIL);
+    out.finish()
 }
 
 #[inline(always)]
@@ -75,11 +86,12 @@ fn hash(v: u32) -> usize {
 
 /// Greedy matching from `start` while the position is below `stop`; returns where the
 /// parse ended (a match may run past `stop`) and where its pending literals begin.
+#[inline(never)]
 fn find_matches(
     input: &[u8],
     start: usize,
     stop: usize,
-    table: &mut [u32],
+    table: &mut [u16],
     seqs: &mut Vec<Seq>,
 ) -> (usize, usize) {
     let n = input.len();
@@ -88,21 +100,42 @@ fn find_matches(
     while pos < stop {
         let cur = load_u32(input, pos);
         let h = hash(cur);
-        let cand = table[h] as usize;
-        table[h] = pos as u32;
-        let dist = pos.wrapping_sub(cand);
+        // Positions are kept modulo 2^16: the distance is exact within the window, and a
+        // stale entry can only point at other bytes, which the comparison rejects. It never
+        // points before the input: entries are 0 or earlier positions during the first
+        // 2^16 bytes, and a distance is below 2^16 after them.
+        let dist = (pos as u16).wrapping_sub(table[h]) as usize;
+        table[h] = pos as u16;
+        let cand = pos.wrapping_sub(dist);
         if dist.wrapping_sub(1) < WINDOW && load_u32(input, cand) == cur {
-            let max = MAX_MATCH.min(n - pos);
-            let len = MIN_MATCH + common_prefix(input, cand + MIN_MATCH, pos + MIN_MATCH, max);
+            // Skipped positions may hide the start of the match: extend it backwards.
+            let mut back = 0;
+            let back_max = (pos - lit_start).min(cand).min(MAX_BACK);
+            while back < back_max && input[pos - back - 1] == input[cand - back - 1] {
+                back += 1;
+            }
+            let max = MAX_MATCH.min(n - pos + back) - back;
+            let len = back
+                + MIN_MATCH
+                + common_prefix(input, cand + MIN_MATCH, pos + MIN_MATCH, max);
             seqs.push(Seq {
-                lit_len: (pos - lit_start) as u32,
+                lit_len: (pos - back - lit_start) as u32,
                 len: len as u16,
                 dist: dist as u16,
             });
+            pos -= back;
+            let end = pos + len;
+            let mut q = end.saturating_sub(MATCH_TAIL_INSERTS).max(pos + 1);
+            while q < end && q < stop {
+                table[hash(load_u32(input, q))] = q as u16;
+                q += 1;
+            }
             pos += len;
             lit_start = pos;
         } else {
-            pos += 1;
+            // Noisy stretches rarely match: the longer the run of literals, the fewer of
+            // its positions are looked up (they are still sent as literals).
+            pos += 1 + ((pos - lit_start) >> SKIP_SHIFT).min(MAX_SKIP);
         }
     }
     (pos, lit_start)
@@ -126,9 +159,12 @@ fn common_prefix(data: &[u8], a: usize, b: usize, max: usize) -> usize {
     len
 }
 
-/// Writes bits least significant first into whole bytes; callers keep at most 64 pending.
+/// Writes bits least significant first into a buffer sized for the worst case up front,
+/// so that a flush is one unconditional 8-byte store; callers keep at most 64 bits pending.
 struct BitWriter {
     bytes: Vec<u8>,
+    /// Bytes written: the rest of `bytes` is room.
+    len: usize,
     bits: u64,
     count: u32,
 }
@@ -136,7 +172,9 @@ struct BitWriter {
 impl BitWriter {
     fn with_capacity(capacity: usize) -> Self {
         BitWriter {
-            bytes: Vec::with_capacity(capacity),
+            // 8 bytes of slack for the store of a flush.
+            bytes: vec![0; capacity + 8],
+            len: 0,
             bits: 0,
             count: 0,
         }
@@ -152,24 +190,30 @@ impl BitWriter {
     /// Moves the whole pending bytes out, leaving at most 7 bits pending.
     #[inline(always)]
     fn flush(&mut self) {
-        let whole = (self.count / 8) as usize;
-        // One 8-byte append and a truncate: cheaper than a variable-length copy.
-        let len = self.bytes.len();
-        self.bytes.extend_from_slice(&self.bits.to_le_bytes());
-        self.bytes.truncate(len + whole);
-        // `whole` <= 7 whenever callers keep count < 64; a full 64 bits needs care.
-        self.bits = if whole == 8 { 0 } else { self.bits >> (whole * 8) };
-        self.count -= whole as u32 * 8;
+        let whole = self.count / 8;
+        self.bytes[self.len..self.len + 8].copy_from_slice(&self.bits.to_le_bytes());
+        self.len += whole as usize;
+        // A shift by 64 would overflow: 8 whole bytes leave nothing.
+        self.bits = self.bits.checked_shr(whole * 8).unwrap_or(0);
+        self.count -= whole * 8;
     }
 
     /// Pads to a byte boundary with zero bits and flushes.
     fn align(&mut self) {
+        self.count = self.count.div_ceil(8) * 8;
         self.flush();
-        if self.count > 0 {
-            self.bytes.push(self.bits as u8);
-            self.bits = 0;
-            self.count = 0;
-        }
+    }
+
+    /// Appends bytes after [`BitWriter::align`].
+    fn extend(&mut self, data: &[u8]) {
+        debug_assert_eq!(self.count, 0);
+        self.bytes[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.bytes.truncate(self.len);
+        self.bytes
     }
 }
 
@@ -242,6 +286,7 @@ fn dist_code(dist: usize) -> usize {
 
 /// Writes `data` (the bytes `seqs` describe) as one dynamic-Huffman block, or as stored
 /// blocks when that is smaller.
+#[inline(never)]
 fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     let mut lit_freq = [0u32; 286];
     let mut dist_freq = [0u32; 30];
@@ -344,6 +389,26 @@ fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     }
     let dist_codes = canonical_codes(&dist_len);
 
+    // The writer's state in locals, so that it lives in registers through the hot loop
+    // (through `out` it would be reloaded after every byte store).
+    let buf = &mut out.bytes[..];
+    let (mut bits, mut count, mut at) = (out.bits, out.count, out.len);
+    macro_rules! put {
+        ($value:expr, $n:expr) => {{
+            bits |= ($value as u64) << count;
+            count += $n as u32;
+        }};
+    }
+    // Callers keep count < 64 here, so the shift is below 64.
+    macro_rules! flush {
+        () => {{
+            buf[at..at + 8].copy_from_slice(&bits.to_le_bytes());
+            let whole = count / 8;
+            at += whole as usize;
+            bits >>= whole * 8;
+            count &= 7;
+        }};
+    }
     let mut p = 0;
     for s in seqs {
         let lits = &data[p..p + s.lit_len as usize];
@@ -351,33 +416,38 @@ fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
         // Three literals of at most 15 bits fit beside the 7 bits a flush may leave.
         let mut chunks = lits.chunks_exact(3);
         for c in &mut chunks {
-            for &b in c {
-                let e = lit_table[b as usize];
-                out.put((e & 0xFFFF) as u64, e >> 16);
-            }
-            out.flush();
+            let (e0, e1, e2) = (
+                lit_table[c[0] as usize],
+                lit_table[c[1] as usize],
+                lit_table[c[2] as usize],
+            );
+            put!(e0 & 0xFFFF, e0 >> 16);
+            put!(e1 & 0xFFFF, e1 >> 16);
+            put!(e2 & 0xFFFF, e2 >> 16);
+            flush!();
         }
         for &b in chunks.remainder() {
             let e = lit_table[b as usize];
-            out.put((e & 0xFFFF) as u64, e >> 16);
+            put!(e & 0xFFFF, e >> 16);
         }
-        out.flush();
+        flush!();
         if s.len > 0 {
             // At most 15 + 5 + 15 + 13 bits.
             let e = len_table[s.len as usize - 3];
-            out.put((e & 0xFF_FFFF) as u64, e >> 24);
+            put!(e & 0xFF_FFFF, e >> 24);
             let dist = s.dist as usize;
             let c = dist_code(dist);
             let (code, len) = dist_codes[c];
-            out.put(code as u64, len as u32);
-            out.put((dist - DIST_BASE[c] as usize) as u64, DIST_EXTRA[c] as u32);
-            out.flush();
+            put!(code, len);
+            put!(dist - DIST_BASE[c] as usize, DIST_EXTRA[c]);
+            flush!();
             p += s.len as usize;
         }
     }
     let (code, len) = lit_codes[256];
-    out.put(code as u64, len as u32);
-    out.flush();
+    put!(code, len);
+    flush!();
+    (out.bits, out.count, out.len) = (bits, count, at);
 }
 
 /// Stored blocks of `data`, 65535 bytes at most each (and one empty block for no data).
@@ -386,16 +456,16 @@ fn write_stored(out: &mut BitWriter, data: &[u8]) {
     if chunks.peek().is_none() {
         out.put(0, 3);
         out.align();
-        out.bytes.extend_from_slice(&FLUSH_TAIL);
+        out.extend(&FLUSH_TAIL);
         return;
     }
     for chunk in chunks {
         out.put(0, 3);
         out.align();
         let len = chunk.len() as u16;
-        out.bytes.extend_from_slice(&len.to_le_bytes());
-        out.bytes.extend_from_slice(&(!len).to_le_bytes());
-        out.bytes.extend_from_slice(chunk);
+        out.extend(&len.to_le_bytes());
+        out.extend(&(!len).to_le_bytes());
+        out.extend(chunk);
     }
 }
 
@@ -603,15 +673,15 @@ mod tests {
 
     /// Smooth gradients with a little noise, like the rows of a 256 x 256 RGB face.
     fn pixels(side: usize, seed: u32) -> Vec<u8> {
-        let noise = xorshift(side * side * 3, seed);
+        let noise = xorshift(side * side, seed);
         let mut out = Vec::with_capacity(side * side * 3);
         for y in 0..side {
             for x in 0..side {
-                let i = (y * side + x) * 3;
-                let n = |k: usize| (noise[i + k] % 4) as usize;
-                out.push(((x + y) / 2 + n(0)) as u8);
-                out.push(((x * 3 / 4 + 40) + n(1) / 2) as u8);
-                out.push((200 - y / 2 + n(2) / 3) as u8);
+                // One pixel in eight a little off its gradient.
+                let n = (noise[y * side + x] < 32) as usize * 2;
+                out.push(((x + y) / 4 + n) as u8);
+                out.push((x / 3 + 40 + n) as u8);
+                out.push((200 - y / 5) as u8);
             }
         }
         out
