@@ -109,7 +109,9 @@ fn fast_deflate_bench() {
     };
     for _ in 0..3 {
         let fast = measure("kaokore fast deflate", &|r| fast_deflate_segment(r).len());
-        let miniz = measure("miniz_oxide 1", &|r| deflate_segment(r, 1).unwrap().data.len());
+        let miniz = measure("miniz_oxide 1", &|r| {
+            deflate_segment(r, 1).unwrap().data.len()
+        });
         eprintln!("speed-up: {:.2}x", fast / miniz);
     }
 }

@@ -9,15 +9,18 @@ const WINDOW: usize = 32 * 1024;
 const BLOCK_BYTES: usize = 64 * 1024;
 /// 2^14 positions of 16 bits: the table stays in a 32 KiB L1 data cache.
 const HASH_BITS: u32 = 14;
+/// Fixed size, so that indexing it with a hash needs no bounds check.
+type HashTable = [u16; 1 << HASH_BITS];
 const MIN_MATCH: usize = 4;
-/// A run of literals advances one more byte per step every 2^SKIP_SHIFT bytes, skipping
-/// at most MAX_SKIP positions per step.
+/// A run of literals is probed at every position for its first 2^SKIP_SHIFT bytes, then
+/// every 3 (up to every 3 * MAX_SKIP): noisy stretches rarely match, and steps of whole
+/// RGB pixels keep probing the positions whose matches pixel data has.
 const SKIP_SHIFT: u32 = 2;
-const MAX_SKIP: usize = 2;
+const MAX_SKIP: usize = 1;
 /// How far a match found after skipped positions may be extended backwards.
 const MAX_BACK: usize = 16;
 /// The last positions of a match entered in the hash table (the others are not).
-const MATCH_TAIL_INSERTS: usize = 8;
+const MATCH_TAIL_INSERTS: usize = 4;
 const MAX_MATCH: usize = 258;
 /// The empty stored block of a full flush, after its 3 header bits and the padding.
 const FLUSH_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
@@ -38,7 +41,10 @@ pub(crate) fn deflate_segment(input: &[u8]) -> Vec<u8> {
     // A block is written dynamic only when that is smaller than stored: the stored size
     // bounds the output (5 bytes per stored block of at most 65535).
     let mut out = BitWriter::with_capacity(n + 5 * (n / 65535 + 2 * (n / BLOCK_BYTES + 1)) + 16);
-    let mut table = vec![0u16; 1 << HASH_BITS];
+    let mut table: Box<HashTable> = vec![0u16; 1 << HASH_BITS]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap();
     let mut seqs = Vec::with_capacity(BLOCK_BYTES / 2);
     // Positions below `hash_end` may be hashed and matched: 8 bytes can be read there.
     let hash_end = n.saturating_sub(8);
@@ -74,6 +80,17 @@ fn load_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
 }
 
+/// Reads 4 bytes at `at` without a bounds check, for the one loop where it counts.
+///
+/// # Safety
+/// `at + 4 <= data.len()`.
+#[inline(always)]
+unsafe fn load_u32_unchecked(data: &[u8], at: usize) -> u32 {
+    debug_assert!(at + 4 <= data.len());
+    // SAFETY: the caller guarantees the 4 bytes are in `data`; the read is unaligned.
+    unsafe { data.as_ptr().add(at).cast::<u32>().read_unaligned() }.to_le()
+}
+
 #[inline(always)]
 fn load_u64(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(data[at..at + 8].try_into().unwrap())
@@ -86,19 +103,20 @@ fn hash(v: u32) -> usize {
 
 /// Greedy matching from `start` while the position is below `stop`; returns where the
 /// parse ended (a match may run past `stop`) and where its pending literals begin.
-#[inline(never)]
 fn find_matches(
     input: &[u8],
     start: usize,
     stop: usize,
-    table: &mut [u16],
+    table: &mut HashTable,
     seqs: &mut Vec<Seq>,
 ) -> (usize, usize) {
     let n = input.len();
     let mut pos = start;
     let mut lit_start = start;
     while pos < stop {
-        let cur = load_u32(input, pos);
+        debug_assert!(pos + 8 <= n);
+        // SAFETY: pos < stop <= n - 8 (the caller's contract), so 4 bytes are readable.
+        let cur = unsafe { load_u32_unchecked(input, pos) };
         let h = hash(cur);
         // Positions are kept modulo 2^16: the distance is exact within the window, and a
         // stale entry can only point at other bytes, which the comparison rejects. It never
@@ -107,7 +125,8 @@ fn find_matches(
         let dist = (pos as u16).wrapping_sub(table[h]) as usize;
         table[h] = pos as u16;
         let cand = pos.wrapping_sub(dist);
-        if dist.wrapping_sub(1) < WINDOW && load_u32(input, cand) == cur {
+        // SAFETY (of the load): the distance is 1..=pos (above), so cand + 4 <= pos + 3 < n.
+        if dist.wrapping_sub(1) < WINDOW && unsafe { load_u32_unchecked(input, cand) } == cur {
             // Skipped positions may hide the start of the match: extend it backwards.
             let mut back = 0;
             let back_max = (pos - lit_start).min(cand).min(MAX_BACK);
@@ -115,9 +134,8 @@ fn find_matches(
                 back += 1;
             }
             let max = MAX_MATCH.min(n - pos + back) - back;
-            let len = back
-                + MIN_MATCH
-                + common_prefix(input, cand + MIN_MATCH, pos + MIN_MATCH, max);
+            let len =
+                back + MIN_MATCH + common_prefix(input, cand + MIN_MATCH, pos + MIN_MATCH, max);
             seqs.push(Seq {
                 lit_len: (pos - back - lit_start) as u32,
                 len: len as u16,
@@ -133,9 +151,8 @@ fn find_matches(
             pos += len;
             lit_start = pos;
         } else {
-            // Noisy stretches rarely match: the longer the run of literals, the fewer of
-            // its positions are looked up (they are still sent as literals).
-            pos += 1 + ((pos - lit_start) >> SKIP_SHIFT).min(MAX_SKIP);
+            // Skipped positions are still sent as literals, just not looked up.
+            pos += (3 * ((pos - lit_start) >> SKIP_SHIFT).min(MAX_SKIP)).max(1);
         }
     }
     (pos, lit_start)
@@ -219,8 +236,8 @@ impl BitWriter {
 
 // Length and distance symbols of RFC 1951, section 3.2.5.
 const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115,
-    131, 163, 195, 227, 258,
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
 ];
 const LEN_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
@@ -286,7 +303,6 @@ fn dist_code(dist: usize) -> usize {
 
 /// Writes `data` (the bytes `seqs` describe) as one dynamic-Huffman block, or as stored
 /// blocks when that is smaller.
-#[inline(never)]
 fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     let mut lit_freq = [0u32; 286];
     let mut dist_freq = [0u32; 30];
@@ -311,7 +327,11 @@ fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     let mut dist_len = [0u8; 30];
     code_lengths(&lit_freq, 15, &mut lit_len);
     code_lengths(&dist_freq, 15, &mut dist_len);
-    let hlit = 257 + lit_len[257..].iter().rposition(|&l| l > 0).map_or(0, |i| i + 1);
+    let hlit = 257
+        + lit_len[257..]
+            .iter()
+            .rposition(|&l| l > 0)
+            .map_or(0, |i| i + 1);
     let hdist = 1 + dist_len.iter().rposition(|&l| l > 0).unwrap_or(0);
 
     // The code lengths of both trees, run-length coded with symbols 16, 17 and 18.
@@ -552,7 +572,9 @@ fn code_lengths(freq: &[u32], max_len: usize, lens: &mut [u8]) {
         used = 0;
     }
     // Kraft sum in units of 2^-max_len: shorten it to exactly one.
-    let mut total: u64 = (1..=max_len).map(|l| (count[l] as u64) << (max_len - l)).sum();
+    let mut total: u64 = (1..=max_len)
+        .map(|l| (count[l] as u64) << (max_len - l))
+        .sum();
     while total > 1 << max_len {
         count[max_len] -= 1;
         for l in (1..max_len).rev() {
