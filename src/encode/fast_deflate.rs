@@ -17,8 +17,6 @@ const MIN_MATCH: usize = 4;
 /// RGB pixels keep probing the positions whose matches pixel data has.
 const SKIP_SHIFT: u32 = 2;
 const MAX_SKIP: usize = 1;
-/// How far a match found after skipped positions may be extended backwards.
-const MAX_BACK: usize = 16;
 /// The last positions of a match entered in the hash table (the others are not).
 const MATCH_TAIL_INSERTS: usize = 4;
 const MAX_MATCH: usize = 258;
@@ -103,6 +101,7 @@ fn hash(v: u32) -> usize {
 
 /// Greedy matching from `start` while the position is below `stop`; returns where the
 /// parse ended (a match may run past `stop`) and where its pending literals begin.
+#[inline(never)]
 fn find_matches(
     input: &[u8],
     start: usize,
@@ -127,12 +126,14 @@ fn find_matches(
         let cand = pos.wrapping_sub(dist);
         // SAFETY (of the load): the distance is 1..=pos (above), so cand + 4 <= pos + 3 < n.
         if dist.wrapping_sub(1) < WINDOW && unsafe { load_u32_unchecked(input, cand) } == cur {
-            // Skipped positions may hide the start of the match: extend it backwards.
-            let mut back = 0;
-            let back_max = (pos - lit_start).min(cand).min(MAX_BACK);
-            while back < back_max && input[pos - back - 1] == input[cand - back - 1] {
-                back += 1;
-            }
+            // Skipped positions may hide the start of the match: extend it backwards, up
+            // to 8 bytes compared at once (no loop to mispredict).
+            let back = if cand >= 8 {
+                let x = load_u64(input, pos - 8) ^ load_u64(input, cand - 8);
+                ((x.leading_zeros() / 8) as usize).min(pos - lit_start)
+            } else {
+                0
+            };
             let max = MAX_MATCH.min(n - pos + back) - back;
             let len =
                 back + MIN_MATCH + common_prefix(input, cand + MIN_MATCH, pos + MIN_MATCH, max);
@@ -143,10 +144,12 @@ fn find_matches(
             });
             pos -= back;
             let end = pos + len;
-            let mut q = end.saturating_sub(MATCH_TAIL_INSERTS).max(pos + 1);
-            while q < end && q < stop {
-                table[hash(load_u32(input, q))] = q as u16;
-                q += 1;
+            // The match's last positions into the table (a match of 4 enters its own start
+            // again, harmlessly): a fixed count keeps the loop predictable.
+            if end + 4 <= n {
+                for q in end - MATCH_TAIL_INSERTS..end {
+                    table[hash(load_u32(input, q))] = q as u16;
+                }
             }
             pos += len;
             lit_start = pos;
@@ -303,6 +306,7 @@ fn dist_code(dist: usize) -> usize {
 
 /// Writes `data` (the bytes `seqs` describe) as one dynamic-Huffman block, or as stored
 /// blocks when that is smaller.
+#[inline(never)]
 fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     let mut lit_freq = [0u32; 286];
     let mut dist_freq = [0u32; 30];
