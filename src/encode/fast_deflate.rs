@@ -7,16 +7,17 @@
 const WINDOW: usize = 32 * 1024;
 /// Input bytes per block: each gets Huffman codes fitted to its own statistics.
 const BLOCK_BYTES: usize = 64 * 1024;
-/// 2^14 positions of 16 bits: the table stays in a 32 KiB L1 data cache.
-const HASH_BITS: u32 = 14;
+/// 2^15 positions of 16 bits (64 KiB): 2^14 lost 0.2% of size for no measurable speed.
+const HASH_BITS: u32 = 15;
 /// Fixed size, so that indexing it with a hash needs no bounds check.
 type HashTable = [u16; 1 << HASH_BITS];
 const MIN_MATCH: usize = 4;
-/// A run of literals is probed at every position for its first 2^SKIP_SHIFT bytes, then
-/// every 3 (up to every 3 * MAX_SKIP): noisy stretches rarely match, and steps of whole
-/// RGB pixels keep probing the positions whose matches pixel data has.
-const SKIP_SHIFT: u32 = 2;
-const MAX_SKIP: usize = 1;
+/// A run of literals is probed at every position for its first SHORT_RUN bytes, then at
+/// every 3rd, and every 6th from LONG_RUN on: noisy stretches rarely match, and steps of
+/// whole RGB pixels keep probing the positions whose matches pixel data has. (Measured on
+/// real rows: steps of 4 cost 3% more output than steps of 3 for the same speed.)
+const SHORT_RUN: usize = 2;
+const LONG_RUN: usize = 32;
 /// The last positions of a match entered in the hash table (the others are not).
 const MATCH_TAIL_INSERTS: usize = 4;
 const MAX_MATCH: usize = 258;
@@ -155,7 +156,14 @@ fn find_matches(
             lit_start = pos;
         } else {
             // Skipped positions are still sent as literals, just not looked up.
-            pos += (3 * ((pos - lit_start) >> SKIP_SHIFT).min(MAX_SKIP)).max(1);
+            let run = pos - lit_start;
+            pos += if run < SHORT_RUN {
+                1
+            } else if run < LONG_RUN {
+                3
+            } else {
+                6
+            };
         }
     }
     (pos, lit_start)
