@@ -102,7 +102,6 @@ fn hash(v: u32) -> usize {
 
 /// Greedy matching from `start` while the position is below `stop`; returns where the
 /// parse ended (a match may run past `stop`) and where its pending literals begin.
-#[inline(never)]
 fn find_matches(
     input: &[u8],
     start: usize,
@@ -314,7 +313,6 @@ fn dist_code(dist: usize) -> usize {
 
 /// Writes `data` (the bytes `seqs` describe) as one dynamic-Huffman block, or as stored
 /// blocks when that is smaller.
-#[inline(never)]
 fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     let mut lit_freq = [0u32; 286];
     let mut dist_freq = [0u32; 30];
@@ -337,7 +335,9 @@ fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
 
     let mut lit_len = [0u8; 286];
     let mut dist_len = [0u8; 30];
-    code_lengths(&lit_freq, 15, &mut lit_len);
+    // 14 bits, not deflate's 15: four literals then fit beside the 7 bits a flush may
+    // leave (the longest codes are of symbols too rare for a bit to matter).
+    code_lengths(&lit_freq, 14, &mut lit_len);
     code_lengths(&dist_freq, 15, &mut dist_len);
     let hlit = 257
         + lit_len[257..]
@@ -445,17 +445,18 @@ fn write_block(out: &mut BitWriter, data: &[u8], seqs: &[Seq]) {
     for s in seqs {
         let lits = &data[p..p + s.lit_len as usize];
         p += s.lit_len as usize;
-        // Three literals of at most 15 bits fit beside the 7 bits a flush may leave.
-        let mut chunks = lits.chunks_exact(3);
+        let mut chunks = lits.chunks_exact(4);
         for c in &mut chunks {
-            let (e0, e1, e2) = (
+            let (e0, e1, e2, e3) = (
                 lit_table[c[0] as usize],
                 lit_table[c[1] as usize],
                 lit_table[c[2] as usize],
+                lit_table[c[3] as usize],
             );
             put!(e0 & 0xFFFF, e0 >> 16);
             put!(e1 & 0xFFFF, e1 >> 16);
             put!(e2 & 0xFFFF, e2 >> 16);
+            put!(e3 & 0xFFFF, e3 >> 16);
             flush!();
         }
         for &b in chunks.remainder() {
