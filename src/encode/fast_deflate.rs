@@ -240,6 +240,8 @@ impl BitWriter {
 
     fn finish(mut self) -> Vec<u8> {
         self.bytes.truncate(self.len);
+        // Segments may wait in memory before they are written: give back the worst-case room.
+        self.bytes.shrink_to_fit();
         self.bytes
     }
 }
@@ -523,14 +525,15 @@ fn at_least_two_used(freq: &mut [u32]) {
 /// codes, as zlib and miniz do. Ties are broken by symbol, so the result is deterministic.
 fn code_lengths(freq: &[u32], max_len: usize, lens: &mut [u8]) {
     lens.fill(0);
-    // (frequency, symbol), ascending.
-    let mut syms: Vec<(u32, u16)> = freq
+    // (frequency, symbol) packed in one u64 each, ascending: a plain integer sort.
+    let mut keys: Vec<u64> = freq
         .iter()
         .enumerate()
         .filter(|&(_, &f)| f > 0)
-        .map(|(s, &f)| (f, s as u16))
+        .map(|(s, &f)| (f as u64) << 16 | s as u64)
         .collect();
-    syms.sort_unstable();
+    keys.sort_unstable();
+    let syms: Vec<(u32, u16)> = keys.iter().map(|&k| ((k >> 16) as u32, k as u16)).collect();
     let n = syms.len();
     match n {
         0 => return,
