@@ -1,7 +1,8 @@
 //! A deflate compressor specialised for pixel segments: greedy LZ77 with a one-probe hash
 //! table, then one dynamic-Huffman block per 64 KiB of input (a stored block where that
 //! would not shrink). It makes the same independent, full-flushed segments as
-//! [`super::deflate_segment`], about twice as fast as miniz_oxide level 1 at a similar size.
+//! [`super::deflate_segment`]: on real 256 x 256 pixel rows, 1.8 times as fast as
+//! miniz_oxide level 1 for 4% more output (ratio 0.518 against 0.499).
 
 /// Deflate's window: no match may reach further back.
 const WINDOW: usize = 32 * 1024;
