@@ -80,17 +80,6 @@ fn load_u32(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(data[at..at + 4].try_into().unwrap())
 }
 
-/// Reads 4 bytes at `at` without a bounds check, for the one loop where it counts.
-///
-/// # Safety
-/// `at + 4 <= data.len()`.
-#[inline(always)]
-unsafe fn load_u32_unchecked(data: &[u8], at: usize) -> u32 {
-    debug_assert!(at + 4 <= data.len());
-    // SAFETY: the caller guarantees the 4 bytes are in `data`; the read is unaligned.
-    unsafe { data.as_ptr().add(at).cast::<u32>().read_unaligned() }.to_le()
-}
-
 #[inline(always)]
 fn load_u64(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(data[at..at + 8].try_into().unwrap())
@@ -114,9 +103,7 @@ fn find_matches(
     let mut pos = start;
     let mut lit_start = start;
     while pos < stop {
-        debug_assert!(pos + 8 <= n);
-        // SAFETY: pos < stop <= n - 8 (the caller's contract), so 4 bytes are readable.
-        let cur = unsafe { load_u32_unchecked(input, pos) };
+        let cur = load_u32(input, pos);
         let h = hash(cur);
         // Positions are kept modulo 2^16: the distance is exact within the window, and a
         // stale entry can only point at other bytes, which the comparison rejects. It never
@@ -125,8 +112,7 @@ fn find_matches(
         let dist = (pos as u16).wrapping_sub(table[h]) as usize;
         table[h] = pos as u16;
         let cand = pos.wrapping_sub(dist);
-        // SAFETY (of the load): the distance is 1..=pos (above), so cand + 4 <= pos + 3 < n.
-        if dist.wrapping_sub(1) < WINDOW && unsafe { load_u32_unchecked(input, cand) } == cur {
+        if dist.wrapping_sub(1) < WINDOW && load_u32(input, cand) == cur {
             // Skipped positions may hide the start of the match: extend it backwards, up
             // to 8 bytes compared at once (no loop to mispredict).
             let back = if cand >= 8 {
