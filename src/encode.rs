@@ -10,28 +10,31 @@ use image::ImageEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 
-/// How the pixel segments are deflated, the dominant cost of a pack: miniz_oxide level 1
-/// by default, ISA-L (igzip) level 2 with the opt-in `isal` feature (it needs nasm and
-/// autotools to build). Measured on 300 rows of a v1.3 build, one thread, full-flushed raw
-/// deflate (`KAOKORE_BENCH_NPZ=OUT/npz/kaokore-train-imgs.npz cargo test --release --test
-/// pack_bench -- --ignored --nocapture`; C backends by `scripts/bench_deflate.py`):
+/// How the pixel segments are deflated, the dominant cost of a pack: kaokore's own
+/// pure-Rust compressor by default (`fast_deflate`: greedy LZ77 tuned for RGB rows,
+/// dynamic Huffman), ISA-L (igzip) level 2 with the opt-in `isal` feature (it needs nasm
+/// and autotools to build). Measured on 300 rows of a v1.3 build, one thread, full-flushed
+/// raw deflate (`KAOKORE_BENCH_NPZ=OUT/npz/kaokore-train-imgs.npz cargo test --release
+/// --test pack_bench -- --ignored --nocapture`; C backends by `scripts/bench_deflate.py`):
 ///
 /// | backend, level              | MB/s | ratio |
 /// |-----------------------------|------|-------|
-/// | miniz_oxide 1 (default)     | 219  | 0.493 |
+/// | kaokore fast deflate (default) | 390 | 0.518 |
+/// | miniz_oxide 1               | 219  | 0.493 |
 /// | miniz_oxide 2 / 6           | 92 / 54 | 0.462 / 0.453 |
 /// | zlib-rs 1 (quick) / 2       | 220 / 125 | 0.569 / 0.492 |
 /// | C zlib 1 / 6                | 96 / 60 | 0.463 / 0.454 |
 /// | libdeflate 1 (whole streams only) | 190 | 0.487 |
-/// | ISA-L 2 (`isal`)            | 640  | 0.500 |
+/// | ISA-L 1 / 2, portable C only (cc, no nasm) | 258 / 202 | 0.514 / 0.509 |
+/// | ISA-L 2 (`isal`, assembly)  | 640  | 0.500 |
 ///
-/// miniz_oxide level 1 is the fastest that builds with a Rust toolchain alone; ISA-L's
-/// assembly is three times faster at the same size; slower levels save 6% at 2.4x the CPU
-/// or more.
+/// The default is 1.8 times as fast as miniz_oxide level 1, the fastest stock option that
+/// builds with a Rust toolchain alone, for 4-5% more bytes; ISA-L's assembly is faster
+/// still; slower levels save 6% at 2.4x the CPU or more.
 pub const PIXEL_DEFLATE: &str = if cfg!(feature = "isal") {
     "ISA-L level 2"
 } else {
-    "miniz_oxide level 1"
+    "kaokore fast deflate"
 };
 
 mod fast_deflate;
@@ -49,7 +52,11 @@ pub fn deflate_pixels(pixels: &[u8]) -> Result<DeflateSegment, EncodeError> {
     #[cfg(feature = "isal")]
     return isal::deflate_segment(pixels);
     #[cfg(not(feature = "isal"))]
-    return deflate_segment(pixels, 1);
+    return Ok(DeflateSegment {
+        data: fast_deflate::deflate_segment(pixels),
+        crc: crc32fast::hash(pixels),
+        len: pixels.len() as u64,
+    });
 }
 /// Quality of JPEGs made from normalized pixels (`images_S/` rows that needed changes).
 pub const JPEG_QUALITY: u8 = 95;

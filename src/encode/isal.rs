@@ -1,5 +1,6 @@
-//! Pixel deflate with Intel's ISA-L (igzip), the opt-in `isal` feature: three times as fast
-//! as miniz_oxide on these images at about the same size (see [`super::PIXEL_DEFLATE`]).
+//! Pixel deflate with Intel's ISA-L (igzip), the opt-in `isal` feature: 1.6 times as fast
+//! as the default compressor on these images, for 3% fewer bytes (see
+//! [`super::PIXEL_DEFLATE`]).
 //!
 //! ISA-L's stateless deflate compresses one buffer in one call. With `end_of_stream`
 //! unset and a full flush it ends on a byte boundary without a final block, and it never
