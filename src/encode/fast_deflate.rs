@@ -815,4 +815,42 @@ mod tests {
         let shuffled: Vec<u8> = order.iter().map(|&i| data[i]).collect();
         round_trip(&shuffled);
     }
+
+    /// Random mixtures of what images and hostile inputs hold: noise, runs, copies from
+    /// random distances (within and beyond the window, overlapping), short and long,
+    /// ending anywhere: every one round-trips.
+    #[test]
+    fn random_mixtures_round_trip() {
+        let mut x = 0x2545_F491u32;
+        let mut next = move |bound: usize| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize % bound.max(1)
+        };
+        for case in 0..120 {
+            let len = match case % 4 {
+                0 => next(64),
+                1 => next(4096),
+                _ => next(200_000),
+            };
+            let mut input: Vec<u8> = Vec::with_capacity(len);
+            while input.len() < len {
+                let piece = 1 + next(600);
+                match next(4) {
+                    0 => input.extend(xorshift(piece, next(1 << 30) as u32 + 1)),
+                    1 => input.extend(std::iter::repeat_n(next(256) as u8, piece)),
+                    _ if !input.is_empty() => {
+                        let dist = 1 + next(input.len().min(40_000));
+                        for _ in 0..piece {
+                            input.push(input[input.len() - dist]);
+                        }
+                    }
+                    _ => input.push(next(256) as u8),
+                }
+            }
+            input.truncate(len);
+            round_trip(&input);
+        }
+    }
 }
