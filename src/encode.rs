@@ -37,15 +37,11 @@ pub const PIXEL_DEFLATE: &str = if cfg!(feature = "isal") {
     "kaokore fast deflate"
 };
 
+/// The default pixel deflate; the `isal` feature replaces it.
+#[cfg(not(feature = "isal"))]
 mod fast_deflate;
 #[cfg(feature = "isal")]
 mod isal;
-
-/// The pure-Rust pixel compressor, for benchmarks only.
-#[doc(hidden)]
-pub fn fast_deflate_segment(input: &[u8]) -> Vec<u8> {
-    fast_deflate::deflate_segment(input)
-}
 
 /// Deflate one image's pixel rows into a segment with [`PIXEL_DEFLATE`].
 pub fn deflate_pixels(pixels: &[u8]) -> Result<DeflateSegment, EncodeError> {
