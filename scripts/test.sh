@@ -40,6 +40,13 @@ else
     skipped+=("the real-clients tests: no Python 3.9+ with venv (install python3 and python3-venv, or set PYTHON)")
 fi
 
+# The layers of the code: no module imports from a higher layer (README, "Code layout").
+if command -v python3 >/dev/null 2>&1; then
+    python3 scripts/check_layers.py
+else
+    skipped+=("the layer check: no python3")
+fi
+
 # cargo-nextest runs the test binaries side by side (about twice as fast here); plain
 # cargo test runs the same tests when it is not installed.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -124,10 +124,52 @@ pub struct OutputArgs {
     #[arg(long, value_name = "LIST", default_value_t = Formats::default(), help = kaokore::pack::format_help())]
     pub formats: Formats,
 
-    /// Largest WebDataset shard: bytes, or a number with KB, MB or GB (powers of 1000).
-    /// A split's next shard starts before the sample that would pass it.
-    #[arg(long = "shard-size", value_name = "SIZE", default_value = "1GB", value_parser = kaokore::pack::webdataset::parse_shard_size)]
-    pub shard_size: u64,
+    #[command(flatten)]
+    pub format_options: FormatArgs,
+}
+
+/// The options the formats declare (`--shard-size`, `--row-group-rows`, ...), collected
+/// from the format registry, each flag once however many formats read it.
+#[derive(Debug, Clone, Default)]
+pub struct FormatArgs {
+    /// (flag, value) of every format option.
+    pub values: Vec<(&'static str, u64)>,
+}
+
+impl clap::FromArgMatches for FormatArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let values = kaokore::pack::format::options()
+            .into_iter()
+            .filter_map(|o| matches.get_one::<u64>(o.flag).map(|&v| (o.flag, v)))
+            .collect();
+        Ok(FormatArgs { values })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = FormatArgs::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for FormatArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        kaokore::pack::format::options()
+            .into_iter()
+            .fold(cmd, |cmd, o| {
+                cmd.arg(
+                    clap::Arg::new(o.flag)
+                        .long(o.flag)
+                        .value_name(o.value_name)
+                        .help(o.help)
+                        .default_value(o.default)
+                        .value_parser(o.parse),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        FormatArgs::augment_args(cmd)
+    }
 }
 
 /// How politely and patiently to talk to the IIIF servers.

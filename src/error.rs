@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::fetch::{FailureGroup, Shortfall};
 use crate::metadata::MetadataError;
-use crate::report::{FailureGroup, Shortfall};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,18 +29,14 @@ pub enum Error {
     Pack(#[from] crate::pack::PackError),
     /// `--out` cannot take a build (checked before the fetch); nothing in it was changed.
     #[error(transparent)]
-    Out(#[from] crate::record::OutError),
+    Out(#[from] crate::out::OutError),
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// A bug: something that must not happen did.
     #[error("internal error: {0}")]
     Internal(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A `build`, `fetch` or `pack` that could not deliver, and why.
@@ -79,13 +75,6 @@ impl NotDelivered {
 }
 
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
-    }
-
     /// 2 for bad usage or input, 130 when interrupted (the caller may know the signal
     /// better), 1 for a runtime failure.
     pub fn exit_code(&self) -> i32 {

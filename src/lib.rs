@@ -10,14 +10,16 @@ pub(crate) mod digest;
 pub mod encode;
 pub mod error;
 pub mod fetch;
+pub mod fs;
 pub mod info;
+pub mod layout;
 pub mod metadata;
 pub mod normalize;
+pub mod out;
 pub mod pack;
 pub mod pipeline;
 pub(crate) mod process;
 pub mod progress;
-pub mod record;
 pub mod report;
 pub mod verify;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use cli::{Cli, Command, DatasetArgs, NetworkArgs, OutputArgs, RunArgs};
 use kaokore::error::NotDelivered;
-use kaokore::report::{FailureGroup, Shortfall, group_failures};
+use kaokore::fetch::{FailureGroup, Shortfall, group_failures};
 use kaokore::{BuildConfig, Error, FetchOptions, PackOptions, pipeline};
 
 /// Failure groups (host and cause) printed at the end of a run; report.json has them all.
@@ -261,7 +261,7 @@ fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
     // A build of several sizes has a report per size; they list the same failures.
     let sizes = cfg.pack.all_sizes();
     let report_dir = if sizes.len() > 1 {
-        cfg.out.join(kaokore::pack::size_dir_name(sizes[0]))
+        cfg.out.join(kaokore::layout::size_dir_name(sizes[0]))
     } else {
         cfg.out.clone()
     };
@@ -278,7 +278,7 @@ fn summarize(report: &kaokore::report::BuildReport, cfg: &BuildConfig) {
     let into = if sizes.len() > 1 {
         let dirs: Vec<String> = sizes
             .iter()
-            .map(|&s| kaokore::pack::size_dir_name(s))
+            .map(|&s| kaokore::layout::size_dir_name(s))
             .collect();
         format!("{} ({})", cfg.out.display(), dirs.join(", "))
     } else {
@@ -325,7 +325,7 @@ fn config(
             pack.size = o.size.first().copied().unwrap_or(pack.size);
             pack.sizes = o.size.clone();
             pack.formats = o.formats.clone();
-            pack.webdataset_shard_bytes = o.shard_size;
+            pack.format_options = o.format_options.values.iter().copied().collect();
             o.out
                 .clone()
                 .unwrap_or_else(|| format!("kaokore-{}", dataset.version).into())

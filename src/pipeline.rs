@@ -19,13 +19,14 @@ use crate::error::{Error, NotDelivered};
 use image::DynamicImage;
 
 use crate::fetch::{Cache, FetchError, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
+use crate::fetch::{Shortfall, group_failures, shortfalls};
 use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
 use crate::pack::{Delivered, ImageSource, PackError, PackSummary};
 use crate::progress::Progress;
-use crate::report::{BuildReport, Shortfall, Stage, group_failures, shortfalls};
+use crate::report::{BuildReport, Stage};
 use crate::verify::VerifyReport;
 
 /// Parse the embedded files of `version`, or an upstream-layout directory.
@@ -359,7 +360,7 @@ fn conclude(
     for summary in packed {
         let mut r = report.clone();
         let dir = if several {
-            cfg.out.join(crate::pack::size_dir_name(summary.size))
+            cfg.out.join(crate::layout::size_dir_name(summary.size))
         } else {
             cfg.out.clone()
         };

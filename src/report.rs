@@ -1,7 +1,5 @@
-//! `report.json`: what a build did. A log, not an artifact: it holds timings, so it is
-//! not in SHA256SUMS. Also the judgement of a fetch that a build rests on: the failures
-//! grouped by cause and host for the console, and the shortfalls that stop a build from
-//! delivering (nothing fetched, a host given up, more missing than `--max-missing`).
+//! `report.json`: what a build did, gathered from the summaries of fetch and pack. A log,
+//! not an artifact: it holds timings, so it is not in SHA256SUMS.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,13 +7,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{BuildConfig, MaxMissing};
-use crate::error::Error;
-use crate::fetch::{FailureCause, FetchFailure, FetchSummary, HostGivenUp};
+use crate::config::BuildConfig;
+use crate::fetch::{FetchFailure, FetchSummary, HostGivenUp};
+pub use crate::layout::REPORT_FILE;
 use crate::metadata::{Dataset, WarningKind};
 use crate::pack::{NormalizationCounts, PackSummary};
-
-pub const REPORT_FILE: &str = "report.json";
 
 /// The timed stages of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -204,13 +200,13 @@ impl BuildReport {
     }
 
     /// Write `report.json` into `dir` atomically.
-    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         self.write_to(&dir.join(REPORT_FILE))
     }
 
     /// Write the report to `path` atomically (a temp file beside it, then a rename).
-    pub fn write_to(&self, path: &Path) -> Result<(), Error> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+    pub fn write_to(&self, path: &Path) -> Result<(), ReportError> {
+        let json = serde_json::to_vec_pretty(self).expect("a report serializes");
         let dir = path.parent().unwrap_or(Path::new("."));
         let name = path
             .file_name()
@@ -222,244 +218,19 @@ impl BuildReport {
             .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
-                Error::io(format!("writing {}", path.display()), e)
-            })
-    }
-}
-
-/// The failures of one cause at one host: one console line.
-#[derive(Debug, Clone)]
-pub struct FailureGroup {
-    pub cause: FailureCause,
-    /// The host of the original URLs.
-    pub host: String,
-    pub images: usize,
-    /// The failure of the lowest image id, among requests actually sent if any.
-    pub example: FetchFailure,
-}
-
-impl std::fmt::Display for FailureGroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let e = &self.example;
-        write!(
-            f,
-            "{}: {}: {} image(s), e.g. {} {}: {}",
-            self.host,
-            self.cause.describe(),
-            self.images,
-            e.id.file_name(),
-            e.url,
-            e.reason
-        )
-    }
-}
-
-/// Group failures by host and cause, the largest groups first.
-pub fn group_failures(failures: &[FetchFailure]) -> Vec<FailureGroup> {
-    let mut groups: BTreeMap<(&str, FailureCause), FailureGroup> = BTreeMap::new();
-    for f in failures {
-        groups
-            .entry((f.host.as_str(), f.cause))
-            .and_modify(|g| {
-                g.images += 1;
-                // A request actually sent makes the better example.
-                let rank = |f: &FetchFailure| (f.attempts == 0, f.id);
-                if rank(f) < rank(&g.example) {
-                    g.example = f.clone();
+                ReportError {
+                    path: path.to_path_buf(),
+                    source: e,
                 }
             })
-            .or_insert_with(|| FailureGroup {
-                cause: f.cause,
-                host: f.host.clone(),
-                images: 1,
-                example: f.clone(),
-            });
-    }
-    let mut groups: Vec<FailureGroup> = groups.into_values().collect();
-    groups.sort_by_key(|g| std::cmp::Reverse(g.images));
-    groups
-}
-
-/// Why a fetch does not deliver what a build needs.
-#[derive(Debug, Clone)]
-pub enum Shortfall {
-    /// Not one of the images requested was fetched or cached.
-    NothingFetched { requested: usize },
-    /// A whole host was given up.
-    HostGivenUp(HostGivenUp),
-    /// More images missing than `--max-missing` allows.
-    TooManyMissing {
-        missing: usize,
-        requested: usize,
-        limit: MaxMissing,
-    },
-    /// `--strict` and images missing.
-    Strict { missing: usize },
-}
-
-impl Shortfall {
-    /// Whether a network hint (connection, proxy, mirror) helps with this shortfall.
-    pub fn is_network(&self) -> bool {
-        match self {
-            Shortfall::NothingFetched { .. } => true,
-            Shortfall::HostGivenUp(h) => h.cause.is_network(),
-            _ => false,
-        }
     }
 }
 
-impl std::fmt::Display for Shortfall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Shortfall::NothingFetched { requested } => {
-                write!(f, "no image could be fetched (0 of {requested})")
-            }
-            Shortfall::HostGivenUp(h) => {
-                let named = h.original_hosts.join(", ");
-                let via = if h
-                    .original_hosts
-                    .iter()
-                    .any(|o| h.host.starts_with(o.as_str()))
-                {
-                    String::new()
-                } else {
-                    format!(" (requested from {})", h.host)
-                };
-                write!(
-                    f,
-                    "{named}{via}: host given up, {}: {} image(s) not fetched (last error: {})",
-                    h.cause.describe(),
-                    h.images,
-                    h.last_error
-                )
-            }
-            Shortfall::TooManyMissing {
-                missing,
-                requested,
-                limit,
-            } => write!(
-                f,
-                "{missing} of {requested} image(s) missing ({:.1}%), more than --max-missing \
-                 {limit} allows",
-                *missing as f64 * 100.0 / (*requested).max(1) as f64
-            ),
-            Shortfall::Strict { missing } => {
-                write!(f, "{missing} image(s) could not be fetched (--strict)")
-            }
-        }
-    }
-}
-
-/// What keeps a fetch of `summary` from delivering a build; empty when it delivers.
-pub fn shortfalls(summary: &FetchSummary, limit: MaxMissing, strict: bool) -> Vec<Shortfall> {
-    let mut out = Vec::new();
-    let missing = summary.failures.len();
-    if summary.requested > 0 && missing == summary.requested {
-        out.push(Shortfall::NothingFetched {
-            requested: summary.requested,
-        });
-    }
-    out.extend(
-        summary
-            .hosts_given_up
-            .iter()
-            .cloned()
-            .map(Shortfall::HostGivenUp),
-    );
-    if strict && missing > 0 {
-        out.push(Shortfall::Strict { missing });
-    } else if limit.exceeded(missing, summary.requested) && out.is_empty() {
-        out.push(Shortfall::TooManyMissing {
-            missing,
-            requested: summary.requested,
-            limit,
-        });
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metadata::ImageId;
-
-    fn failure(id: u32, host: &str, status: Option<u16>, reason: &str) -> FetchFailure {
-        FetchFailure {
-            id: ImageId(id),
-            url: format!("https://{host}/{id}.jpg"),
-            host: host.to_string(),
-            status,
-            cause: FailureCause::classify(status, reason),
-            reason: reason.to_string(),
-            attempts: 1,
-        }
-    }
-
-    #[test]
-    fn failures_group_by_host_and_cause() {
-        let mut failures: Vec<FetchFailure> = (0..300)
-            .map(|i| failure(300 - i, "a.example", Some(404), "HTTP 404 Not Found"))
-            .collect();
-        failures.push(failure(7, "b.example", None, "timed out after 30s"));
-        failures.push(failure(8, "a.example", None, "timed out after 30s"));
-        let groups = group_failures(&failures);
-        assert_eq!(groups.len(), 3);
-        assert_eq!(groups[0].images, 300);
-        assert_eq!(
-            groups[0].example.id,
-            ImageId(1),
-            "the lowest id is the example"
-        );
-        let line = groups[0].to_string();
-        assert!(line.starts_with("a.example: gone upstream: 300 image(s), e.g. 00000001.jpg"));
-    }
-
-    #[test]
-    fn shortfalls_of_a_fetch() {
-        let mut summary = FetchSummary {
-            requested: 1000,
-            downloaded: 990,
-            ..FetchSummary::default()
-        };
-        summary.failures = (0..10)
-            .map(|i| failure(i, "a.example", Some(404), "HTTP 404 Not Found"))
-            .collect();
-        // 1% gone: delivers, unless --strict.
-        assert!(shortfalls(&summary, MaxMissing::default(), false).is_empty());
-        let strict = shortfalls(&summary, MaxMissing::default(), true);
-        assert!(matches!(strict[..], [Shortfall::Strict { missing: 10 }]));
-        let tight = shortfalls(&summary, MaxMissing::Count(9), false);
-        assert!(
-            tight[0]
-                .to_string()
-                .contains("10 of 1000 image(s) missing (1.0%)")
-        );
-
-        summary.downloaded = 0;
-        summary.failures = (0..1000)
-            .map(|i| {
-                failure(
-                    i,
-                    "a.example",
-                    None,
-                    "connection failed: Connection refused",
-                )
-            })
-            .collect();
-        summary.hosts_given_up = vec![HostGivenUp {
-            host: "127.0.0.1:9".into(),
-            original_hosts: vec!["a.example".into()],
-            cause: FailureCause::Refused,
-            last_error: "connection failed: Connection refused".into(),
-            images: 1000,
-        }];
-        let all = shortfalls(&summary, MaxMissing::default(), false);
-        assert_eq!(all.len(), 2, "the missing count adds nothing: {all:?}");
-        assert!(all.iter().all(Shortfall::is_network));
-        assert_eq!(all[0].to_string(), "no image could be fetched (0 of 1000)");
-        assert!(all[1].to_string().starts_with(
-            "a.example (requested from 127.0.0.1:9): host given up, connection refused: \
-             1000 image(s) not fetched"
-        ));
-    }
+/// report.json could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing {}: {source}", path.display())]
+pub struct ReportError {
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
 }

@@ -18,30 +18,23 @@
 //! at the first.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::metadata::{MAX_METADATA_BYTES, Split, without_bom};
+use crate::layout::{RECORD_FILE, REPORT_FILE, SHA256SUMS, STAGING_PREFIX, size_dir_name};
+use crate::metadata::Split;
 use crate::normalize;
+use crate::out::{BuildRecord, RecordError, is_plain_relative};
+use crate::pack;
 use crate::pack::format::{self, Format};
-use crate::pack::{self, SHA256SUMS};
-use crate::record::{BuildRecord, RECORD_FILE, RecordError, is_plain_relative};
-use crate::report::REPORT_FILE;
+use crate::pack::read::{
+    Channels, LabelsOrder, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, Problems, RowLabels, RowRead,
+    SplitAt, length, open_artifact,
+};
 
-/// Stop listing row problems of one file after this many: the rest is noise.
-pub(crate) const MAX_ROW_PROBLEMS_PER_FILE: usize = 20;
-/// Deflate cannot expand data more than about 1032 times: a compressed file of N bytes
-/// that claims more than this many times N of content is lying.
-const MAX_DEFLATE_RATIO: u64 = 1032;
-/// Slack for headers (gzip, npy, zip) in the size checks above.
-pub(crate) const HEADER_SLACK: u64 = 1 << 16;
 /// A SHA256SUMS is about 100 bytes a line; with `images`, a line per image.
 const MAX_SUMS_BYTES: u64 = 64 << 20;
-/// The directories pack stages a build in (see pack's staging): one left behind is a
-/// killed run's, which the next build removes.
-const STAGING_PREFIX: &str = ".kaokore-staging-";
 /// Files of the user's listed by name; beyond that only counted.
 const MAX_EXTRA_LISTED: usize = 20;
 /// Directory entries looked at when searching for files of the user's.
@@ -54,25 +47,6 @@ pub enum VerifyError {
     NotADirectory(PathBuf),
 }
 
-/// One disagreement, with the file (relative to the directory) and row it concerns; an
-/// empty `file` concerns the directory as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    pub file: String,
-    pub row: Option<u64>,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.file.is_empty(), self.row) {
-            (true, _) => f.write_str(&self.message),
-            (false, Some(row)) => write!(f, "{}: row {row}: {}", self.file, self.message),
-            (false, None) => write!(f, "{}: {}", self.file, self.message),
-        }
-    }
-}
-
 /// What verify checked and what it found; no problems means the directory is good.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct VerifyReport {
@@ -82,7 +56,7 @@ pub struct VerifyReport {
     pub rows: Vec<(Split, u64)>,
     /// Pixel rows compared between formats.
     pub pixel_rows_compared: u64,
-    pub problems: Vec<Problem>,
+    pub problems: Problems,
     /// Files in the directory that no build writes (the user's own, or a killed run's
     /// staging directory, named with a trailing `/`): reported, left alone, not a
     /// problem. At most [`MAX_EXTRA_LISTED`], sorted.
@@ -121,14 +95,7 @@ impl VerifyReport {
     /// Record a problem; the same problem found twice (say, a missing file that two checks
     /// wanted to open) is reported once.
     pub(crate) fn problem(&mut self, file: &str, row: Option<u64>, message: impl Into<String>) {
-        let problem = Problem {
-            file: file.to_string(),
-            row,
-            message: message.into(),
-        };
-        if !self.problems.contains(&problem) {
-            self.problems.push(problem);
-        }
+        self.problems.problem(file, row, message);
     }
 }
 
@@ -140,71 +107,6 @@ struct Expected {
     formats: Vec<&'static dyn Format>,
     size: u32,
     rows: HashMap<Split, u64>,
-}
-
-/// Where a format's reader finds one split, and what the build's record says it holds:
-/// `rows` rows of `size` x `size` images. Every reader checks what a header states against
-/// these (and the file's own size) before it allocates anything.
-#[derive(Clone, Copy)]
-pub(crate) struct SplitAt<'a> {
-    pub dir: &'a Path,
-    /// Every file the build's record lists: a format whose file names depend on the build
-    /// (webdataset's shards) finds its own here.
-    pub files: &'a BTreeSet<String>,
-    pub split: Split,
-    pub rows: u64,
-    pub size: u32,
-    /// The image id of each row, in row order, when an artifact states them (npz labels,
-    /// Parquet, WebDataset) or, failing that, labels.csv's order of the listed files.
-    pub ids: Option<&'a [u32]>,
-}
-
-/// What a format's pixel rows hold per pixel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Channels {
-    Rgb,
-    Gray,
-}
-
-impl Channels {
-    /// Bytes of one row of an S x S image.
-    pub fn row_len(self, size: u32) -> usize {
-        let pixels = size as usize * size as usize;
-        match self {
-            Channels::Rgb => 3 * pixels,
-            Channels::Gray => pixels,
-        }
-    }
-}
-
-/// The result of reading one pixel row.
-pub(crate) enum RowRead {
-    /// The row's pixels are in the buffer.
-    Pixels,
-    /// This row is unusable (the message says why); the following rows can still be read.
-    Bad(String),
-    /// The stream cannot go on (the message says why): no further row is read.
-    Broken(String),
-}
-
-/// A format's pixel rows of one split, in row order (see
-/// [`Format::open_pixels`](crate::pack::format::Format::open_pixels)).
-pub(crate) trait PixelSource {
-    /// The file the rows come from, for problems.
-    fn name(&self) -> &str;
-    fn channels(&self) -> Channels;
-    /// Whether its rows are S x S RGB JPEG files (of any length) rather than pixels: each
-    /// must decode to the RGB pixels the other formats agree on (a fetched JPEG stored
-    /// unchanged) or be byte for byte the JPEG pack makes of them (a lossy re-encoding has
-    /// no pixels to compare).
-    fn jpeg_files(&self) -> bool {
-        false
-    }
-    /// Read the next row into `buf`, which holds `channels().row_len(size)` bytes (a
-    /// reader may replace it with a buffer of that length, or with the row's JPEG file).
-    fn read_row(&mut self, buf: &mut Vec<u8>) -> RowRead;
-    /// After the last row: what must hold at the end (nothing follows, checksums match).
-    fn check_end(&mut self) -> Result<(), String>;
 }
 
 /// Re-check the output directory `dir`.
@@ -225,7 +127,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let hashes = check_sums(dir, &expected, &mut report);
     check_croissant(dir, &expected, &hashes, &mut report);
     find_extra_files(dir, &expected.files, &mut report);
-    let order = LabelsCsv::read(dir, &mut report);
+    let order = LabelsOrder::read(dir, &mut report.problems);
     for split in Split::ALL {
         let rows = check_split(dir, split, &expected, order.as_ref(), &mut report);
         report.rows.push((split, rows));
@@ -240,7 +142,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
     let mut listed = BTreeSet::new();
     for &size in &record.sizes {
-        let name = pack::size_dir_name(size);
+        let name = size_dir_name(size);
         let sub_dir = dir.join(&name);
         let sub_record = match BuildRecord::read(&sub_dir) {
             Ok(Some(r)) if r.sizes.is_empty() => r,
@@ -282,13 +184,13 @@ fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
         if report.rows.is_empty() {
             report.rows = sub.rows;
         }
-        for p in sub.problems {
+        for p in sub.problems.iter() {
             let file = if p.file.is_empty() {
                 name.clone()
             } else {
                 format!("{name}/{}", p.file)
             };
-            report.problem(&file, p.row, p.message);
+            report.problem(&file, p.row, p.message.clone());
         }
         report.extra_files_count += sub.extra_files_count;
         report
@@ -330,7 +232,7 @@ fn read_record(dir: &Path, report: &mut VerifyReport) -> Option<Expected> {
             return None;
         }
     };
-    let files = match record.expected_files() {
+    let files = match format::expected_files(&record) {
         Ok(files) => files,
         Err(message) => {
             report.problem(RECORD_FILE, None, message);
@@ -371,105 +273,6 @@ fn read_record(dir: &Path, report: &mut VerifyReport) -> Option<Expected> {
         size: record.size,
         rows,
     })
-}
-
-/// Open the artifact `relative` of `dir` for reading, refusing to follow a symlink (in any
-/// component) or to open anything but a regular file: a link to /dev/zero or a FIFO would
-/// hang a reader, and a link elsewhere would verify a file that is not the build's. The
-/// opened file is checked to be the one inspected (a swap in between is refused).
-pub(crate) fn open_artifact(dir: &Path, relative: &str) -> Result<File, String> {
-    let parts: Vec<&str> = relative.split('/').collect();
-    let mut path = dir.to_path_buf();
-    let mut inspected = None;
-    for (i, part) in parts.iter().enumerate() {
-        path.push(part);
-        let last = i + 1 == parts.len();
-        let shown = parts[..=i].join("/");
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(if last {
-                    "missing".to_string()
-                } else {
-                    format!("missing ({shown}/ does not exist)")
-                });
-            }
-            Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
-        };
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            return Err(if last {
-                "is a symbolic link: not followed".to_string()
-            } else {
-                format!("{shown}/ is a symbolic link: not followed")
-            });
-        }
-        if last && !kind.is_file() {
-            return Err(format!(
-                "is {}, not a regular file: not opened",
-                kind_name(&kind)
-            ));
-        }
-        if !last && !kind.is_dir() {
-            return Err(format!("{shown} is not a directory"));
-        }
-        inspected = Some(meta);
-    }
-    let file = File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("cannot inspect: {e}"))?;
-    if !opened.is_file() || !same_file(inspected.as_ref(), &opened) {
-        return Err("changed while being verified".into());
-    }
-    Ok(file)
-}
-
-#[cfg(unix)]
-fn same_file(inspected: Option<&fs::Metadata>, opened: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    inspected.is_some_and(|m| (m.dev(), m.ino()) == (opened.dev(), opened.ino()))
-}
-
-#[cfg(not(unix))]
-fn same_file(inspected: Option<&fs::Metadata>, _opened: &fs::Metadata) -> bool {
-    inspected.is_some()
-}
-
-fn kind_name(kind: &fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_char_device() || kind.is_block_device() {
-            return "a device";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-    }
-    if kind.is_dir() {
-        "a directory"
-    } else {
-        "a special file"
-    }
-}
-
-/// The length of an opened artifact.
-pub(crate) fn length(file: &File) -> Result<u64, String> {
-    file.metadata()
-        .map(|m| m.len())
-        .map_err(|e| format!("cannot inspect: {e}"))
-}
-
-/// Whether `compressed` bytes of deflate (or gzip, or zip) can hold `claimed` bytes.
-pub(crate) fn can_hold(compressed: u64, claimed: u64) -> bool {
-    claimed
-        <= compressed
-            .saturating_mul(MAX_DEFLATE_RATIO)
-            .saturating_add(HEADER_SLACK)
 }
 
 /// Check SHA256SUMS against the expected files: every expected artifact listed and
@@ -666,71 +469,13 @@ fn find_extra_files(dir: &Path, expected: &BTreeSet<String>, report: &mut Verify
     report.extra_files = extra;
 }
 
-/// labels.csv as copied into the directory: id -> (line, gender, status, split).
-struct LabelsCsv {
-    rows: HashMap<u32, (u64, u8, u8, Split)>,
-}
-
-impl LabelsCsv {
-    fn read(dir: &Path, report: &mut VerifyReport) -> Option<LabelsCsv> {
-        // A missing or unreadable labels.csv is reported with the expected files.
-        let file = open_artifact(dir, "labels.csv").ok()?;
-        let mut text = String::new();
-        if length(&file).ok()? > MAX_METADATA_BYTES
-            || file
-                .take(MAX_METADATA_BYTES)
-                .read_to_string(&mut text)
-                .is_err()
-        {
-            report.problem("labels.csv", None, "too large or not UTF-8 text");
-            return None;
-        }
-        let mut rows = HashMap::new();
-        for (i, line) in without_bom(&text).lines().enumerate().skip(1) {
-            let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
-            let [image, gender, status, set] = fields[..] else {
-                continue;
-            };
-            let id = image
-                .strip_suffix(".jpg")
-                .and_then(|d| d.parse::<u32>().ok());
-            let split = match set.trim() {
-                "train" => Split::Train,
-                "dev" => Split::Dev,
-                "test" => Split::Test,
-                _ => continue,
-            };
-            match (id, gender.trim().parse::<u8>(), status.trim().parse::<u8>()) {
-                (Some(id), Ok(g), Ok(s)) => {
-                    rows.insert(id, (i as u64 + 1, g, s, split));
-                }
-                _ => report.problem(
-                    "labels.csv",
-                    Some(i as u64 + 1),
-                    format!("unreadable line '{line}'"),
-                ),
-            }
-        }
-        Some(LabelsCsv { rows })
-    }
-}
-
-/// The labels of one row, as one artifact states them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RowLabels {
-    /// `None` where the format carries no ids (idx).
-    pub image_id: Option<u32>,
-    pub gender: u8,
-    pub status: u8,
-}
-
 /// Check one split across formats; returns its row count (the record's, once each format
 /// was checked to hold that many).
 fn check_split(
     dir: &Path,
     split: Split,
     expected: &Expected,
-    order: Option<&LabelsCsv>,
+    order: Option<&LabelsOrder>,
     report: &mut VerifyReport,
 ) -> u64 {
     let at = SplitAt {
@@ -746,7 +491,7 @@ fn check_split(
     let sources: Vec<(String, Vec<RowLabels>)> = expected
         .formats
         .iter()
-        .filter_map(|f| f.read_labels(&at, report))
+        .filter_map(|f| f.read_labels(&at, &mut report.problems))
         .collect();
     // Ids: from the npz labels, Parquet or WebDataset (idx carries none).
     let ids: Option<Vec<u32>> = sources
@@ -784,7 +529,15 @@ fn check_split(
             check_against_labels_csv(order, split, ids, &first, &first_name, report);
         }
     }
-    let ids = ids.or_else(|| Some(listed_in_order(order?, &at)));
+    // A build whose formats state no ids: a format may know them from its files' names.
+    let ids = ids.or_else(|| {
+        let order = order?;
+        let listed = expected
+            .formats
+            .iter()
+            .find_map(|f| f.listed_ids(&at, order));
+        Some(listed.unwrap_or_default())
+    });
     let at = SplitAt {
         ids: ids.as_deref(),
         ..at
@@ -793,24 +546,8 @@ fn check_split(
     at.rows
 }
 
-/// The ids of the split's image files the record lists (`images_S/NNNNNNNN.jpg`), in
-/// labels.csv order: the row order of a build whose other formats state no ids.
-fn listed_in_order(order: &LabelsCsv, at: &SplitAt<'_>) -> Vec<u32> {
-    let dir = crate::pack::images_dir_name(at.size);
-    let mut rows: Vec<(u64, u32)> = order
-        .rows
-        .iter()
-        .filter(|(id, (_, _, _, split))| {
-            *split == at.split && at.files.contains(&format!("{dir}/{id:08}.jpg"))
-        })
-        .map(|(&id, &(line, ..))| (line, id))
-        .collect();
-    rows.sort_unstable();
-    rows.into_iter().map(|(_, id)| id).collect()
-}
-
 fn check_against_labels_csv(
-    order: &LabelsCsv,
+    order: &LabelsOrder,
     split: Split,
     ids: &[u32],
     labels: &[RowLabels],
@@ -847,94 +584,12 @@ fn check_against_labels_csv(
     }
 }
 
-/// Nothing may follow the announced data; reading to the end also lets the decoder check
-/// its CRC-32.
-pub(crate) fn at_end(reader: &mut dyn Read) -> Result<(), String> {
-    let mut probe = [0u8; 1];
-    match reader.read(&mut probe) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err("data after the rows the header announces".into()),
-        Err(e) => Err(format!("cannot read to the end: {e}")),
-    }
-}
-
-/// A compressed file of `len` bytes must be able to hold the pixels of `shape`.
-pub(crate) fn check_holds(len: u64, shape: &[u64]) -> Result<(), String> {
-    let pixels = shape
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
-        .unwrap_or(u64::MAX);
-    if can_hold(len, pixels) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{len} bytes cannot hold the pixels of shape {shape:?} the build's record says"
-        ))
-    }
-}
-
-pub(crate) fn shape_mismatch(stated: &[u64], expected: &[u64]) -> String {
-    format!("header states shape {stated:?}, the build's record says {expected:?}")
-}
-
-/// A stream of pixel rows behind a header (the idx images file, the npz `arr_0` member),
-/// checked at its end against the CRC-32 its container records, if any.
-pub(crate) struct StreamedPixels {
-    pub name: String,
-    pub channels: Channels,
-    pub reader: Box<dyn CrcRead>,
-    /// CRC-32 and length the container records for the stream.
-    pub expected: Option<(u32, u64)>,
-}
-
-/// A reader that keeps the CRC-32 of what it returned.
-pub(crate) trait CrcRead: Read {
-    fn sum(&self) -> (u32, u64);
-}
-
-impl<R: Read> CrcRead for flate2::CrcReader<R> {
-    fn sum(&self) -> (u32, u64) {
-        (self.crc().sum(), u64::from(self.crc().amount()))
-    }
-}
-
-impl PixelSource for StreamedPixels {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn channels(&self) -> Channels {
-        self.channels
-    }
-
-    fn read_row(&mut self, buf: &mut Vec<u8>) -> RowRead {
-        match self.reader.read_exact(buf) {
-            Ok(()) => RowRead::Pixels,
-            Err(e) => RowRead::Broken(format!("cannot read pixels: {e}")),
-        }
-    }
-
-    fn check_end(&mut self) -> Result<(), String> {
-        at_end(&mut self.reader)?;
-        if let Some((crc, len)) = self.expected {
-            let (actual, read) = self.reader.sum();
-            // CrcReader's amount is 32-bit; compare it modulo 2^32.
-            if actual != crc || read != len % (1 << 32) {
-                return Err(format!(
-                    "CRC-32 {actual:08x} over {read} bytes, the zip directory says {crc:08x} over {len}"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Compare the split's pixel rows across its formats, row by row: RGB rows must agree
 /// (the odd one out is named), gray rows must be the gray of the agreed RGB pixels.
 fn check_pixels(at: &SplitAt<'_>, formats: &[&'static dyn Format], report: &mut VerifyReport) {
     let mut streams: Vec<Box<dyn PixelSource>> = formats
         .iter()
-        .filter_map(|f| f.open_pixels(at, report))
+        .filter_map(|f| f.open_pixels(at, &mut report.problems))
         .collect();
     // The record's size was checked against the largest edge pack accepts, and every
     // stream's shape against it: a row is of a size a build can have.

@@ -155,7 +155,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
     let a = run.root.join("a");
 
     let mut expected: Vec<String> = vec![
-        kaokore::record::RECORD_FILE.into(),
+        kaokore::out::RECORD_FILE.into(),
         "CONTENT_PROVIDERS.txt".into(),
         "README.md".into(),
         "SHA256SUMS".into(),
@@ -183,7 +183,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         let listed = sums.lines().any(|l| l.ends_with(&format!("  {f}")));
         assert_eq!(
             listed,
-            !["report.json", "SHA256SUMS", kaokore::record::RECORD_FILE].contains(&f.as_str()),
+            !["report.json", "SHA256SUMS", kaokore::out::RECORD_FILE].contains(&f.as_str()),
             "{f} in SHA256SUMS"
         );
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kaokore::record::RECORD_FILE;
+use kaokore::out::RECORD_FILE;
 use support::tree::snapshot;
 use support::{Fault, FixtureConfig, FixtureHosts};
 

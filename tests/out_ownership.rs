@@ -10,7 +10,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kaokore::record::RECORD_FILE;
+use kaokore::out::RECORD_FILE;
 use support::tree::snapshot;
 use support::{FixtureConfig, FixtureHosts};
 

@@ -81,7 +81,7 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
     sorted.sort();
     assert_eq!(listed, sorted);
     // The build record lists SHA256SUMS, so it is not listed there itself.
-    let unlisted = ["SHA256SUMS", kaokore::record::RECORD_FILE];
+    let unlisted = ["SHA256SUMS", kaokore::out::RECORD_FILE];
     for name in files.keys().filter(|k| !unlisted.contains(&k.as_str())) {
         assert!(listed.contains(&name.as_str()), "{name} not in SHA256SUMS");
     }
@@ -282,7 +282,7 @@ fn mnist_holds_the_gray_of_the_rgb_rows_as_torchvision_reads_it() {
     assert!(card.contains(&format!(
         "| `mnist/kaokore-dev-images-idx3-ubyte.gz` | uint8 (N, {S}, {S}) gray, magic 0x00000803 |"
     )));
-    let record = kaokore::record::BuildRecord::read(&out).unwrap().unwrap();
+    let record = kaokore::out::BuildRecord::read(&out).unwrap().unwrap();
     assert_eq!(record.formats, ["idx", "npz", "parquet", "mnist"]);
     assert!(
         record

@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use kaokore::metadata::Split;
+use kaokore::out::BuildRecord;
 use kaokore::pack;
 use kaokore::progress::Progress;
-use kaokore::record::BuildRecord;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
@@ -455,7 +455,7 @@ fn kaokore_verify(dir: &Path) -> (Option<i32>, String) {
 #[test]
 fn a_directory_without_a_record_is_not_a_kaokore_build() {
     let (_dir, out) = build("npz");
-    std::fs::remove_file(out.join(kaokore::record::RECORD_FILE)).unwrap();
+    std::fs::remove_file(out.join(kaokore::out::RECORD_FILE)).unwrap();
     assert_eq!(
         messages(&out),
         ["not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"]

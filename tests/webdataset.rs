@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kaokore::metadata::{ImageId, Split};
+use kaokore::pack::format::SHARD_SIZE;
 use kaokore::pack::{self, webdataset};
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
@@ -19,7 +20,7 @@ const S: u32 = 32;
 fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::PackSummary {
     let fx = fixture(30, S, &ALL_KINDS);
     let mut opts = options(S, jobs, formats);
-    opts.webdataset_shard_bytes = shard_bytes;
+    opts.set_option(&SHARD_SIZE, shard_bytes);
     pack::pack(
         &fx.dataset,
         &MapSource::jittery(fx.files, 3, jobs as u64),
@@ -126,7 +127,7 @@ fn a_member_header_is_ustar_with_fixed_fields_byte_for_byte() {
 
 #[test]
 fn shards_hold_one_sample_per_row_in_label_order() {
-    let (_dir, out) = build("npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("npz,webdataset", SHARD_SIZE.default_value());
     assert!(verify(&out).unwrap().is_ok());
     for split in Split::ALL {
         let files = shards(&out, split);
@@ -190,7 +191,7 @@ fn shards_hold_one_sample_per_row_in_label_order() {
 
 #[test]
 fn image_members_are_the_images_files_and_decode_to_the_npz_rows() {
-    let (_dir, out) = build("npz,images,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("npz,images,webdataset", SHARD_SIZE.default_value());
     let mut checked = 0;
     for split in Split::ALL {
         let bytes = std::fs::read(&shards(&out, split)[0]).unwrap();
@@ -241,7 +242,7 @@ fn output_is_the_same_across_jobs_and_directory_names() {
 
 #[test]
 fn shards_split_at_the_shard_size() {
-    let one = build("npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let one = build("npz,webdataset", SHARD_SIZE.default_value());
     let small = build("npz,webdataset", 8_000);
     let each = build("npz,webdataset", 1);
     for split in Split::ALL {
@@ -320,7 +321,7 @@ fn tamper(out: &Path, split: Split, name_ends: &str, change: impl Fn(&mut [u8]))
 
 #[test]
 fn a_tampered_label_member_is_caught_even_with_updated_checksums() {
-    let (_dir, out) = build("npz,parquet,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("npz,parquet,webdataset", SHARD_SIZE.default_value());
     let name = tamper(&out, Split::Train, ".gender.cls", |d| {
         d[0] = if d[0] == b'0' { b'1' } else { b'0' }
     });
@@ -342,7 +343,7 @@ fn a_tampered_label_member_is_caught_even_with_updated_checksums() {
 
 #[test]
 fn a_tampered_image_member_is_caught_even_with_updated_checksums() {
-    let (_dir, out) = build("npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("npz,webdataset", SHARD_SIZE.default_value());
     // Flip bits in the middle of the entropy-coded data: it decodes to other pixels or not
     // at all.
     tamper(&out, Split::Dev, ".jpg", |d| {
@@ -362,7 +363,7 @@ fn a_tampered_image_member_is_caught_even_with_updated_checksums() {
 #[test]
 fn a_tampered_image_member_is_caught_against_the_parquet_pixels() {
     // No npz or idx: the reference row is Parquet's image, decoded as pack decoded it.
-    let (_dir, out) = build("parquet,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("parquet,webdataset", SHARD_SIZE.default_value());
     assert!(verify(&out).unwrap().pixel_rows_compared > 10);
     tamper(&out, Split::Train, ".jpg", |d| {
         let middle = d.len() / 2;
@@ -402,7 +403,7 @@ fn webdataset_is_a_registered_format_with_its_own_timer() {
 
 #[test]
 fn a_changed_header_is_caught_even_with_updated_checksums() {
-    let (_dir, out) = build("npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let (_dir, out) = build("npz,webdataset", SHARD_SIZE.default_value());
     let shard = webdataset::shard_name(Split::Test, 0);
     let mut bytes = std::fs::read(out.join(&shard)).unwrap();
     // mtime 0 -> 1, with the checksum fixed up: a valid tar, not as kaokore writes it.
@@ -478,7 +479,7 @@ fn a_bad_shard_size_is_a_usage_error() {
 fn a_rebuild_with_fewer_shards_removes_the_old_ones() {
     let (_dir, out) = build("npz,webdataset", 8_000);
     assert!(shards(&out, Split::Train).len() > 1);
-    let summary = pack_into(&out, 2, "npz,webdataset", webdataset::DEFAULT_SHARD_BYTES);
+    let summary = pack_into(&out, 2, "npz,webdataset", SHARD_SIZE.default_value());
     for split in Split::ALL {
         assert_eq!(shards(&out, split).len(), 1, "{split}");
     }

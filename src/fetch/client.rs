@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::FetchOptions;
+use crate::fetch::FetchOptions;
 
 use super::FetchError;
 

@@ -14,18 +14,21 @@
 mod cache;
 mod client;
 mod host;
+mod options;
 mod run;
 mod validate;
+mod verdict;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use crate::config::FetchOptions;
 use crate::metadata::ImageId;
 
 pub use cache::{Cache, Lookup};
 pub(crate) use client::BODY_MEMORY;
+pub use options::{FetchOptions, Rewrite};
 pub use run::OnDecoded;
+pub use verdict::{FailureGroup, MaxMissing, Shortfall, group_failures, shortfalls};
 
 /// One image to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]

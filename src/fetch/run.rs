@@ -13,7 +13,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use image::DynamicImage;
 use tokio::sync::Semaphore;
 
-use crate::config::{FetchOptions, Rewrite};
+use crate::fetch::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError, Body, BodyBudget};
 use super::host::{GIVE_UP_AFTER, HostGate, Slot};

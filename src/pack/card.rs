@@ -6,14 +6,13 @@
 
 use std::fmt::Write as _;
 
-use super::format::CardRow;
-use super::staging::Staging;
-use super::{PackError, PackSummary, idx, images, npz, parquet};
-use crate::config::PackOptions;
+use super::PackOptions;
+use super::format::{CardChange, CardContext, CardRow, Snippet};
+use super::{PackError, PackSummary};
 use crate::metadata::{Dataset, Split};
+use crate::out::Staging;
 
-pub const README: &str = "README.md";
-pub const CONTENT_PROVIDERS: &str = "CONTENT_PROVIDERS.txt";
+pub use crate::layout::{CARD as README, CONTENT_PROVIDERS};
 
 /// The KaoKore paper, as BibTeX (the card and croissant.json cite it).
 pub(crate) const BIBTEX: &str = "@inproceedings{tian2020kaokore,
@@ -73,7 +72,12 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let size = opts.size;
     let f = &opts.formats;
     let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
-    let mut s = front_matter(dataset, opts, summary);
+    let ctx = CardContext {
+        dataset,
+        opts,
+        summary,
+    };
+    let mut s = front_matter(&ctx);
     let _ = writeln!(s, "# KaoKore {v}, normalized to {size} x {size} RGB\n");
     let _ = writeln!(
         s,
@@ -131,38 +135,42 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     // Changes.
     let n = &summary.normalization;
     let _ = writeln!(s, "\n## Changes made to the images\n");
+    let mut items = vec![
+        format!(
+            "grayscale, RGBA (alpha dropped), CMYK and 16-bit images converted to 8-bit RGB \
+             ({} images{})",
+            n.converted_from.values().sum::<u64>(),
+            if n.converted_from.is_empty() {
+                String::new()
+            } else {
+                let kinds: Vec<String> = n
+                    .converted_from
+                    .iter()
+                    .map(|(layout, count)| format!("{count} {layout}"))
+                    .collect();
+                format!(": {}", kinds.join(", "))
+            },
+        ),
+        format!(
+            "images not already {size} x {size} resized with a Lanczos3 filter, stretched to \
+             the square (not cropped or padded) ({} images)",
+            n.resized
+        ),
+    ];
+    let mut notes = Vec::new();
+    for change in f.iter().flat_map(|format| format.card_changes(&ctx)) {
+        match change {
+            CardChange::Item(item) => items.push(item),
+            CardChange::Note(note) => notes.push(note),
+        }
+    }
     let _ = writeln!(
         s,
-        "Every image was decoded and normalized to {size} x {size} 8-bit RGB:\n\n\
-         - grayscale, RGBA (alpha dropped), CMYK and 16-bit images converted to 8-bit RGB \
-         ({} images{});\n\
-         - images not already {size} x {size} resized with a Lanczos3 filter, stretched to \
-         the square (not cropped or padded) ({} images);\n\
-         - in Parquet, {} images are the fetched JPEG file unchanged (already {size} x {size} \
-         RGB) and {} are the normalized pixels stored losslessly as PNG.\n",
-        n.converted_from.values().sum::<u64>(),
-        if n.converted_from.is_empty() {
-            String::new()
-        } else {
-            let kinds: Vec<String> = n
-                .converted_from
-                .iter()
-                .map(|(layout, count)| format!("{count} {layout}"))
-                .collect();
-            format!(": {}", kinds.join(", "))
-        },
-        n.resized,
-        n.stored_as_jpeg,
-        n.stored_as_png
+        "Every image was decoded and normalized to {size} x {size} 8-bit RGB:\n\n- {}.\n",
+        items.join(";\n- ")
     );
-    if f.contains("images") {
-        let _ = writeln!(
-            s,
-            "In `{}/`, images that needed a change are JPEG (quality {}) of the normalized \
-             pixels; the others are the fetched files.\n",
-            images::images_dir_name(size),
-            crate::encode::JPEG_QUALITY
-        );
+    for note in notes {
+        let _ = writeln!(s, "{note}");
     }
 
     // Files and loading.
@@ -188,64 +196,40 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     );
 
     let _ = writeln!(s, "## Loading\n");
-    if f.contains("npz") || f.contains("idx") {
-        let _ = writeln!(s, "NumPy:\n\n```python\nimport numpy as np\n");
-        if f.contains("npz") {
-            let _ = writeln!(
-                s,
-                "images = np.load(\"{}\")[\"arr_0\"]  # (N, {size}, {size}, 3) uint8\n\
-                 labels = np.load(\"{}\")\n\
-                 gender, status, image_id = labels[\"gender\"], labels[\"status\"], labels[\"image_id\"]\n",
-                npz::npz_images_name(Split::Train),
-                npz::npz_labels_name(Split::Train)
-            );
+    // Each format's example; those of one group share a code block.
+    let mut snippets: Vec<Snippet> = f
+        .iter()
+        .filter_map(|format| format.card_snippet(&ctx))
+        .collect();
+    snippets.sort_by_key(|sn| sn.rank);
+    let mut groups: Vec<&str> = Vec::new();
+    for snippet in &snippets {
+        if !groups.contains(&snippet.group) {
+            groups.push(snippet.group);
         }
-        if f.contains("idx") {
-            let _ = writeln!(
-                s,
-                "import gzip\n\n\
-                 def read_idx(path):\n    \
-                 with gzip.open(path) as f:\n        \
-                 raw = f.read()\n    \
-                 ndim = raw[3]\n    \
-                 shape = np.frombuffer(raw, \">u4\", count=ndim, offset=4)\n    \
-                 return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)\n\n\
-                 images = read_idx(\"{}\")\n\
-                 gender = read_idx(\"{}\")",
-                idx::idx_images_name(Split::Train),
-                idx::idx_labels_name(Split::Train, "gender")
-            );
+    }
+    for group in groups {
+        let mut members = snippets.iter().filter(|sn| sn.group == group).peekable();
+        let preamble = members.peek().map_or("", |sn| sn.preamble);
+        if group.is_empty() {
+            // Text with code blocks of its own.
+            for snippet in members {
+                let _ = writeln!(s, "{}", snippet.code);
+            }
+            continue;
+        }
+        let _ = writeln!(s, "{group}:\n\n```python\n{preamble}");
+        for snippet in members {
+            let _ = writeln!(s, "{}", snippet.code);
         }
         let _ = writeln!(s, "```\n");
     }
-    if f.contains("parquet") {
-        let train = parquet::parquet_name(Split::Train);
-        let _ = writeln!(
-            s,
-            "pandas:\n\n```python\nimport io\nimport pandas as pd\nfrom PIL import Image\n\n\
-             df = pd.read_parquet(\"{train}\")\n\
-             first = Image.open(io.BytesIO(df[\"image\"][0][\"bytes\"]))\n```\n\n\
-             polars:\n\n```python\nimport polars as pl\n\n\
-             df = pl.read_parquet(\"{train}\")\n\
-             df.select(\"image_id\", \"gender\", \"status\", pl.col(\"image\").struct.field(\"bytes\"))\n```\n\n\
-             Hugging Face `datasets`: the YAML header of this card names the splits and \
-             the features (`Image`, `ClassLabel` with the class names), so the directory \
-             loads as it is. Upstream's `dev` split is called `validation` there, the \
-             Hub's name for it and the one `datasets` infers from `dev-*.parquet` files \
-             anyway; file names and `labels.csv` keep `dev`.\n\n\
-             ```python\nfrom datasets import load_dataset\n\n\
-             ds = load_dataset(\".\")  # the directory of this README.md: train, validation, test\n\
-             ds[\"train\"][0][\"image\"]  # a PIL image\n\
-             ds[\"train\"].features[\"gender\"].names  # {}\n```\n",
-            serde_json::to_string(&names.gender).unwrap_or_default()
-        );
-    }
-
-    let records = if f.contains("parquet") {
-        "images"
-    } else {
-        "labels"
-    };
+    // The richest record set croissant.json has: a format's (one per image), else labels.
+    let records = f
+        .iter()
+        .flat_map(|format| format.croissant(size).record_sets)
+        .find_map(|set| set["@id"].as_str().map(String::from))
+        .unwrap_or_else(|| "labels".into());
     let _ = writeln!(
         s,
         "Croissant (`mlcroissant`; record sets `{records}`, `labels`, `splits`, `gender`, \
@@ -276,14 +260,15 @@ pub(crate) fn hub_split(split: Split) -> &'static str {
 }
 
 /// A YAML scalar for any text: a double-quoted JSON string is valid YAML.
-fn yaml_str(text: &str) -> String {
+pub(crate) fn yaml_str(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// The Hugging Face Hub metadata: YAML front matter that lets `datasets.load_dataset(OUT)`
 /// find the Parquet splits and their features (Image, ClassLabel with the names) with no
 /// other argument, and gives the Hub its licence and categories.
-fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> String {
+fn front_matter(ctx: &CardContext<'_>) -> String {
+    let (dataset, opts, summary) = (ctx.dataset, ctx.opts, ctx.summary);
     let v = dataset.version.as_str();
     let size = opts.size;
     let total: u64 = summary.splits.iter().map(|s| s.packed).sum();
@@ -302,40 +287,9 @@ fn front_matter(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) ->
          tags:\n- art\n- japanese-art\n- faces\n- kaokore\n",
     );
     let _ = writeln!(s, "size_categories:\n- {}", size_category(total));
-    if opts.formats.contains("parquet") {
-        s.push_str("configs:\n- config_name: default\n  default: true\n  data_files:\n");
-        for split in Split::ALL {
-            let _ = writeln!(
-                s,
-                "  - split: {}\n    path: {}",
-                hub_split(split),
-                yaml_str(&format!("parquet/{}-*.parquet", split.name()))
-            );
-        }
-        s.push_str("dataset_info:\n  config_name: default\n  features:\n");
-        let names = &dataset.class_names;
-        for f in parquet::arrow_schema().fields() {
-            let name = f.name().as_str();
-            let _ = writeln!(s, "  - name: {name}");
-            let class_names = match name {
-                "gender" => Some(&names.gender),
-                "status" => Some(&names.status),
-                _ => None,
-            };
-            let _ = match (class_names, f.data_type()) {
-                (Some(classes), _) => {
-                    s.push_str("    dtype:\n      class_label:\n        names:\n");
-                    for (i, c) in classes.iter().enumerate() {
-                        let _ = writeln!(s, "          '{i}': {}", yaml_str(c));
-                    }
-                    Ok(())
-                }
-                (None, arrow_schema::DataType::Struct(_)) => writeln!(s, "    dtype: image"),
-                (None, arrow_schema::DataType::List(_)) => writeln!(s, "    sequence: string"),
-                (None, arrow_schema::DataType::Int32) => writeln!(s, "    dtype: int32"),
-                (None, arrow_schema::DataType::Int64) => writeln!(s, "    dtype: int64"),
-                (None, _) => writeln!(s, "    dtype: string"),
-            };
+    for format in opts.formats.iter() {
+        if let Some(yaml) = format.hub_yaml(ctx) {
+            s.push_str(&yaml);
         }
     }
     s.push_str("---\n\n");
@@ -365,8 +319,8 @@ fn numbered(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Formats;
     use crate::metadata::DatasetVersion;
+    use crate::pack::Formats;
     use std::collections::BTreeMap;
 
     /// The YAML subset the front matter is written in: block mappings and sequences by
@@ -557,7 +511,7 @@ mod tests {
 
         // One feature per Parquet column, in column order, with the class names.
         let features = doc.get("dataset_info").get("features");
-        let schema = parquet::arrow_schema();
+        let schema = crate::pack::arrow_schema();
         assert_eq!(features.len(), schema.fields().len());
         for (i, f) in schema.fields().iter().enumerate() {
             assert_eq!(features.at(i).get("name").text(), f.name());

@@ -11,11 +11,9 @@
 
 use serde_json::{Map, Value, json};
 
+use super::PackOptions;
 use super::{Artifact, PackSummary, card};
-use crate::config::PackOptions;
 use crate::metadata::{Dataset, Provider, Split};
-
-pub const CROISSANT: &str = "croissant.json";
 
 /// Croissant's own `@context`, as mlcroissant 1.1 writes it: a different one validates,
 /// with a warning.
@@ -188,7 +186,7 @@ fn distribution(opts: &PackOptions, artifacts: &[Artifact]) -> Vec<Value> {
                 "name": a.path,
                 "contentUrl": a.path,
                 "contentSize": format!("{} B", a.bytes),
-                "encodingFormat": encoding_format(&a.path),
+                "encodingFormat": encoding_format(opts, &a.path),
                 "sha256": a.sha256,
             })
         })
@@ -199,20 +197,23 @@ fn distribution(opts: &PackOptions, artifacts: &[Artifact]) -> Vec<Value> {
     files
 }
 
-/// The MIME type of an artifact, from its extension.
-pub(crate) fn encoding_format(path: &str) -> &'static str {
+/// The MIME type of an artifact: its format's, or for the files of every build (card,
+/// metadata, provider list), from the extension.
+fn encoding_format(opts: &PackOptions, path: &str) -> &'static str {
+    let owner = opts.formats.iter().find(|f| {
+        f.dirs(opts.size).iter().any(|d| {
+            path.strip_prefix(d.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        })
+    });
+    if let Some(format) = owner {
+        return format.encoding_format();
+    }
     match path.rsplit_once('.').map_or("", |(_, ext)| ext) {
-        "parquet" => "application/x-parquet",
-        "gz" => "application/gzip",
-        // An npz is a zip archive of .npy members.
-        "npz" => "application/zip",
-        "tar" => "application/x-tar",
         "csv" => "text/csv",
         "md" => "text/markdown",
         "txt" => "text/plain",
         "json" => "application/json",
-        "jpg" => "image/jpeg",
-        "png" => "image/png",
         _ => "application/octet-stream",
     }
 }

@@ -7,14 +7,16 @@
 //! file table, croissant.json, report.json's per-format timings and verify's row-by-row
 //! cross-check.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
-use super::staging::Staging;
+use super::PackOptions;
+use super::read::{LabelsOrder, PixelSource, Problems, RowLabels, SplitAt};
 use super::{FormatWriter, PackError, StoredImage};
-use crate::config::PackOptions;
 use crate::encode::DeflateSegment;
 use crate::metadata::{Dataset, Split};
-use crate::verify::{PixelSource, RowLabels, SplitAt, VerifyReport};
+use crate::out::BuildRecord;
+use crate::out::Staging;
 
 /// Every format kaokore can write, in canonical order (the order of `--formats` help, the
 /// build record, report.json and verify's comparisons). Adding a format: its file, and
@@ -27,6 +29,112 @@ pub(crate) const REGISTRY: &[&dyn Format] = &[
     &super::webdataset::WebDataset,
     &super::mnist::Mnist,
 ];
+
+/// An option a format declares: its command-line flag, help and default, and how its value
+/// is read. The command line offers every option of the registry (one flag however many
+/// formats share it); the value reaches the format through [`PackOptions::option`].
+#[derive(Debug)]
+pub struct FormatOption {
+    /// The long flag without dashes (`shard-size`), also the option's key.
+    pub flag: &'static str,
+    pub value_name: &'static str,
+    pub help: &'static str,
+    pub default: &'static str,
+    pub parse: fn(&str) -> Result<u64, String>,
+}
+
+impl FormatOption {
+    /// The default value, parsed.
+    pub fn default_value(&self) -> u64 {
+        (self.parse)(self.default).expect("a format option's default parses")
+    }
+}
+
+/// `--shard-size`: shared by the formats that split a split into shards.
+pub const SHARD_SIZE: FormatOption = FormatOption {
+    flag: "shard-size",
+    value_name: "SIZE",
+    help: "Largest shard of a sharded format (webdataset): bytes, or a number with KB, MB or \
+           GB (powers of 1000). A split's next shard starts before the sample that would pass it",
+    default: "1GB",
+    parse: parse_byte_size,
+};
+
+/// Every option the registered formats declare, each once, in registry order.
+pub fn options() -> Vec<&'static FormatOption> {
+    let mut all: Vec<&'static FormatOption> = Vec::new();
+    for f in REGISTRY {
+        for &o in f.options() {
+            if !all.iter().any(|a| a.flag == o.flag) {
+                all.push(o);
+            }
+        }
+    }
+    all
+}
+
+/// Parse a size in bytes: a number, or a number with `KB`, `MB` or `GB` (powers of 1000;
+/// `K`, `M`, `G` alike). At least 1.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.strip_suffix('B').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let factor: u64 = match unit {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "expected bytes or a number with KB, MB or GB, got '{text}'"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("expected a size of at least 1 byte, got '{text}'"))
+}
+
+/// Parse a count of at least 1.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("expected a whole number of at least 1, got '{text}'"))
+}
+
+/// What the dataset card tells of a format beyond its file table rows.
+pub(crate) struct CardContext<'a> {
+    pub dataset: &'a Dataset,
+    pub opts: &'a PackOptions,
+    pub summary: &'a super::PackSummary,
+}
+
+/// A format's part of the card's "Changes made to the images" section.
+pub(crate) enum CardChange {
+    /// One more item of the list of changes.
+    Item(String),
+    /// A paragraph after the list.
+    Note(String),
+}
+
+/// A format's loading example in the card. Snippets of one `group` share one code block,
+/// opened by the group's `preamble` (the import they all need).
+pub(crate) struct Snippet {
+    /// Where it goes among the card's examples (lower first).
+    pub rank: u8,
+    /// Its code block's title (`NumPy`), or empty for text with code blocks of its own.
+    pub group: &'static str,
+    pub preamble: &'static str,
+    pub code: String,
+}
 
 /// The formats a build writes when `--formats` is not given.
 const DEFAULT: &[&str] = &["idx", "npz", "parquet"];
@@ -149,6 +257,32 @@ pub(crate) trait Format: Sync {
     fn file_objects(&self) -> bool {
         true
     }
+    /// The options it reads (see [`FormatOption`]); shared ones are declared once, above.
+    fn options(&self) -> &'static [&'static FormatOption] {
+        &[]
+    }
+    /// The MIME type of its files in croissant.json.
+    fn encoding_format(&self) -> &'static str {
+        "application/octet-stream"
+    }
+    /// Its part of the card's list of changes made to the images.
+    fn card_changes(&self, _ctx: &CardContext<'_>) -> Vec<CardChange> {
+        Vec::new()
+    }
+    /// How to load it, for the card's "Loading" section.
+    fn card_snippet(&self, _ctx: &CardContext<'_>) -> Option<Snippet> {
+        None
+    }
+    /// The Hub YAML it adds to the card's front matter (`configs` and `dataset_info`), so
+    /// that `datasets.load_dataset(OUT)` loads it.
+    fn hub_yaml(&self, _ctx: &CardContext<'_>) -> Option<String> {
+        None
+    }
+    /// For `verify`, when no other format states the split's image ids: its row ids in
+    /// row order, from the files the record lists and labels.csv's order.
+    fn listed_ids(&self, _at: &SplitAt<'_>, _order: &LabelsOrder) -> Option<Vec<u32>> {
+        None
+    }
     /// Open its files in the staging directory for rows in labels.csv order.
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError>;
     /// For `verify`: the labels of a split's rows as this format states them, and the
@@ -157,7 +291,7 @@ pub(crate) trait Format: Sync {
     fn read_labels(
         &self,
         _at: &SplitAt<'_>,
-        _report: &mut VerifyReport,
+        _report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         None
     }
@@ -166,7 +300,7 @@ pub(crate) trait Format: Sync {
     fn open_pixels(
         &self,
         _at: &SplitAt<'_>,
-        _report: &mut VerifyReport,
+        _report: &mut Problems,
     ) -> Option<Box<dyn PixelSource>> {
         None
     }
@@ -265,9 +399,58 @@ impl std::str::FromStr for Formats {
     }
 }
 
+/// The files a build of `record`'s formats and size holds: the fixed names each
+/// format writes for every split, the card, croissant.json, the provider list, the copied metadata,
+/// SHA256SUMS, and for `images` the image files the record lists (which depend on what
+/// was fetched) and for `webdataset` the shards it lists (which depend on the shard
+/// size). Not report.json (a log) nor the record itrecord. An error says why the
+/// record cannot describe a build (unknown format or split, size out of range, an
+/// image file that is not `images_S/NNNNNNNN.jpg`).
+pub fn expected_files(record: &BuildRecord) -> Result<BTreeSet<String>, String> {
+    use crate::layout::{CARD, CONTENT_PROVIDERS, CROISSANT, SHA256SUMS};
+    use crate::metadata::Split;
+    if record.size == 0 || record.size > crate::normalize::MAX_IMAGE_EDGE {
+        return Err(format!(
+            "size {} is not between 1 and {}",
+            record.size,
+            crate::normalize::MAX_IMAGE_EDGE
+        ));
+    }
+    let splits: Vec<&str> = Split::ALL.iter().map(|s| s.name()).collect();
+    if let Some(other) = record.rows.keys().find(|k| !splits.contains(&k.as_str())) {
+        return Err(format!("unknown split '{other}' in rows"));
+    }
+    if let Some(missing) = splits.iter().find(|s| !record.rows.contains_key(**s)) {
+        return Err(format!("no row count for split '{missing}'"));
+    }
+    // As pack's card writes them (the copied metadata keeps its upstream names).
+    let mut files: BTreeSet<String> = [
+        SHA256SUMS,
+        CROISSANT,
+        CARD,
+        CONTENT_PROVIDERS,
+        crate::metadata::LABELS_FILE,
+        crate::metadata::TAGS_FILE,
+        crate::metadata::CLASS_NAMES_EN_FILE,
+        crate::metadata::CLASS_NAMES_JA_FILE,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if record.formats.is_empty() {
+        return Err("no formats".into());
+    }
+    for name in &record.formats {
+        let format = by_name(name).ok_or_else(|| format!("unknown format '{name}'"))?;
+        files.extend(format.files(record.size));
+        files.extend(format.listed_files(record.size, &record.files)?);
+    }
+    Ok(files)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::out::record::tests::record;
 
     #[test]
     fn names_parse_in_registry_order() {
@@ -297,5 +480,53 @@ mod tests {
             assert!(!f.dirs(64).is_empty(), "{}", f.name());
             assert!(help().contains(f.name()));
         }
+    }
+
+    #[test]
+    fn expected_files_follow_formats_and_splits() {
+        let mut r = record();
+        let files = expected_files(&r).unwrap();
+        assert!(files.contains("idx/kaokore-dev-images-idx4-ubyte.gz"));
+        assert!(files.contains("npz/kaokore-test-labels.npz"));
+        assert!(files.contains("labels.csv") && files.contains("SHA256SUMS"));
+        assert!(!files.iter().any(|f| f.starts_with("parquet/")));
+        // card, providers, SHA256SUMS, croissant.json + 4 metadata + 3 x (3 idx + 2 npz)
+        assert!(files.contains("croissant.json"));
+        assert_eq!(files.len(), 8 + 15);
+
+        r.formats.push("images".into());
+        r.files.push("images_256/00000042.jpg".into());
+        assert!(
+            expected_files(&r)
+                .unwrap()
+                .contains("images_256/00000042.jpg")
+        );
+        r.files.push("images_256/notes.txt".into());
+        assert!(expected_files(&r).unwrap_err().contains("notes.txt"));
+
+        let mut r = record();
+        r.formats.push("tiff".into());
+        assert_eq!(expected_files(&r).unwrap_err(), "unknown format 'tiff'");
+        let mut r = record();
+        r.rows.remove("dev");
+        assert_eq!(
+            expected_files(&r).unwrap_err(),
+            "no row count for split 'dev'"
+        );
+        let mut r = record();
+        r.size = 0;
+        assert!(expected_files(&r).unwrap_err().starts_with("size 0"));
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_byte_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_byte_size("500mb"), Ok(500_000_000));
+        assert_eq!(parse_byte_size("64K"), Ok(64_000));
+        assert_eq!(parse_byte_size("1"), Ok(1));
+        assert!(parse_byte_size("0").is_err());
+        assert!(parse_byte_size("1TB").is_err());
+        assert!(parse_byte_size("MB").is_err());
+        assert!(parse_byte_size("-1").is_err());
     }
 }

@@ -11,14 +11,14 @@ use std::io::{BufReader, Read, Write};
 
 use flate2::{Compression, GzBuilder};
 
-use super::format::{CardRow, Format, Payload, WriterContext};
+use super::format::{CardContext, CardRow, Format, Payload, Snippet, WriterContext};
+use super::read::{
+    Channels, PixelSource, Problems, RowLabels, SplitAt, StreamedPixels, at_end, can_hold,
+    check_holds, length, open_artifact, shape_mismatch,
+};
 use super::stream::{HashingFile, ImagesFile};
 use super::{FinishContext, FormatWriter, PackError, PackedRow, per_split};
 use crate::metadata::Split;
-use crate::verify::{
-    Channels, PixelSource, RowLabels, SplitAt, StreamedPixels, VerifyReport, at_end, can_hold,
-    check_holds, length, open_artifact, shape_mismatch,
-};
 
 /// `idx/kaokore-{split}-images-idx4-ubyte.gz`
 pub fn idx_images_name(split: Split) -> String {
@@ -63,6 +63,31 @@ impl Format for Idx {
         IDX.card_rows(size)
     }
 
+    fn encoding_format(&self) -> &'static str {
+        "application/gzip"
+    }
+
+    fn card_snippet(&self, _ctx: &CardContext<'_>) -> Option<Snippet> {
+        Some(Snippet {
+            rank: 2,
+            group: "NumPy",
+            preamble: "import numpy as np\n",
+            code: format!(
+                "import gzip\n\n\
+                 def read_idx(path):\n    \
+                 with gzip.open(path) as f:\n        \
+                 raw = f.read()\n    \
+                 ndim = raw[3]\n    \
+                 shape = np.frombuffer(raw, \">u4\", count=ndim, offset=4)\n    \
+                 return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)\n\n\
+                 images = read_idx(\"{}\")\n\
+                 gender = read_idx(\"{}\")",
+                idx_images_name(Split::Train),
+                idx_labels_name(Split::Train, "gender")
+            ),
+        })
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         Ok(Box::new(IdxWriter::create(&IDX, ctx)?))
     }
@@ -70,16 +95,12 @@ impl Format for Idx {
     fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         IDX.read_labels(at, report)
     }
 
-    fn open_pixels(
-        &self,
-        at: &SplitAt<'_>,
-        report: &mut VerifyReport,
-    ) -> Option<Box<dyn PixelSource>> {
+    fn open_pixels(&self, at: &SplitAt<'_>, report: &mut Problems) -> Option<Box<dyn PixelSource>> {
         IDX.open_pixels(at, report)
     }
 }
@@ -151,7 +172,7 @@ impl IdxLayout {
     pub fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         let gender_name = (self.labels)(at.split, "gender");
         let status_name = (self.labels)(at.split, "status");
@@ -181,7 +202,7 @@ impl IdxLayout {
     pub fn open_pixels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<Box<dyn PixelSource>> {
         let name = (self.images)(at.split);
         let result = (|| -> Result<StreamedPixels, String> {
@@ -230,7 +251,7 @@ impl IdxLayout {
 
 /// An idx1 labels file: `rows` bytes after its header, the count checked against the
 /// record and the file's size before they are read.
-fn read_idx1(at: &SplitAt<'_>, name: &str, report: &mut VerifyReport) -> Option<Vec<u8>> {
+fn read_idx1(at: &SplitAt<'_>, name: &str, report: &mut Problems) -> Option<Vec<u8>> {
     let rows = at.rows;
     let result = (|| -> Result<Vec<u8>, String> {
         let file = open_artifact(at.dir, name)?;

@@ -5,9 +5,11 @@
 use serde_json::json;
 
 use super::croissant::{field, sourced};
-use super::format::{CardRow, CroissantEntries, Format, Payload, WriterContext};
+use super::format::{
+    CardChange, CardContext, CardRow, CroissantEntries, Format, Payload, WriterContext,
+};
+use super::read::{Channels, LabelsOrder, PixelSource, Problems, RowRead, SplitAt};
 use super::{FinishContext, FormatWriter, PackError, PackedRow};
-use crate::verify::{Channels, PixelSource, RowRead, SplitAt, VerifyReport};
 
 /// The largest image file verify reads: the memory fetch gives all bodies at once.
 const MAX_FILE_BYTES: u64 = crate::fetch::BODY_MEMORY;
@@ -59,6 +61,34 @@ impl Format for Images {
         Ok(files)
     }
 
+    fn listed_ids(&self, at: &SplitAt<'_>, order: &LabelsOrder) -> Option<Vec<u32>> {
+        // Its files are named by image id: those the record lists, in labels.csv order.
+        let dir = images_dir_name(at.size);
+        let mut rows: Vec<(u64, u32)> = order
+            .rows
+            .iter()
+            .filter(|(id, (_, _, _, split))| {
+                *split == at.split && at.files.contains(&format!("{dir}/{id:08}.jpg"))
+            })
+            .map(|(&id, &(line, ..))| (line, id))
+            .collect();
+        rows.sort_unstable();
+        Some(rows.into_iter().map(|(_, id)| id).collect())
+    }
+
+    fn encoding_format(&self) -> &'static str {
+        "image/jpeg"
+    }
+
+    fn card_changes(&self, ctx: &CardContext<'_>) -> Vec<CardChange> {
+        vec![CardChange::Note(format!(
+            "In `{}/`, images that needed a change are JPEG (quality {}) of the normalized \
+             pixels; the others are the fetched files.\n",
+            images_dir_name(ctx.opts.size),
+            crate::encode::JPEG_QUALITY
+        ))]
+    }
+
     fn card_rows(&self, size: u32) -> Vec<CardRow> {
         vec![CardRow {
             split: None,
@@ -107,7 +137,7 @@ impl Format for Images {
     fn open_pixels(
         &self,
         at: &SplitAt<'_>,
-        _report: &mut VerifyReport,
+        _report: &mut Problems,
     ) -> Option<Box<dyn PixelSource>> {
         // Without ids there is no row order to read the files in (the record's listing was
         // checked against SHA256SUMS).
@@ -184,11 +214,11 @@ impl PixelSource for ImageFiles {
             return RowRead::Broken("fewer rows than the build's record says".into());
         };
         self.current = format!("{}/{id:08}.jpg", self.prefix);
-        let file = match crate::verify::open_artifact(&self.dir, &self.current) {
+        let file = match super::read::open_artifact(&self.dir, &self.current) {
             Ok(f) => f,
             Err(e) => return RowRead::Bad(e),
         };
-        match crate::verify::length(&file) {
+        match super::read::length(&file) {
             Ok(len) if len > MAX_FILE_BYTES => {
                 return RowRead::Bad(format!("{len} bytes: larger than any image kaokore stores"));
             }

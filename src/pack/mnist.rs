@@ -9,9 +9,9 @@
 
 use super::format::{CardRow, Format, Payload, WriterContext};
 use super::idx::{IdxLayout, IdxWriter};
+use super::read::{Channels, PixelSource, Problems, RowLabels, SplitAt};
 use super::{FormatWriter, PackError};
 use crate::metadata::Split;
-use crate::verify::{Channels, PixelSource, RowLabels, SplitAt, VerifyReport};
 
 /// `mnist/kaokore-{split}-images-idx3-ubyte.gz`
 pub fn mnist_images_name(split: Split) -> String {
@@ -53,6 +53,10 @@ impl Format for Mnist {
         MNIST.card_rows(size)
     }
 
+    fn encoding_format(&self) -> &'static str {
+        "application/gzip"
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         Ok(Box::new(IdxWriter::create(&MNIST, ctx)?))
     }
@@ -60,16 +64,12 @@ impl Format for Mnist {
     fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         MNIST.read_labels(at, report)
     }
 
-    fn open_pixels(
-        &self,
-        at: &SplitAt<'_>,
-        report: &mut VerifyReport,
-    ) -> Option<Box<dyn PixelSource>> {
+    fn open_pixels(&self, at: &SplitAt<'_>, report: &mut Problems) -> Option<Box<dyn PixelSource>> {
         MNIST.open_pixels(at, report)
     }
 }

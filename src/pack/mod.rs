@@ -11,15 +11,15 @@
 //! inside the output directory and renamed into place only when all are complete.
 
 mod card;
-mod checksums;
 mod croissant;
-pub(crate) mod format;
+pub mod format;
 mod idx;
 mod images;
 mod mnist;
 mod npz;
+mod options;
 mod parquet;
-mod staging;
+pub mod read;
 mod stream;
 pub mod webdataset;
 mod zip;
@@ -32,21 +32,24 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::config::PackOptions;
 use crate::decode::{self, SourceLayout};
 use crate::encode::{self, EncodeError};
+use crate::layout::size_dir_name;
 use crate::metadata::{Dataset, ImageId, ImageRecord, Label, Provider, Split};
 use crate::normalize::{self, NormalizeError};
 use crate::progress::Progress;
 
-pub use checksums::{SHA256SUMS, hash_file, hash_reader, parse as parse_sums, sha256_hex};
-pub use croissant::CROISSANT;
+pub use crate::layout::{CROISSANT, SHA256SUMS};
+pub use crate::out::Artifact;
+pub use crate::out::checksums::{hash_file, hash_reader, parse as parse_sums, sha256_hex};
+use crate::out::{BuildRecord, CommitError, staging};
 pub use format::{Formats, help as format_help};
 use format::{Payload, Payloads, WriterContext};
 pub use idx::{idx_images_name, idx_labels_name};
 pub use images::images_dir_name;
 pub use mnist::{mnist_images_name, mnist_labels_name};
 pub use npz::{npz_images_name, npz_labels_name};
+pub use options::PackOptions;
 pub use parquet::{arrow_schema, huggingface_features, parquet_name};
 
 /// Images handed to the pool at once. Large enough to keep every thread busy, small
@@ -110,10 +113,14 @@ pub enum PackError {
     #[error("no output format selected")]
     NoFormat,
     #[error(transparent)]
-    Record(#[from] crate::record::RecordError),
+    Record(#[from] crate::out::RecordError),
     /// `--out` cannot take this build; nothing in it was changed.
     #[error(transparent)]
-    Out(#[from] crate::record::OutError),
+    Out(#[from] crate::out::OutError),
+    /// Staging or committing the build failed; the previous build is as it was unless
+    /// the commit had begun.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     /// The source withheld its confirmation ([`ImageSource::confirm`]): nothing written.
     #[error("not written: {0}")]
     Withheld(String),
@@ -137,6 +144,7 @@ impl PackError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PackError::Out(e) => e.exit_code(),
+            PackError::Commit(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -233,14 +241,6 @@ pub struct StageSeconds {
     pub formats: BTreeMap<String, f64>,
     pub card_and_checksums: f64,
     pub total: f64,
-}
-
-/// One written file, path relative to the output directory.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Artifact {
-    pub path: String,
-    pub bytes: u64,
-    pub sha256: String,
 }
 
 /// Image bytes as stored in Parquet (or as an image file): the fetched JPEG unchanged, or
@@ -406,17 +406,12 @@ pub fn pack_sizes(
     Ok(summaries)
 }
 
-/// The directory of size S in a build of several sizes.
-pub fn size_dir_name(size: u32) -> String {
-    format!("size-{size}")
-}
-
 /// Refuse, before anything is fetched or packed, an `out` a pack with `opts` could not
 /// commit into: one that is not kaokore's (see [`crate::record::check_out`]), a format
 /// directory that is a symlink or a file, and with several sizes the same for each
 /// `size-{S}/`.
 pub fn check_out(out: &Path, opts: &PackOptions) -> Result<(), PackError> {
-    crate::record::check_out(out)?;
+    crate::out::check_out(out)?;
     let sizes = opts.all_sizes();
     if let [size] = sizes[..] {
         staging::check_dirs(out, &format_dirs(&opts.for_size(size)))?;
@@ -426,7 +421,7 @@ pub fn check_out(out: &Path, opts: &PackOptions) -> Result<(), PackError> {
     staging::check_dirs(out, &dirs)?;
     for (&size, dir) in sizes.iter().zip(&dirs) {
         let dir = out.join(dir);
-        crate::record::check_out(&dir)?;
+        crate::out::check_out(&dir)?;
         staging::check_dirs(&dir, &format_dirs(&opts.for_size(size)))?;
     }
     Ok(())
@@ -498,13 +493,9 @@ fn format_dirs(opts: &PackOptions) -> Vec<String> {
 }
 
 /// The record of this build (see [`crate::record`]); the commit fills in its files.
-fn build_record(
-    dataset: &Dataset,
-    opts: &PackOptions,
-    summary: &PackSummary,
-) -> crate::record::BuildRecord {
-    crate::record::BuildRecord {
-        kaokore_build: crate::record::RECORD_LAYOUT,
+fn build_record(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> BuildRecord {
+    BuildRecord {
+        kaokore_build: crate::out::record::RECORD_LAYOUT,
         dataset_version: dataset.version.to_string(),
         size: opts.size,
         formats: opts.formats.names().into_iter().map(String::from).collect(),

@@ -12,16 +12,16 @@ use std::path::Path;
 use ndarray::Array1;
 use ndarray_npy::WriteNpyExt;
 
-use super::format::{CardRow, Format, Payload, WriterContext};
+use super::format::{CardContext, CardRow, Format, Payload, Snippet, WriterContext};
+use super::read::{
+    Channels, HEADER_SLACK, PixelSource, Problems, RowLabels, SplitAt, StreamedPixels, at_end,
+    can_hold, check_holds, length, open_artifact, shape_mismatch,
+};
 use super::stream::{HashingFile, ImagesFile};
 use super::zip::{Method, ZipWriter};
 use super::{FinishContext, FormatWriter, PackError, PackedRow, per_split};
 use crate::encode::deflate_segment;
 use crate::metadata::Split;
-use crate::verify::{
-    Channels, HEADER_SLACK, PixelSource, RowLabels, SplitAt, StreamedPixels, VerifyReport, at_end,
-    can_hold, check_holds, length, open_artifact, shape_mismatch,
-};
 
 /// `npz/kaokore-{split}-imgs.npz`
 pub fn npz_images_name(split: Split) -> String {
@@ -76,6 +76,26 @@ impl Format for Npz {
             .collect()
     }
 
+    fn encoding_format(&self) -> &'static str {
+        "application/zip" // an npz is a zip archive of .npy members
+    }
+
+    fn card_snippet(&self, ctx: &CardContext<'_>) -> Option<Snippet> {
+        let size = ctx.opts.size;
+        Some(Snippet {
+            rank: 1,
+            group: "NumPy",
+            preamble: "import numpy as np\n",
+            code: format!(
+                "images = np.load(\"{}\")[\"arr_0\"]  # (N, {size}, {size}, 3) uint8\n\
+                 labels = np.load(\"{}\")\n\
+                 gender, status, image_id = labels[\"gender\"], labels[\"status\"], labels[\"image_id\"]\n",
+                npz_images_name(Split::Train),
+                npz_labels_name(Split::Train)
+            ),
+        })
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         Ok(Box::new(NpzWriter::create(ctx)?))
     }
@@ -83,16 +103,12 @@ impl Format for Npz {
     fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         read_npz_labels(at, report).map(|rows| (npz_labels_name(at.split), rows))
     }
 
-    fn open_pixels(
-        &self,
-        at: &SplitAt<'_>,
-        report: &mut VerifyReport,
-    ) -> Option<Box<dyn PixelSource>> {
+    fn open_pixels(&self, at: &SplitAt<'_>, report: &mut Problems) -> Option<Box<dyn PixelSource>> {
         match npz_pixels(at) {
             Ok(pixels) => Some(Box::new(pixels)),
             Err(e) => {
@@ -324,7 +340,7 @@ fn read_npz_array(
     Ok(bytes)
 }
 
-fn read_npz_labels(at: &SplitAt<'_>, report: &mut VerifyReport) -> Option<Vec<RowLabels>> {
+fn read_npz_labels(at: &SplitAt<'_>, report: &mut Problems) -> Option<Vec<RowLabels>> {
     let (name, rows) = (npz_labels_name(at.split), at.rows);
     let result = (|| -> Result<Vec<RowLabels>, String> {
         let (mut archive, len) = open_npz(at.dir, &name, 3)?;

@@ -25,16 +25,20 @@ use parquet::schema::types::ColumnPath;
 
 use serde_json::{Value, json};
 
+use super::PackOptions;
+use super::card;
 use super::croissant::{field, references, sourced};
-use super::format::{CardRow, CroissantEntries, Format, Payload, WriterContext};
-use super::{FinishContext, FormatWriter, PackError, PackedRow};
-use crate::config::PackOptions;
-use crate::metadata::{ClassNames, Dataset, Split};
-use crate::normalize;
-use crate::verify::{
-    Channels, HEADER_SLACK, PixelSource, RowLabels, RowRead, SplitAt, VerifyReport, length,
+use super::format::{
+    CardChange, CardContext, CardRow, CroissantEntries, Format, FormatOption, Payload, Snippet,
+    WriterContext,
+};
+use super::read::{
+    Channels, HEADER_SLACK, PixelSource, Problems, RowLabels, RowRead, SplitAt, length,
     open_artifact,
 };
+use super::{FinishContext, FormatWriter, PackError, PackedRow};
+use crate::metadata::{ClassNames, Dataset, Split};
+use crate::normalize;
 
 /// `parquet/{split}-00000-of-00001.parquet`
 pub fn parquet_name(split: Split) -> String {
@@ -86,6 +90,55 @@ impl Format for Parquet {
         }
     }
 
+    fn options(&self) -> &'static [&'static FormatOption] {
+        &[&ROW_GROUP_ROWS]
+    }
+
+    fn encoding_format(&self) -> &'static str {
+        "application/x-parquet"
+    }
+
+    fn card_changes(&self, ctx: &CardContext<'_>) -> Vec<CardChange> {
+        let n = &ctx.summary.normalization;
+        let size = ctx.opts.size;
+        vec![CardChange::Item(format!(
+            "in Parquet, {} images are the fetched JPEG file unchanged (already {size} x {size} \
+             RGB) and {} are the normalized pixels stored losslessly as PNG",
+            n.stored_as_jpeg, n.stored_as_png
+        ))]
+    }
+
+    fn card_snippet(&self, ctx: &CardContext<'_>) -> Option<Snippet> {
+        let train = parquet_name(Split::Train);
+        Some(Snippet {
+            rank: 3,
+            group: "",
+            preamble: "",
+            code: format!(
+                "pandas:\n\n```python\nimport io\nimport pandas as pd\nfrom PIL import Image\n\n\
+                 df = pd.read_parquet(\"{train}\")\n\
+                 first = Image.open(io.BytesIO(df[\"image\"][0][\"bytes\"]))\n```\n\n\
+                 polars:\n\n```python\nimport polars as pl\n\n\
+                 df = pl.read_parquet(\"{train}\")\n\
+                 df.select(\"image_id\", \"gender\", \"status\", pl.col(\"image\").struct.field(\"bytes\"))\n```\n\n\
+                 Hugging Face `datasets`: the YAML header of this card names the splits and \
+                 the features (`Image`, `ClassLabel` with the class names), so the directory \
+                 loads as it is. Upstream's `dev` split is called `validation` there, the \
+                 Hub's name for it and the one `datasets` infers from `dev-*.parquet` files \
+                 anyway; file names and `labels.csv` keep `dev`.\n\n\
+                 ```python\nfrom datasets import load_dataset\n\n\
+                 ds = load_dataset(\".\")  # the directory of this README.md: train, validation, test\n\
+                 ds[\"train\"][0][\"image\"]  # a PIL image\n\
+                 ds[\"train\"].features[\"gender\"].names  # {}\n```\n",
+                serde_json::to_string(&ctx.dataset.class_names.gender).unwrap_or_default()
+            ),
+        })
+    }
+
+    fn hub_yaml(&self, ctx: &CardContext<'_>) -> Option<String> {
+        Some(hub_yaml(ctx.dataset))
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         Ok(Box::new(ParquetWriter::create(
             ctx.staging,
@@ -97,7 +150,7 @@ impl Format for Parquet {
     fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         let name = parquet_name(at.split);
         match ParquetRows::open(at, false) {
@@ -119,11 +172,7 @@ impl Format for Parquet {
         }
     }
 
-    fn open_pixels(
-        &self,
-        at: &SplitAt<'_>,
-        report: &mut VerifyReport,
-    ) -> Option<Box<dyn PixelSource>> {
+    fn open_pixels(&self, at: &SplitAt<'_>, report: &mut Problems) -> Option<Box<dyn PixelSource>> {
         match ParquetRows::open(at, true) {
             Ok(reader) => Some(Box::new(ParquetPixels {
                 rows: reader,
@@ -135,6 +184,59 @@ impl Format for Parquet {
             }
         }
     }
+}
+
+/// `--row-group-rows`: rows per Parquet row group. Small groups let readers that fetch
+/// ranges (the Hub viewer, DuckDB over HTTP) read a few images without the whole file.
+pub(crate) const ROW_GROUP_ROWS: FormatOption = FormatOption {
+    flag: "row-group-rows",
+    value_name: "N",
+    help: "Rows per Parquet row group",
+    default: "100",
+    parse: super::format::parse_count,
+};
+
+/// The card's Hub YAML for the Parquet files: `configs` with each split's files and
+/// `dataset_info` with the features (Image, ClassLabel with the class names), so that
+/// `datasets.load_dataset(OUT)` needs nothing else.
+fn hub_yaml(dataset: &Dataset) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    s.push_str("configs:\n- config_name: default\n  default: true\n  data_files:\n");
+    for split in Split::ALL {
+        let _ = writeln!(
+            s,
+            "  - split: {}\n    path: {}",
+            card::hub_split(split),
+            card::yaml_str(&format!("parquet/{}-*.parquet", split.name()))
+        );
+    }
+    s.push_str("dataset_info:\n  config_name: default\n  features:\n");
+    let names = &dataset.class_names;
+    for f in arrow_schema().fields() {
+        let name = f.name().as_str();
+        let _ = writeln!(s, "  - name: {name}");
+        let class_names = match name {
+            "gender" => Some(&names.gender),
+            "status" => Some(&names.status),
+            _ => None,
+        };
+        let _ = match (class_names, f.data_type()) {
+            (Some(classes), _) => {
+                s.push_str("    dtype:\n      class_label:\n        names:\n");
+                for (i, c) in classes.iter().enumerate() {
+                    let _ = writeln!(s, "          '{i}': {}", card::yaml_str(c));
+                }
+                Ok(())
+            }
+            (None, arrow_schema::DataType::Struct(_)) => writeln!(s, "    dtype: image"),
+            (None, arrow_schema::DataType::List(_)) => writeln!(s, "    sequence: string"),
+            (None, arrow_schema::DataType::Int32) => writeln!(s, "    dtype: int32"),
+            (None, arrow_schema::DataType::Int64) => writeln!(s, "    dtype: int64"),
+            (None, _) => writeln!(s, "    dtype: string"),
+        };
+    }
+    s
 }
 
 /// The `@id` of croissant.json's file set of every Parquet file (a record set reads one
@@ -385,7 +487,7 @@ impl ParquetWriter {
             let props = WriterProperties::builder()
                 .set_created_by(format!("kaokore {}", env!("CARGO_PKG_VERSION")))
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+                .set_max_row_group_row_count(Some(opts.option(&ROW_GROUP_ROWS) as usize))
                 .set_column_compression(image_bytes.clone(), Compression::UNCOMPRESSED)
                 .set_column_dictionary_enabled(image_bytes.clone(), false)
                 .set_column_statistics_enabled(image_bytes.clone(), EnabledStatistics::None)
@@ -412,7 +514,7 @@ impl ParquetWriter {
             });
         }
         Ok(ParquetWriter {
-            row_group_rows: opts.row_group_rows.max(1),
+            row_group_rows: opts.option(&ROW_GROUP_ROWS) as usize,
             splits,
         })
     }
@@ -733,7 +835,7 @@ impl ParquetRows {
     }
 
     /// All rows' labels (reads the file once, without keeping images).
-    fn labels(&mut self, report: &mut VerifyReport) -> Vec<RowLabels> {
+    fn labels(&mut self, report: &mut Problems) -> Vec<RowLabels> {
         let mut out = Vec::new();
         while let Some(row) = self.next_row(false) {
             match row {

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::zip::ZipWriter;
-use super::{Artifact, FinishContext, PackError, checksums, staging};
+use super::{Artifact, FinishContext, PackError};
 use crate::encode::{DeflateSegment, FINAL_BLOCK};
+use crate::out::{checksums, staging};
 
 /// What holds a pixel stream: a plain file (idx `.gz`) or a zip archive (npz).
 pub trait Container {

@@ -19,19 +19,17 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use super::format::{CardRow, Format, Payload, WriterContext};
+use super::format::{CardRow, Format, FormatOption, Payload, SHARD_SIZE, WriterContext};
+use super::read::{
+    Channels, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, Problems, RowLabels, RowRead, SplitAt,
+    open_artifact,
+};
 use super::stream::HashingFile;
 use super::{Artifact, FinishContext, FormatWriter, PackError, PackedRow};
 use crate::metadata::{ClassNames, Split};
-use crate::verify::{
-    Channels, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, RowLabels, RowRead, SplitAt, VerifyReport,
-    open_artifact,
-};
 
 /// The directory of the shards in `--out`.
 pub const WEBDATASET_DIR: &str = "webdataset";
-/// Default largest shard: 1 GB, within the 100 MB - few GB webdataset recommends.
-pub const DEFAULT_SHARD_BYTES: u64 = 1_000_000_000;
 /// The fixed modification time of every member (the epoch: a shard carries no date).
 const MTIME: u64 = 0;
 const BLOCK: u64 = 512;
@@ -86,18 +84,26 @@ impl Format for WebDataset {
         }]
     }
 
+    fn options(&self) -> &'static [&'static FormatOption] {
+        &[&SHARD_SIZE]
+    }
+
+    fn encoding_format(&self) -> &'static str {
+        "application/x-tar"
+    }
+
     fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
         Ok(Box::new(WebDatasetWriter::create(
             ctx.staging,
             &ctx.dataset.class_names,
-            ctx.opts.webdataset_shard_bytes,
+            ctx.opts.option(&SHARD_SIZE),
         )?))
     }
 
     fn read_labels(
         &self,
         at: &SplitAt<'_>,
-        report: &mut VerifyReport,
+        report: &mut Problems,
     ) -> Option<(String, Vec<RowLabels>)> {
         Some(read_labels(at, report))
     }
@@ -105,41 +111,13 @@ impl Format for WebDataset {
     fn open_pixels(
         &self,
         at: &SplitAt<'_>,
-        _report: &mut VerifyReport,
+        _report: &mut Problems,
     ) -> Option<Box<dyn PixelSource>> {
         // Problems opening a shard were reported when the labels were read.
         Some(Box::new(ShardImages {
             stream: ShardStream::new(at),
         }))
     }
-}
-
-/// Parse `--shard-size`: bytes, or a number with `KB`, `MB` or `GB` (powers of 1000; `K`,
-/// `M`, `G` alike). At least 1: a shard always holds at least one sample.
-pub fn parse_shard_size(text: &str) -> Result<u64, String> {
-    let t = text.trim().to_ascii_uppercase();
-    let t = t.strip_suffix('B').unwrap_or(&t);
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => (&t[..i], &t[i..]),
-        None => (t, ""),
-    };
-    let factor: u64 = match unit {
-        "" => 1,
-        "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "expected bytes or a number with KB, MB or GB, got '{text}'"
-            ));
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("expected a size of at least 1 byte, got '{text}'"))
 }
 
 /// Which of `files` (a build record's list) are shards, checked to be `{split}-NNNNNN.tar`
@@ -482,7 +460,7 @@ impl ShardStream {
 /// Read a split's samples for `verify`: their labels (the cls members agreeing with the
 /// JSON member), as many as the build's record says, and no shard empty but a split's only
 /// one. Problems go to `report`, with the shard and the row in the split.
-fn read_labels(at: &SplitAt<'_>, report: &mut VerifyReport) -> (String, Vec<RowLabels>) {
+fn read_labels(at: &SplitAt<'_>, report: &mut Problems) -> (String, Vec<RowLabels>) {
     let mut stream = ShardStream::new(at);
     let mut labels = Vec::new();
     let mut shown = 0;
@@ -749,18 +727,6 @@ impl ShardReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shard_sizes_parse() {
-        assert_eq!(parse_shard_size("1GB"), Ok(1_000_000_000));
-        assert_eq!(parse_shard_size("500mb"), Ok(500_000_000));
-        assert_eq!(parse_shard_size("64K"), Ok(64_000));
-        assert_eq!(parse_shard_size("1"), Ok(1));
-        assert!(parse_shard_size("0").is_err());
-        assert!(parse_shard_size("1TB").is_err());
-        assert!(parse_shard_size("MB").is_err());
-        assert!(parse_shard_size("-1").is_err());
-    }
 
     #[test]
     fn listed_shards_must_be_numbered_without_gaps() {

@@ -7,9 +7,8 @@ use std::path::Path;
 
 use super::Artifact;
 
-pub const SHA256SUMS: &str = "SHA256SUMS";
-
 pub use crate::digest::{hash_reader, hex, sha256_hex};
+pub use crate::layout::SHA256SUMS;
 
 /// Size and SHA-256 of a file, read in blocks.
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {

@@ -20,10 +20,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
-use super::checksums::{self, SHA256SUMS};
-use super::{Artifact, PackError};
-use crate::record::{self, BuildRecord, OutError, PathState, STAGING_PREFIX};
-use crate::report::REPORT_FILE;
+use super::checksums;
+use super::ownership::{OutError, leftover_pid};
+use super::record::{BuildRecord, RECORD_FILE};
+use super::{Artifact, CommitError};
+use crate::fs::{PathState, inspect};
+use crate::layout::{REPORT_FILE, SHA256SUMS, STAGING_PREFIX, size_dir_name};
 
 pub struct Staging {
     out: PathBuf,
@@ -37,17 +39,17 @@ pub struct Staging {
 impl Staging {
     /// Create `out` (if needed) and a fresh staging directory inside it. `out` must have
     /// passed [`record::check_out`].
-    pub fn create(out: &Path) -> Result<Staging, PackError> {
-        fs::create_dir_all(out).map_err(PackError::io(out))?;
+    pub fn create(out: &Path) -> Result<Staging, CommitError> {
+        fs::create_dir_all(out).map_err(CommitError::io(out))?;
         remove_abandoned(out);
         // The counter keeps two packs of one process (library use, tests) apart.
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let root = out.join(format!("{STAGING_PREFIX}{}-{n}", std::process::id()));
         if root.exists() {
-            fs::remove_dir_all(&root).map_err(PackError::io(&root))?;
+            fs::remove_dir_all(&root).map_err(CommitError::io(&root))?;
         }
-        fs::create_dir_all(&root).map_err(PackError::io(&root))?;
+        fs::create_dir_all(&root).map_err(CommitError::io(&root))?;
         Ok(Staging {
             out: out.to_path_buf(),
             root,
@@ -57,10 +59,10 @@ impl Staging {
     }
 
     /// Where the artifact `relative` is staged; its parent directory is created.
-    pub fn path(&self, relative: &str) -> Result<PathBuf, PackError> {
+    pub fn path(&self, relative: &str) -> Result<PathBuf, CommitError> {
         let path = self.root.join(relative);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(PackError::io(parent))?;
+            fs::create_dir_all(parent).map_err(CommitError::io(parent))?;
         }
         Ok(path)
     }
@@ -82,7 +84,7 @@ impl Staging {
         hashed: Vec<Artifact>,
         record: BuildRecord,
         describe: impl FnOnce(&[Artifact]) -> Vec<(String, String)>,
-    ) -> Result<Prepared, PackError> {
+    ) -> Result<Prepared, CommitError> {
         // The other files are hashed in parallel (on the caller's rayon pool): this runs
         // after the last image, so it is wall time nothing else overlaps.
         let mut artifacts = produced
@@ -90,19 +92,20 @@ impl Staging {
             .filter(|relative| !hashed.iter().any(|a| &a.path == *relative))
             .map(|relative| {
                 let path = self.root.join(relative);
-                let (bytes, sha256) = checksums::hash_file(&path).map_err(PackError::io(&path))?;
+                let (bytes, sha256) =
+                    checksums::hash_file(&path).map_err(CommitError::io(&path))?;
                 Ok(Artifact {
                     path: relative.clone(),
                     bytes,
                     sha256,
                 })
             })
-            .collect::<Result<Vec<_>, PackError>>()?;
+            .collect::<Result<Vec<_>, CommitError>>()?;
         artifacts.extend(hashed);
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         for (relative, text) in describe(&artifacts) {
             let path = self.path(&relative)?;
-            fs::write(&path, &text).map_err(PackError::io(&path))?;
+            fs::write(&path, &text).map_err(CommitError::io(&path))?;
             artifacts.push(Artifact {
                 path: relative,
                 bytes: text.len() as u64,
@@ -112,7 +115,7 @@ impl Staging {
         artifacts.sort_by(|a, b| a.path.cmp(&b.path));
         let sums = checksums::render(&artifacts);
         let sums_path = self.root.join(SHA256SUMS);
-        fs::write(&sums_path, &sums).map_err(PackError::io(&sums_path))?;
+        fs::write(&sums_path, &sums).map_err(CommitError::io(&sums_path))?;
 
         // What this build writes: the artifacts, SHA256SUMS, and the report.json the
         // pipeline writes right after the commit.
@@ -154,7 +157,7 @@ impl Staging {
     }
 
     /// Create `dir` and its missing parents, remembering which were made.
-    fn create_dir(&mut self, dir: &Path) -> Result<(), PackError> {
+    fn create_dir(&mut self, dir: &Path) -> Result<(), CommitError> {
         let mut missing = Vec::new();
         let mut at = Some(dir);
         while let Some(d) = at {
@@ -168,7 +171,7 @@ impl Staging {
             match fs::create_dir(&d) {
                 Ok(()) => self.created.push(d),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(PackError::io(&d)(e)),
+                Err(e) => return Err(CommitError::io(&d)(e)),
             }
         }
         Ok(())
@@ -182,7 +185,7 @@ impl Staging {
             at,
             why,
         };
-        let state = record::inspect(&self.out, relative).map_err(|source| OutError::Io {
+        let state = inspect(&self.out, relative).map_err(|source| OutError::Io {
             path: self.out.join(relative),
             source,
         })?;
@@ -219,7 +222,7 @@ impl Prepared {
     /// Replace the previous build: remove the files of it that this one does not produce,
     /// rename everything into place and write the record (its `files` filled in here).
     /// Returns the artifacts (SHA256SUMS last) and the stale paths removed.
-    pub fn apply(self) -> Result<(Vec<Artifact>, Vec<String>), PackError> {
+    pub fn apply(self) -> Result<(Vec<Artifact>, Vec<String>), CommitError> {
         let Prepared {
             mut staging,
             mut artifacts,
@@ -245,16 +248,16 @@ impl Prepared {
         match fs::remove_file(&old_sums) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PackError::io(&old_sums)(e)),
+            Err(e) => return Err(CommitError::io(&old_sums)(e)),
         }
         let removed = remove_recorded(&out, &stale)?;
         for a in &artifacts {
             let from = staging.root.join(&a.path);
             let to = out.join(&a.path);
-            fs::rename(&from, &to).map_err(PackError::io(&to))?;
+            fs::rename(&from, &to).map_err(CommitError::io(&to))?;
         }
         let sums_path = staging.root.join(SHA256SUMS);
-        fs::rename(&sums_path, &old_sums).map_err(PackError::io(&old_sums))?;
+        fs::rename(&sums_path, &old_sums).map_err(CommitError::io(&old_sums))?;
         record.files = files;
         record.write(&out)?;
         artifacts.push(Artifact {
@@ -270,11 +273,11 @@ impl Prepared {
 
 /// Remove the `stale` files of a previous build, each looked at again just before: only a
 /// regular file reached through real directories goes. Returns those removed.
-fn remove_recorded(out: &Path, stale: &[String]) -> Result<Vec<String>, PackError> {
+fn remove_recorded(out: &Path, stale: &[String]) -> Result<Vec<String>, CommitError> {
     let mut removed = Vec::new();
     for relative in stale {
         let path = out.join(relative);
-        if record::inspect(out, relative).map_err(PackError::io(&path))? != PathState::File {
+        if inspect(out, relative).map_err(CommitError::io(&path))? != PathState::File {
             continue;
         }
         match fs::remove_file(&path) {
@@ -283,7 +286,7 @@ fn remove_recorded(out: &Path, stale: &[String]) -> Result<Vec<String>, PackErro
                 remove_empty_parents(out, &path);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PackError::io(&path)(e)),
+            Err(e) => return Err(CommitError::io(&path)(e)),
         }
     }
     Ok(removed)
@@ -297,13 +300,13 @@ pub fn claim_sizes(
     out: &Path,
     record: &BuildRecord,
     planned: &[(u32, &[String])],
-) -> Result<(), PackError> {
+) -> Result<(), CommitError> {
     let mut claim = record.clone();
     claim.files = recorded_files(out)?
         .into_iter()
         .chain(planned.iter().flat_map(|(size, files)| {
-            let dir_name = super::size_dir_name(*size);
-            std::iter::once(record::RECORD_FILE)
+            let dir_name = size_dir_name(*size);
+            std::iter::once(RECORD_FILE)
                 .chain(files.iter().map(String::as_str))
                 .map(move |f| format!("{dir_name}/{f}"))
         }))
@@ -320,18 +323,18 @@ pub fn claim_sizes(
 /// build of `out` that this one does not hold (a one-size build's artifacts, a size no
 /// longer built), as a commit does: only recorded regular files, never through a symlink.
 /// Returns the stale paths removed.
-pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, PackError> {
+pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, CommitError> {
     let mut files = BTreeSet::new();
     for &size in &record.sizes {
-        let dir_name = super::size_dir_name(size);
+        let dir_name = size_dir_name(size);
         let dir = out.join(&dir_name);
         let sub = BuildRecord::read(&dir)
             .map_err(|source| OutError::BadRecord {
                 out: dir.clone(),
                 source,
             })?
-            .ok_or(PackError::Internal("a size build wrote no record"))?;
-        files.insert(format!("{dir_name}/{}", record::RECORD_FILE));
+            .ok_or(CommitError::Internal("a size build wrote no record"))?;
+        files.insert(format!("{dir_name}/{}", RECORD_FILE));
         files.extend(sub.files.iter().map(|f| format!("{dir_name}/{f}")));
     }
     let recorded = recorded_files(out)?;
@@ -346,7 +349,7 @@ pub fn commit_sizes(out: &Path, mut record: BuildRecord) -> Result<Vec<String>, 
 }
 
 /// The files `out`'s record lists (none without a record).
-fn recorded_files(out: &Path) -> Result<BTreeSet<String>, PackError> {
+fn recorded_files(out: &Path) -> Result<BTreeSet<String>, CommitError> {
     let previous = BuildRecord::read(out).map_err(|source| OutError::BadRecord {
         out: out.to_path_buf(),
         source,
@@ -362,7 +365,7 @@ fn recorded_files(out: &Path) -> Result<BTreeSet<String>, PackError> {
 /// (`idx`, `npz`...) is a symlink or a file: the commit would refuse it anyway.
 pub fn check_dirs(out: &Path, dirs: &[String]) -> Result<(), OutError> {
     for dir in dirs {
-        let state = record::inspect(out, dir).map_err(|source| OutError::Io {
+        let state = inspect(out, dir).map_err(|source| OutError::Io {
             path: out.join(dir),
             source,
         })?;
@@ -420,7 +423,7 @@ fn remove_abandoned(out: &Path) {
             continue;
         };
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| record::leftover_pid(n, kind)) else {
+        let Some(pid) = name.to_str().and_then(|n| leftover_pid(n, kind)) else {
             continue;
         };
         // Without a cheap check of the process, keep it: it is only disk space.
@@ -441,7 +444,7 @@ mod tests {
 
     fn record(files: &[&str]) -> BuildRecord {
         BuildRecord {
-            kaokore_build: record::RECORD_LAYOUT,
+            kaokore_build: crate::out::record::RECORD_LAYOUT,
             dataset_version: "1.0".into(),
             size: 32,
             formats: vec!["idx".into()],

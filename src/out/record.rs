@@ -1,0 +1,227 @@
+//! The build record: kaokore's own account of a build in `--out`, `.kaokore-build.json`.
+//!
+//! It is what makes a directory a kaokore build. A rebuild replaces or removes only the
+//! files a record lists (never a file of the user's, and never through a symlink), and
+//! `verify` takes the artifacts it expects from it rather than from SHA256SUMS alone.
+//! It holds relative paths and counts only: no timings, no path of `--out`, so it is as
+//! deterministic as the artifacts. It is not listed in SHA256SUMS (it lists SHA256SUMS).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+pub use crate::layout::RECORD_FILE;
+use crate::layout::size_dir_name;
+
+/// The record layout written by this version; a record of another layout is not trusted.
+pub const RECORD_LAYOUT: u32 = 1;
+/// A record is a few KiB (a few MiB with `--formats images`); a larger file is not one.
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// What one build wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuildRecord {
+    /// Always [`RECORD_LAYOUT`]; the key also tells the file apart from other JSON.
+    pub kaokore_build: u32,
+    /// `1.0` .. `1.3`.
+    pub dataset_version: String,
+    /// Normalized edge length S.
+    pub size: u32,
+    /// The `--formats` names built, in the order `--formats` lists them canonically.
+    pub formats: Vec<String>,
+    /// Rows packed per split (`train`, `dev`, `test`).
+    pub rows: BTreeMap<String, u64>,
+    /// Every file the build wrote in `--out`, relative, `/`-separated, sorted: the
+    /// artifacts, SHA256SUMS and report.json (not the record itself).
+    pub files: Vec<String>,
+    /// A build of several sizes (`--size 64,256`): the sizes, each a complete build with
+    /// its own record in `size-{S}/`. `files` then lists every file of those builds
+    /// (their records too) and `size`, `formats` and `rows` are the first size's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sizes: Vec<u32>,
+}
+
+/// A record that exists but cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl BuildRecord {
+    /// The record in `out`, `None` when there is none. A record that is a symlink or
+    /// special file, too large, not valid JSON of this layout, or that names a path that
+    /// is not a plain relative one, is an error: nothing it says is acted on.
+    pub fn read(out: &Path) -> Result<Option<BuildRecord>, RecordError> {
+        let path = out.join(RECORD_FILE);
+        let invalid = |message: String| RecordError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(RecordError::Io { path, source }),
+        };
+        if !meta.file_type().is_file() {
+            return Err(invalid("not a regular file".into()));
+        }
+        if meta.len() > MAX_RECORD_BYTES {
+            return Err(invalid(format!("{} bytes is too large", meta.len())));
+        }
+        let mut text = String::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MAX_RECORD_BYTES).read_to_string(&mut text))
+            .map_err(|source| RecordError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let record: BuildRecord =
+            serde_json::from_str(&text).map_err(|e| invalid(format!("not a build record: {e}")))?;
+        if record.kaokore_build != RECORD_LAYOUT {
+            return Err(invalid(format!(
+                "record layout {} is not {RECORD_LAYOUT}",
+                record.kaokore_build
+            )));
+        }
+        if let Some(bad) = record.files.iter().find(|f| !is_plain_relative(f)) {
+            return Err(invalid(format!("names {bad:?}, not a plain relative path")));
+        }
+        // The record, staging and temp files are never artifacts: a record naming them
+        // could make a commit remove its own staged files. The one exception is the
+        // record of a size directory, listed by the record of several sizes.
+        let working = |f: &&String| {
+            f.split('/').any(|c| c.starts_with(".kaokore-"))
+                && !record
+                    .sizes
+                    .iter()
+                    .any(|&s| **f == format!("{}/{RECORD_FILE}", size_dir_name(s)))
+        };
+        if let Some(bad) = record.files.iter().find(working) {
+            return Err(invalid(format!(
+                "names {bad:?}, one of kaokore's working files"
+            )));
+        }
+        Ok(Some(record))
+    }
+
+    /// Write the record into `out` atomically (temp file, then rename).
+    pub fn write(&self, out: &Path) -> Result<(), RecordError> {
+        let path = out.join(RECORD_FILE);
+        let temp = out.join(format!("{RECORD_FILE}.tmp-{}", std::process::id()));
+        let mut text = serde_json::to_string_pretty(self).expect("a record serializes");
+        text.push('\n');
+        let io_err = |source| RecordError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs::write(&temp, text).map_err(io_err)?;
+        fs::rename(&temp, &path).map_err(|source| {
+            let _ = fs::remove_file(&temp);
+            RecordError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Whether `path` is relative and made only of plain names (no `..`, `.`, root or
+/// prefix, no empty component): the only paths a record may name.
+pub fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record() -> BuildRecord {
+        BuildRecord {
+            kaokore_build: RECORD_LAYOUT,
+            dataset_version: "1.3".into(),
+            size: 256,
+            formats: vec!["idx".into(), "npz".into()],
+            rows: [
+                ("train".to_string(), 3),
+                ("dev".into(), 1),
+                ("test".into(), 1),
+            ]
+            .into_iter()
+            .collect(),
+            files: vec!["SHA256SUMS".into(), "idx/a.gz".into(), "report.json".into()],
+            sizes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_is_absent_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(BuildRecord::read(dir.path()).unwrap().is_none());
+        record().write(dir.path()).unwrap();
+        assert_eq!(BuildRecord::read(dir.path()).unwrap(), Some(record()));
+        // Only the record is left: no temp file.
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn refuses_unsafe_paths_and_other_json() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "", "a\\b"] {
+            let mut r = record();
+            r.files.push(bad.into());
+            r.write(dir.path()).unwrap();
+            let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("not a plain relative path"), "{bad:?}: {e}");
+        }
+        let mut r = record();
+        r.files.push(".kaokore-staging-1-0/idx/a.gz".into());
+        r.write(dir.path()).unwrap();
+        let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("kaokore's working files"), "{e}");
+        // A record of several sizes lists its size builds' records, and only those.
+        let mut r = record();
+        r.files.push("size-32/.kaokore-build.json".into());
+        r.write(dir.path()).unwrap();
+        assert!(
+            BuildRecord::read(dir.path()).is_err(),
+            "not a build of sizes"
+        );
+        r.sizes = vec![32, 48];
+        r.write(dir.path()).unwrap();
+        assert_eq!(BuildRecord::read(dir.path()).unwrap(), Some(r.clone()));
+        r.files.push("size-48/.kaokore-staging-1-0/x".into());
+        r.write(dir.path()).unwrap();
+        assert!(BuildRecord::read(dir.path()).is_err(), "a staging file");
+        fs::write(dir.path().join(RECORD_FILE), "{\"files\": []}").unwrap();
+        let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a build record"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_a_symlinked_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        record().write(dir.path()).unwrap();
+        fs::rename(dir.path().join(RECORD_FILE), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join(RECORD_FILE)).unwrap();
+        let e = BuildRecord::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}
