@@ -139,6 +139,10 @@ pub enum MetadataError {
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, device, socket or directory where a metadata file should be: reading it
+    /// could block forever or never end, so it is not read.
+    #[error("{file}: not a regular file ({kind})")]
+    NotRegularFile { file: String, kind: &'static str },
     #[error("{file}: not valid UTF-8 (line {line})")]
     NotUtf8 { file: String, line: usize },
     #[error(
@@ -198,9 +202,10 @@ impl MetadataFiles {
         embedded::files(version)
     }
 
-    /// Read an upstream-layout directory. Every file must exist, be UTF-8 and no larger
-    /// than [`MAX_METADATA_BYTES`] (checked before reading, and again while reading, for a
-    /// file that grows or is not a regular file).
+    /// Read an upstream-layout directory. Every file must exist, be a regular file (a
+    /// symbolic link to one is followed), be UTF-8 and no larger than
+    /// [`MAX_METADATA_BYTES`] (checked before reading, and again while reading, for a
+    /// file that grows).
     pub fn read_dir(dir: &Path) -> Result<Self, MetadataError> {
         let read = |name: &str| -> Result<String, MetadataError> {
             let path = dir.join(name);
@@ -209,8 +214,22 @@ impl MetadataFiles {
                 file: shown.clone(),
                 source,
             };
-            let file = std::fs::File::open(&path).map_err(io_err)?;
-            let declared = file.metadata().map_err(io_err)?.len();
+            let not_regular = |kind: &std::fs::FileType| MetadataError::NotRegularFile {
+                file: shown.clone(),
+                kind: file_kind(kind),
+            };
+            // Opening a FIFO blocks until a writer comes, and a device may never end: look
+            // first, open without blocking in case it was swapped since, and look again.
+            let inspected = std::fs::metadata(&path).map_err(io_err)?;
+            if !inspected.is_file() {
+                return Err(not_regular(&inspected.file_type()));
+            }
+            let file = open_nonblocking(&path).map_err(io_err)?;
+            let opened = file.metadata().map_err(io_err)?;
+            if !opened.is_file() {
+                return Err(not_regular(&opened.file_type()));
+            }
+            let declared = opened.len();
             let too_large = |bytes| MetadataError::TooLarge {
                 file: shown.clone(),
                 bytes,
@@ -251,6 +270,45 @@ impl MetadataFiles {
             (CLASS_NAMES_EN_FILE, &self.class_names_en),
             (CLASS_NAMES_JA_FILE, &self.class_names_ja),
         ]
+    }
+}
+
+/// Open for reading with `O_NONBLOCK` where there is one: a FIFO then opens at once
+/// (and is refused by its metadata) instead of waiting for a writer. A regular file
+/// reads as usual.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
     }
 }
 
@@ -345,5 +403,88 @@ impl Dataset {
             *counts.entry(w.kind).or_insert(0) += 1;
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A directory holding the embedded v1.3 files, to be spoiled one file at a time.
+    fn upstream_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let files = MetadataFiles::embedded(DatasetVersion::V1_3);
+        for (name, text) in [
+            (URLS_FILE, &files.urls),
+            (LABELS_FILE, &files.labels),
+            (TAGS_FILE, &files.original_tags),
+            (CLASS_NAMES_EN_FILE, &files.class_names_en),
+            (CLASS_NAMES_JA_FILE, &files.class_names_ja),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_directory_of_regular_files_reads() {
+        let dir = upstream_dir();
+        let files = MetadataFiles::read_dir(dir.path()).unwrap();
+        assert_eq!(
+            files.urls,
+            MetadataFiles::embedded(DatasetVersion::V1_3).urls
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_at_once_without_waiting_for_a_writer() {
+        let dir = upstream_dir();
+        let fifo = dir.path().join(URLS_FILE);
+        std::fs::remove_file(&fifo).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || tx.send(MetadataFiles::read_dir(&path)).unwrap());
+        let Ok(result) = rx.recv_timeout(Duration::from_secs(10)) else {
+            // Let the blocked reader go before failing.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("reading a FIFO blocked");
+        };
+        let err = result.unwrap_err();
+        assert!(matches!(err, MetadataError::NotRegularFile { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a regular file (a FIFO)", fifo.display())
+        );
+    }
+
+    #[test]
+    fn a_directory_in_place_of_a_file_is_refused() {
+        let dir = upstream_dir();
+        let labels = dir.path().join(LABELS_FILE);
+        std::fs::remove_file(&labels).unwrap();
+        std::fs::create_dir(&labels).unwrap();
+        let err = MetadataFiles::read_dir(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a regular file (a directory)", labels.display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_to_a_regular_file_is_followed() {
+        let dir = upstream_dir();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("urls");
+        std::fs::rename(dir.path().join(URLS_FILE), &target).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(URLS_FILE)).unwrap();
+        assert!(MetadataFiles::read_dir(dir.path()).is_ok());
     }
 }
