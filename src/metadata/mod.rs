@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use embedded::DatasetVersion;
-pub use labels::{ClassNames, Label};
+pub use labels::{ClassNames, Label, LabelRow, MAX_CLASSES, parse_labels_csv};
 pub use tags::Tags;
 pub use urls::{Provider, SizeRequest, host_of};
 
@@ -348,7 +348,7 @@ impl Dataset {
             .collect();
         // Both parsers checked every id against the number of lines.
         let mut order = Vec::with_capacity(labelled.len());
-        for (line, id, label) in labelled {
+        for labels::LabelRow { line, id, label } in labelled {
             let record = &mut records[id.0 as usize];
             if record.url.is_none() {
                 warnings.push(Warning {
