@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn the_published_versions_load_with_their_counts() {
+        let d = Dataset::embedded(DatasetVersion::V1_0).unwrap();
+        assert_eq!(d.with_url().count(), 5552);
+        assert_eq!(d.warning_counts()[&WarningKind::BlankUrlLine], 272);
+        assert_eq!(d.labelled.len(), 5298);
+        let d = Dataset::embedded(DatasetVersion::V1_3).unwrap();
+        assert_eq!(d.with_url().count(), 9683);
+        assert_eq!(d.labelled.len(), 9257);
+        for v in DatasetVersion::ALL {
+            let d = Dataset::embedded(v).unwrap();
+            // Every URL is of one of the three providers, named from its parsed host.
+            assert!(d.with_url().all(|r| r.provider().is_some()), "v{v}");
+        }
+    }
+
+    #[test]
     fn a_directory_of_regular_files_reads() {
         let dir = upstream_dir();
         let files = MetadataFiles::read_dir(dir.path()).unwrap();
