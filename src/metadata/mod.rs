@@ -360,6 +360,17 @@ impl Dataset {
             record.label = Some(label);
             order.push(id);
         }
+        // Nothing to pack is never what a user meant: say so rather than build nothing.
+        if !order.iter().any(|id| records[id.0 as usize].url.is_some()) {
+            return Err(MetadataError::invalid(
+                LABELS_FILE,
+                1,
+                format!(
+                    "no labelled image has a URL in {URLS_FILE} ({} labelled): the build would be empty",
+                    order.len()
+                ),
+            ));
+        }
         for (id, (_, t)) in tags {
             records[id.0 as usize].tags = Some(Box::new(t));
         }
@@ -441,6 +452,47 @@ mod tests {
             // Every URL is of one of the three providers, named from its parsed host.
             assert!(d.with_url().all(|r| r.provider().is_some()), "v{v}");
         }
+    }
+
+    fn tiny(urls: &str, labels: &str) -> Result<Dataset, MetadataError> {
+        let mut files = MetadataFiles::embedded(DatasetVersion::V1_3);
+        files.urls = urls.to_string();
+        files.labels = labels.to_string();
+        files.original_tags = String::new();
+        Dataset::parse(DatasetVersion::V1_3, files)
+    }
+
+    #[test]
+    fn a_version_with_no_labelled_url_is_refused() {
+        let urls = "http://codh.rois.ac.jp/a.jpg\n\nhttp://codh.rois.ac.jp/c.jpg\n";
+        let labelled = |ids: &[u32]| {
+            let rows: String = ids
+                .iter()
+                .map(|i| format!("{i:08}.jpg,0,0,train\n"))
+                .collect();
+            format!("image,gender,status,set\n{rows}")
+        };
+        assert_eq!(
+            tiny(urls, &labelled(&[1, 2])).unwrap().packable().count(),
+            1
+        );
+        for ids in [&[][..], &[1]] {
+            let err = tiny(urls, &labelled(ids)).unwrap_err();
+            assert!(matches!(err, MetadataError::Invalid { .. }));
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "labels.csv:1: no labelled image has a URL in urls.txt ({} labelled): the build would be empty",
+                    ids.len()
+                )
+            );
+        }
+        // All-blank urls.txt is refused by urls.txt itself.
+        let err = tiny("\n\n", &labelled(&[0])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "urls.txt:2: no URL in the file: it would build an empty dataset"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::{MAX_IMAGES, MetadataError, URLS_FILE, Warning, WarningKind, without_
 /// Parse urls.txt. A blank line keeps its id and has no URL (a warning); a line that is
 /// not a URL the tool may fetch as written (see [`check_url`]) is an error. More than
 /// [`MAX_IMAGES`] lines is an error too: each line, blank or not, becomes a record, so
-/// the count bounds the memory a file of blank lines can take.
+/// the count bounds the memory a file of blank lines can take. A file with no URL at all
+/// is an error: it would build an empty dataset.
 pub(super) fn parse(text: &str) -> Result<(Vec<Option<String>>, Vec<Warning>), MetadataError> {
     let mut urls = Vec::new();
     let mut warnings = Vec::new();
@@ -35,6 +36,13 @@ pub(super) fn parse(text: &str) -> Result<(Vec<Option<String>>, Vec<Warning>), M
             MetadataError::invalid(URLS_FILE, i + 1, format!("{problem}: '{}'", shorten(line)))
         })?;
         urls.push(Some(line.to_string()));
+    }
+    if urls.iter().all(Option::is_none) {
+        return Err(MetadataError::invalid(
+            URLS_FILE,
+            urls.len().max(1),
+            "no URL in the file: it would build an empty dataset",
+        ));
     }
     Ok((urls, warnings))
 }
@@ -213,7 +221,7 @@ mod tests {
 
     #[test]
     fn too_many_lines_is_an_error_at_the_first_line_too_many() {
-        let text = "\n".repeat(MAX_IMAGES);
+        let text = "http://a/0".to_string() + &"\n".repeat(MAX_IMAGES);
         assert_eq!(parse(&text).unwrap().0.len(), MAX_IMAGES);
         let err = parse(&(text + "http://a/1\n")).unwrap_err();
         assert_eq!(
@@ -289,6 +297,21 @@ mod tests {
         assert_eq!(
             Provider::from_url("http://rmda%2Ekulib.kyoto-u.ac.jp/a.jpg"),
             Some(Provider::KyotoUniversityRareMaterials)
+        );
+    }
+
+    #[test]
+    fn a_file_without_any_url_is_refused() {
+        for text in ["", "\n", "\n \n\t\n", "\u{feff}\n\n"] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.to_string().contains("no URL in the file"),
+                "{text:?}: {err}"
+            );
+        }
+        assert_eq!(
+            parse("\n\n\n").unwrap_err().to_string(),
+            "urls.txt:3: no URL in the file: it would build an empty dataset"
         );
     }
 
