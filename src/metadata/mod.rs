@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use embedded::DatasetVersion;
-pub use labels::{ClassNames, Label};
+pub use labels::{ClassNames, Label, LabelRow, MAX_CLASSES, parse_labels_csv};
 pub use tags::Tags;
 pub use urls::{Provider, SizeRequest, host_of};
 
@@ -139,6 +139,10 @@ pub enum MetadataError {
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, device, socket or directory where a metadata file should be: reading it
+    /// could block forever or never end, so it is not read.
+    #[error("{file}: not a regular file ({kind})")]
+    NotRegularFile { file: String, kind: &'static str },
     #[error("{file}: not valid UTF-8 (line {line})")]
     NotUtf8 { file: String, line: usize },
     #[error(
@@ -198,9 +202,10 @@ impl MetadataFiles {
         embedded::files(version)
     }
 
-    /// Read an upstream-layout directory. Every file must exist, be UTF-8 and no larger
-    /// than [`MAX_METADATA_BYTES`] (checked before reading, and again while reading, for a
-    /// file that grows or is not a regular file).
+    /// Read an upstream-layout directory. Every file must exist, be a regular file (a
+    /// symbolic link to one is followed), be UTF-8 and no larger than
+    /// [`MAX_METADATA_BYTES`] (checked before reading, and again while reading, for a
+    /// file that grows).
     pub fn read_dir(dir: &Path) -> Result<Self, MetadataError> {
         let read = |name: &str| -> Result<String, MetadataError> {
             let path = dir.join(name);
@@ -209,8 +214,22 @@ impl MetadataFiles {
                 file: shown.clone(),
                 source,
             };
-            let file = std::fs::File::open(&path).map_err(io_err)?;
-            let declared = file.metadata().map_err(io_err)?.len();
+            let not_regular = |kind: &std::fs::FileType| MetadataError::NotRegularFile {
+                file: shown.clone(),
+                kind: file_kind(kind),
+            };
+            // Opening a FIFO blocks until a writer comes, and a device may never end: look
+            // first, open without blocking in case it was swapped since, and look again.
+            let inspected = std::fs::metadata(&path).map_err(io_err)?;
+            if !inspected.is_file() {
+                return Err(not_regular(&inspected.file_type()));
+            }
+            let file = open_nonblocking(&path).map_err(io_err)?;
+            let opened = file.metadata().map_err(io_err)?;
+            if !opened.is_file() {
+                return Err(not_regular(&opened.file_type()));
+            }
+            let declared = opened.len();
             let too_large = |bytes| MetadataError::TooLarge {
                 file: shown.clone(),
                 bytes,
@@ -254,6 +273,45 @@ impl MetadataFiles {
     }
 }
 
+/// Open for reading with `O_NONBLOCK` where there is one: a FIFO then opens at once
+/// (and is refused by its metadata) instead of waiting for a writer. A regular file
+/// reads as usual.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
 /// A parsed, validated dataset version.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -290,7 +348,7 @@ impl Dataset {
             .collect();
         // Both parsers checked every id against the number of lines.
         let mut order = Vec::with_capacity(labelled.len());
-        for (line, id, label) in labelled {
+        for labels::LabelRow { line, id, label } in labelled {
             let record = &mut records[id.0 as usize];
             if record.url.is_none() {
                 warnings.push(Warning {
@@ -301,6 +359,17 @@ impl Dataset {
             }
             record.label = Some(label);
             order.push(id);
+        }
+        // Nothing to pack is never what a user meant: say so rather than build nothing.
+        if !order.iter().any(|id| records[id.0 as usize].url.is_some()) {
+            return Err(MetadataError::invalid(
+                LABELS_FILE,
+                1,
+                format!(
+                    "no labelled image has a URL in {URLS_FILE} ({} labelled): the build would be empty",
+                    order.len()
+                ),
+            ));
         }
         for (id, (_, t)) in tags {
             records[id.0 as usize].tags = Some(Box::new(t));
@@ -345,5 +414,145 @@ impl Dataset {
             *counts.entry(w.kind).or_insert(0) += 1;
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A directory holding the embedded v1.3 files, to be spoiled one file at a time.
+    fn upstream_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let files = MetadataFiles::embedded(DatasetVersion::V1_3);
+        for (name, text) in [
+            (URLS_FILE, &files.urls),
+            (LABELS_FILE, &files.labels),
+            (TAGS_FILE, &files.original_tags),
+            (CLASS_NAMES_EN_FILE, &files.class_names_en),
+            (CLASS_NAMES_JA_FILE, &files.class_names_ja),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_published_versions_load_with_their_counts() {
+        let d = Dataset::embedded(DatasetVersion::V1_0).unwrap();
+        assert_eq!(d.with_url().count(), 5552);
+        assert_eq!(d.warning_counts()[&WarningKind::BlankUrlLine], 272);
+        assert_eq!(d.labelled.len(), 5298);
+        let d = Dataset::embedded(DatasetVersion::V1_3).unwrap();
+        assert_eq!(d.with_url().count(), 9683);
+        assert_eq!(d.labelled.len(), 9257);
+        for v in DatasetVersion::ALL {
+            let d = Dataset::embedded(v).unwrap();
+            // Every URL is of one of the three providers, named from its parsed host.
+            assert!(d.with_url().all(|r| r.provider().is_some()), "v{v}");
+        }
+    }
+
+    fn tiny(urls: &str, labels: &str) -> Result<Dataset, MetadataError> {
+        let mut files = MetadataFiles::embedded(DatasetVersion::V1_3);
+        files.urls = urls.to_string();
+        files.labels = labels.to_string();
+        files.original_tags = String::new();
+        Dataset::parse(DatasetVersion::V1_3, files)
+    }
+
+    #[test]
+    fn a_version_with_no_labelled_url_is_refused() {
+        let urls = "http://codh.rois.ac.jp/a.jpg\n\nhttp://codh.rois.ac.jp/c.jpg\n";
+        let labelled = |ids: &[u32]| {
+            let rows: String = ids
+                .iter()
+                .map(|i| format!("{i:08}.jpg,0,0,train\n"))
+                .collect();
+            format!("image,gender,status,set\n{rows}")
+        };
+        assert_eq!(
+            tiny(urls, &labelled(&[1, 2])).unwrap().packable().count(),
+            1
+        );
+        for ids in [&[][..], &[1]] {
+            let err = tiny(urls, &labelled(ids)).unwrap_err();
+            assert!(matches!(err, MetadataError::Invalid { .. }));
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "labels.csv:1: no labelled image has a URL in urls.txt ({} labelled): the build would be empty",
+                    ids.len()
+                )
+            );
+        }
+        // All-blank urls.txt is refused by urls.txt itself.
+        let err = tiny("\n\n", &labelled(&[0])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "urls.txt:2: no URL in the file: it would build an empty dataset"
+        );
+    }
+
+    #[test]
+    fn a_directory_of_regular_files_reads() {
+        let dir = upstream_dir();
+        let files = MetadataFiles::read_dir(dir.path()).unwrap();
+        assert_eq!(
+            files.urls,
+            MetadataFiles::embedded(DatasetVersion::V1_3).urls
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_at_once_without_waiting_for_a_writer() {
+        let dir = upstream_dir();
+        let fifo = dir.path().join(URLS_FILE);
+        std::fs::remove_file(&fifo).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || tx.send(MetadataFiles::read_dir(&path)).unwrap());
+        let Ok(result) = rx.recv_timeout(Duration::from_secs(10)) else {
+            // Let the blocked reader go before failing.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("reading a FIFO blocked");
+        };
+        let err = result.unwrap_err();
+        assert!(matches!(err, MetadataError::NotRegularFile { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a regular file (a FIFO)", fifo.display())
+        );
+    }
+
+    #[test]
+    fn a_directory_in_place_of_a_file_is_refused() {
+        let dir = upstream_dir();
+        let labels = dir.path().join(LABELS_FILE);
+        std::fs::remove_file(&labels).unwrap();
+        std::fs::create_dir(&labels).unwrap();
+        let err = MetadataFiles::read_dir(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: not a regular file (a directory)", labels.display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_to_a_regular_file_is_followed() {
+        let dir = upstream_dir();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("urls");
+        std::fs::rename(dir.path().join(URLS_FILE), &target).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(URLS_FILE)).unwrap();
+        assert!(MetadataFiles::read_dir(dir.path()).is_ok());
     }
 }
