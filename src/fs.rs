@@ -141,6 +141,33 @@ pub fn open_regular(path: &Path) -> Result<File, OpenError> {
     open_checked(path, Some(&meta))
 }
 
+/// Open `path` for reading if it is a regular file, following symlinks (it is the user's
+/// input, not a directory kaokore owns), without blocking on a FIFO swapped in since it
+/// was looked at.
+pub fn open_input(path: &Path) -> Result<File, OpenError> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotRegular {
+            kind: kind_name(&meta.file_type()),
+        });
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let opened = file.metadata()?;
+    if !opened.is_file() {
+        return Err(OpenError::NotRegular {
+            kind: kind_name(&opened.file_type()),
+        });
+    }
+    Ok(file)
+}
+
 /// Open without following a final symlink and without blocking (a FIFO swapped in would
 /// otherwise block `open` forever), then check it is the file `inspected` described.
 fn open_checked(path: &Path, inspected: Option<&fs::Metadata>) -> Result<File, OpenError> {

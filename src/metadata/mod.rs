@@ -214,22 +214,17 @@ impl MetadataFiles {
                 file: shown.clone(),
                 source,
             };
-            let not_regular = |kind: &std::fs::FileType| MetadataError::NotRegularFile {
+            let not_regular = |kind: &'static str| MetadataError::NotRegularFile {
                 file: shown.clone(),
-                kind: file_kind(kind),
+                kind,
             };
-            // Opening a FIFO blocks until a writer comes, and a device may never end: look
-            // first, open without blocking in case it was swapped since, and look again.
-            let inspected = std::fs::metadata(&path).map_err(io_err)?;
-            if !inspected.is_file() {
-                return Err(not_regular(&inspected.file_type()));
-            }
-            let file = open_nonblocking(&path).map_err(io_err)?;
-            let opened = file.metadata().map_err(io_err)?;
-            if !opened.is_file() {
-                return Err(not_regular(&opened.file_type()));
-            }
-            let declared = opened.len();
+            // Opening a FIFO blocks until a writer comes, and a device may never end.
+            let file = crate::fs::open_input(&path).map_err(|e| match e {
+                crate::fs::OpenError::NotRegular { kind } => not_regular(kind),
+                crate::fs::OpenError::Io(e) => io_err(e),
+                other => io_err(std::io::Error::other(other.to_string())),
+            })?;
+            let declared = file.metadata().map_err(io_err)?.len();
             let too_large = |bytes| MetadataError::TooLarge {
                 file: shown.clone(),
                 bytes,
@@ -270,45 +265,6 @@ impl MetadataFiles {
             (CLASS_NAMES_EN_FILE, &self.class_names_en),
             (CLASS_NAMES_JA_FILE, &self.class_names_ja),
         ]
-    }
-}
-
-/// Open for reading with `O_NONBLOCK` where there is one: a FIFO then opens at once
-/// (and is refused by its metadata) instead of waiting for a writer. A regular file
-/// reads as usual.
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    options.open(path)
-}
-
-/// What a file that is not a regular file is, for messages.
-fn file_kind(kind: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-        if kind.is_char_device() {
-            return "a character device";
-        }
-    }
-    if kind.is_dir() {
-        "a directory"
-    } else {
-        "not a file"
     }
 }
 
