@@ -1,28 +1,26 @@
 //! `--formats webdataset`: the tar layout byte for byte, determinism, shard splitting,
 //! and verify catching a tampered member even when SHA256SUMS was updated to match.
 
-mod pack_common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::inline::*;
 use kaokore::metadata::{ImageId, Split};
 use kaokore::pack::{self, webdataset};
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::NpzReader;
-use pack_common::*;
 
 const S: u32 = 32;
 
 fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::PackSummary {
-    let fx = fixture(30, S, &ALL_KINDS);
+    let inline = inline_dataset(30, S, &ALL_KINDS);
     let mut opts = options(S, jobs, formats);
     opts.webdataset_shard_bytes = shard_bytes;
     pack::pack(
-        &fx.dataset,
-        &MapSource::jittery(fx.files, 3, jobs as u64),
+        &inline.dataset,
+        &MapSource::jittery(inline.files, 3, jobs as u64),
         &opts,
         out,
         &Progress::hidden("pack", 0),
@@ -435,7 +433,7 @@ fn a_removed_shard_is_reported() {
 #[test]
 fn an_empty_split_has_one_empty_shard_that_verifies() {
     // As in verify's test: no dev image is ever fetched.
-    let fx = fixture(
+    let inline = inline_dataset(
         24,
         S,
         &[
@@ -448,8 +446,8 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 2, "npz,webdataset"),
         &out,
         &Progress::hidden("pack", 0),

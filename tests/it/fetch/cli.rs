@@ -1,16 +1,14 @@
 //! `kaokore fetch` end to end against the fixture hosts: a run killed with SIGKILL that
 //! resumes with exactly the remainder (the servers' own count), and every URL of v1.3
 //! (a whole-version run: `scripts/test.sh --full`). The library-level equivalents live in
-//! tests/fetch.rs.
-
-mod support;
+//! the parent module.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kaokore::fetch::Cache;
-use support::{FixtureConfig, FixtureHosts};
+use kaokore_fixture::{FixtureConfig, FixtureHosts};
 
 const V1_3_URLS: usize = 9683;
 /// Lines of v1.3 in the small run (none of them blank).
@@ -112,7 +110,7 @@ fn a_fetch_killed_mid_way_resumes_with_exactly_the_remainder() {
     });
     let dir = tempfile::tempdir().unwrap();
     // The first 1,500 lines of v1.3 (two of its three hosts).
-    let meta = support::metadata::small_metadata("1.3", dir.path(), SMALL_URLS as u32);
+    let meta = crate::support::metadata::small_metadata("1.3", dir.path(), SMALL_URLS as u32);
     let cache_dir = dir.path().join("cache");
     let mut child = kaokore()
         .args(fetch_args(&hosts, &cache_dir, Some(&meta)))

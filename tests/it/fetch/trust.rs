@@ -2,8 +2,6 @@
 //! within one pixel limit and a bounded memory, redirects only on the same host, JPEGs
 //! with bytes after their end (as they come from real servers).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -11,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use kaokore::fetch::{Cache, FetchOutcome, FetchRequest, FetchSummary, Lookup, fetch_all};
 use kaokore::{FetchOptions, ImageId, Rewrite};
+use kaokore_fixture::{CODH, Fault, Fixture, FixtureConfig, FixtureHosts};
 use sha2::Digest;
-use support::{CODH, Fault, Fixture, FixtureConfig, FixtureHosts};
 
 fn url(name: &str) -> String {
     format!("{CODH}/iiif/trust/{name}/10,20,100,100/256,256/0/default.jpg")
@@ -162,7 +160,7 @@ fn stderr(o: &Output) -> String {
 
 /// The real v1.0 files cut down to the images with id < `n`.
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
+    crate::support::metadata::small_metadata("1.0", dir, n)
 }
 
 /// The URLs of a metadata directory, in order.
@@ -313,7 +311,7 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
     build.extend(hosts.rewrite_args());
     let o = kaokore(&build);
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = support::tree::snapshot(&out);
+    let before = crate::support::tree::snapshot(&out);
 
     // A recorded entry that does not decode: only pack can tell.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -333,7 +331,7 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
         stderr(&o)
     );
     assert_eq!(
-        support::tree::snapshot(&out),
+        crate::support::tree::snapshot(&out),
         before,
         "the previous build is untouched"
     );
@@ -356,7 +354,7 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
     build.extend(hosts.rewrite_args());
     let o = kaokore(&build);
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = support::tree::snapshot(&out);
+    let before = crate::support::tree::snapshot(&out);
 
     // Same length, other bytes: the up-front count sees them, reading does not.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -382,7 +380,7 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
         stderr(&o)
     );
     assert_eq!(
-        support::tree::snapshot(&out),
+        crate::support::tree::snapshot(&out),
         before,
         "the previous build is untouched"
     );
@@ -435,7 +433,7 @@ const RSS_LIMIT_MIB: u64 = 512;
 #[test]
 fn pixel_bombs_are_refused_from_the_header_with_a_bounded_memory() {
     // Every image is an 8192 x 8192 16-bit RGBA PNG: 512 MiB of pixels in ~520 KB.
-    let bomb = support::images::pixel_bomb(8192, 8192);
+    let bomb = kaokore_fixture::images::pixel_bomb(8192, 8192);
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     let hosts = FixtureHosts::start(FixtureConfig::default());
     for fx in hosts.all() {
@@ -477,7 +475,7 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
     // validation and by pack. Without bounds, 24 requests at once would decode 768 MiB (and
     // convert it again).
     const IMAGES: usize = 24;
-    support::images::pixel_bomb(2048, 2048);
+    kaokore_fixture::images::pixel_bomb(2048, 2048);
     let hosts = FixtureHosts::start(FixtureConfig::default());
     for fx in hosts.all() {
         fx.add_fault(
@@ -630,7 +628,10 @@ fn a_jpeg_with_bytes_after_its_end_is_cached_a_truncated_one_is_not() {
         "accepted at once"
     );
     let kept = cache.read(&reqs[0].url).unwrap().expect("cached");
-    assert!(kept.ends_with(&support::trailer(4096)), "kept as served");
+    assert!(
+        kept.ends_with(&kaokore_fixture::trailer(4096)),
+        "kept as served"
+    );
     assert!(kept.starts_with(&[0xFF, 0xD8, 0xFF]));
     assert_eq!(summary.failures.len(), 1);
     assert_eq!(summary.failures[0].id, ImageId(1));

@@ -1,11 +1,10 @@
 //! verify on good and damaged builds: checksums, and the row-by-row agreement of formats
 //! even when the damage is covered by an updated SHA256SUMS.
 
-mod pack_common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::support::inline::*;
 use kaokore::metadata::Split;
 use kaokore::pack;
 use kaokore::progress::Progress;
@@ -13,17 +12,16 @@ use kaokore::record::BuildRecord;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
-use pack_common::*;
 
 const S: u32 = 32;
 
 fn build(formats: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let fx = fixture(30, S, &ALL_KINDS);
+    let inline = inline_dataset(30, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let source = MapSource::new(fx.files);
+    let source = MapSource::new(inline.files);
     pack::pack(
-        &fx.dataset,
+        &inline.dataset,
         &source,
         &options(S, 2, formats),
         &out,
@@ -493,7 +491,7 @@ fn a_missing_checksum_list_is_reported() {
 fn an_empty_split_is_packed_and_verifies() {
     // Splits cycle train, train, dev, test and kinds cycle with the same period: no dev image
     // is ever fetched.
-    let fx = fixture(
+    let inline = inline_dataset(
         24,
         S,
         &[
@@ -506,8 +504,8 @@ fn an_empty_split_is_packed_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let summary = pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &Progress::hidden("pack", 0),
@@ -535,13 +533,13 @@ fn an_empty_split_is_packed_and_verifies() {
 
 #[test]
 fn an_output_path_that_is_a_file_is_an_error() {
-    let fx = fixture(4, S, &[Kind::RgbJpeg]);
+    let inline = inline_dataset(4, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::write(&out, "a file").unwrap();
     let err = pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 1, "npz"),
         &out,
         &Progress::hidden("pack", 0),

@@ -5,17 +5,15 @@
 //! `KAOKORE_TEST_SIZE=64` exercises the resize path on every image. A whole-version run,
 //! ignored by default: `scripts/test.sh --full` (and CI) runs it.
 
-mod pack_common;
-
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::support::inline::*;
 use image::RgbImage;
 use kaokore::metadata::{Dataset, DatasetVersion, ImageId, SizeRequest};
 use kaokore::pack;
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
-use pack_common::*;
 use rayon::prelude::*;
 
 /// The edge a IIIF size request gives for a square region.

@@ -1,13 +1,13 @@
 //! `kaokore build`, `pack` and `verify` end to end, through the binary, against the fixture
 //! IIIF servers: every artifact written, determinism, failures reported, atomic output.
 
-mod support;
+mod failures;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{Fault, FixtureConfig, FixtureHosts};
+use kaokore_fixture::{Fault, FixtureConfig, FixtureHosts};
 
 fn kaokore(args: &[&str], extra: &[String]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kaokore"))
@@ -54,7 +54,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// The real v1.0 files cut down to the images with id < `n`: a small but real dataset.
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
+    crate::support::metadata::small_metadata("1.0", dir, n)
 }
 
 struct Run {

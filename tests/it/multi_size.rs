@@ -3,17 +3,14 @@
 //! that size alone; `--out` records the sizes, so switching between one size and several
 //! replaces only what kaokore wrote, and `verify` of `--out` checks every size.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kaokore::record::RECORD_FILE;
-use support::tree::snapshot;
-use support::{Fault, FixtureConfig, FixtureHosts};
+use kaokore_fixture::{Fault, FixtureConfig, FixtureHosts};
+
+use crate::support::tree::snapshot;
 
 const FORMATS: &str = "idx,npz,parquet,mnist";
 
@@ -38,7 +35,7 @@ impl Run {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         Run {
-            meta: support::metadata::small_metadata("1.0", &root, 30),
+            meta: crate::support::metadata::small_metadata("1.0", &root, 30),
             root,
             _tmp: tmp,
             hosts: FixtureHosts::start(FixtureConfig::default()),

@@ -2,17 +2,14 @@
 //! directory, one of its own builds, or the leftovers of a killed run; a rebuild replaces
 //! or removes only what its previous build recorded, never through a symlink.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kaokore::record::RECORD_FILE;
-use support::tree::snapshot;
-use support::{FixtureConfig, FixtureHosts};
+use kaokore_fixture::{FixtureConfig, FixtureHosts};
+
+use crate::support::tree::snapshot;
 
 fn path_arg(p: &Path) -> String {
     p.display().to_string()
@@ -29,7 +26,7 @@ fn write(path: &Path, text: &str) {
 
 /// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs).
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
+    crate::support::metadata::small_metadata("1.0", dir, n)
 }
 
 /// A temp root, the fixture hosts and 40 images of v1.0 metadata.

@@ -2,15 +2,14 @@
 //! it was (checked by hashing every file), the console must stay short, and the exit
 //! status must say what happened. Through the binary, against the fixture IIIF servers.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::tree::snapshot;
-use support::{CODH, Fault, FixtureConfig, FixtureHosts, KEIO, KYOTO};
+use kaokore_fixture::{CODH, Fault, FixtureConfig, FixtureHosts, KEIO, KYOTO};
+
+use crate::support::tree::snapshot;
 
 /// The most stderr lines a whole build may print without --verbose.
 const MAX_STDERR_LINES: usize = 40;
@@ -26,7 +25,7 @@ fn path_arg(p: &Path) -> String {
 /// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs). With
 /// n = 300: Keio ids 0-51 and 90-245, Kyoto 52-89, CODH 246-299.
 fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", &dir.join(format!("meta-{n}")), n)
+    crate::support::metadata::small_metadata("1.0", &dir.join(format!("meta-{n}")), n)
 }
 
 /// `n` distinct ports on 127.0.0.1 where nothing listens: connections are refused.
