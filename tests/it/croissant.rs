@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::inline::*;
 use kaokore::pack;
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use serde_json::Value;
+
+use crate::support::inline::*;
 
 const S: u32 = 32;
 

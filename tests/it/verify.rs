@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::support::inline::*;
 use kaokore::metadata::Split;
 use kaokore::pack;
 use kaokore::progress::Progress;
@@ -12,6 +11,9 @@ use kaokore::record::BuildRecord;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
+
+use crate::support::inline::*;
+use crate::support::{kaokore_verify, stderr};
 
 const S: u32 = 32;
 
@@ -429,25 +431,12 @@ fn files_of_the_user_are_reported_and_do_not_fail() {
         [".kaokore-staging-999999999-0/", "idx/mine.csv", "notes.txt"]
     );
     let o = kaokore_verify(&out);
-    assert_eq!(o.0, Some(0), "{}", o.1);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        o.1.contains("notes.txt: not written by kaokore (left alone, not checked)"),
+        stderr(&o).contains("notes.txt: not written by kaokore (left alone, not checked)"),
         "{}",
-        o.1
+        stderr(&o)
     );
-}
-
-/// `kaokore verify DIR`: (status, stderr).
-fn kaokore_verify(dir: &Path) -> (Option<i32>, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .arg("verify")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -458,8 +447,9 @@ fn a_directory_without_a_record_is_not_a_kaokore_build() {
         messages(&out),
         ["not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"]
     );
-    let (code, stderr) = kaokore_verify(&out);
-    assert_eq!(code, Some(1), "{stderr}");
+    let o = kaokore_verify(&out);
+    let stderr = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}: not a kaokore build (no .kaokore-build.json)",
@@ -469,7 +459,7 @@ fn a_directory_without_a_record_is_not_a_kaokore_build() {
     );
     // An empty directory, the same.
     let empty = tempfile::tempdir().unwrap();
-    assert_eq!(kaokore_verify(empty.path()).0, Some(1));
+    assert_eq!(kaokore_verify(empty.path()).status.code(), Some(1));
 }
 
 #[test]

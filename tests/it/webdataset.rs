@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::support::inline::*;
 use kaokore::metadata::{ImageId, Split};
 use kaokore::pack::{self, webdataset};
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::NpzReader;
+
+use crate::support::inline::*;
+use crate::support::{kaokore, stderr, tree};
 
 const S: u32 = 32;
 
@@ -223,7 +225,7 @@ fn output_is_the_same_across_jobs_and_directory_names() {
     pack_into(&a, 1, "npz,webdataset", 20_000);
     pack_into(&b, 4, "npz,webdataset", 20_000);
     let shards_of = |out: &Path| -> BTreeMap<String, Vec<u8>> {
-        tree(out)
+        tree::files(out)
             .into_iter()
             .filter(|(k, _)| k.starts_with("webdataset/"))
             .collect()
@@ -462,11 +464,11 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
 #[test]
 fn a_bad_shard_size_is_a_usage_error() {
     for bad in ["0", "1TB", "lots"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        let out = kaokore()
             .args(["pack", "--formats", "webdataset", "--shard-size", bad])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(stderr.contains("--shard-size"), "{bad}: {stderr}");
     }

@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use crate::support::inline::*;
 use kaokore::encode::{PIXEL_DEFLATE, deflate_pixels, deflate_segment};
 use kaokore::normalize::normalize;
+
+use crate::support::inline::*;
 
 /// Deflate speed and ratio per level on normalized 256 x 256 crops of real faces.
 #[test]

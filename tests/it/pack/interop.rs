@@ -2,9 +2,10 @@
 //! the dataset card runs as written. Runs only when `KAOKORE_PYTHON` names a Python with
 //! numpy and pyarrow (e.g. a virtualenv's `bin/python`); otherwise it says so and passes.
 
-use crate::support::inline::*;
 use kaokore::pack;
 use kaokore::progress::Progress;
+
+use crate::support::inline::*;
 
 const CHECK: &str = r#"
 import gzip, json, re, sys

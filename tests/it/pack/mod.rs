@@ -8,7 +8,6 @@ mod v1_0;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::support::inline::*;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, BinaryArray, StringArray};
@@ -22,6 +21,9 @@ use ndarray_npy::NpzReader;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::support::inline::*;
+use crate::support::tree;
 
 const S: u32 = 64;
 
@@ -81,7 +83,7 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
     assert_eq!(summary.pixel_bytes, packed * u64::from(S * S * 3));
 
     // Every artifact of the layout exists, and SHA256SUMS lists them all (sorted).
-    let files = tree(&out);
+    let files = tree::files(&out);
     let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
     let listed: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
     let mut sorted = listed.clone();
@@ -311,7 +313,7 @@ fn parquet_schema_metadata_and_layout_are_as_specified() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     run(&inline, &options(S, 2, "parquet"), &out);
-    let files = tree(&out);
+    let files = tree::files(&out);
     assert!(
         !files
             .keys()
@@ -480,7 +482,7 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
             &progress,
         )
         .unwrap();
-        trees.push(tree(&out));
+        trees.push(tree::files(&out));
     }
     for t in &trees[1..] {
         assert_eq!(
@@ -501,7 +503,7 @@ fn repacking_replaces_old_artifacts_and_removes_dropped_formats() {
     run(&inline, &options(S, 2, "idx,npz,parquet"), &out);
     std::fs::write(out.join("report.json"), "{}").unwrap();
     let summary = run(&inline, &options(S, 2, "parquet"), &out);
-    let files = tree(&out);
+    let files = tree::files(&out);
     assert!(
         !files
             .keys()
@@ -527,7 +529,7 @@ fn a_failed_pack_leaves_no_artifact() {
     std::fs::write(out.join(pack::npz_images_name(Split::Train)), "mine").unwrap();
     let source = MapSource::new(inline.files.clone());
     let progress = Progress::hidden("pack", 0);
-    let before = tree(&out);
+    let before = tree::files(&out);
     let err = pack::pack(
         &inline.dataset,
         &source,
@@ -540,7 +542,7 @@ fn a_failed_pack_leaves_no_artifact() {
         err.to_string().contains("was not written by kaokore"),
         "{err}"
     );
-    assert_eq!(tree(&out), before, "no new or changed file");
+    assert_eq!(tree::files(&out), before, "no new or changed file");
     assert!(std::fs::read_dir(&out).unwrap().all(|e| {
         !e.unwrap()
             .file_name()

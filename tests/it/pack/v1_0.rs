@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::support::inline::*;
 use image::RgbImage;
 use kaokore::metadata::{Dataset, DatasetVersion, ImageId, SizeRequest};
 use kaokore::pack;
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use rayon::prelude::*;
+
+use crate::support::inline::*;
 
 /// The edge a IIIF size request gives for a square region.
 fn served_edge(url: &str) -> u32 {

@@ -384,29 +384,6 @@ pub fn options(size: u32, jobs: usize, formats: &str) -> PackOptions {
     }
 }
 
-/// Every file under `dir` (relative path -> bytes), sorted.
-pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 /// After `relative` was changed on purpose: give croissant.json and SHA256SUMS its new
 /// SHA-256, as someone covering their tracks would, so that only verify's row-by-row
 /// checks can catch the change.
