@@ -1,5 +1,6 @@
 //! `kaokore build`, `pack` and `verify` end to end, through the binary, against the fixture
 //! IIIF servers: every artifact written, determinism, failures reported, atomic output.
+//! Builds that cannot deliver or are stopped are in `failures`.
 
 mod failures;
 

@@ -1,5 +1,6 @@
 //! The fetch stage against the fixture IIIF server: faults recovered from or reported,
 //! politeness measured on the server side, and a cache that never holds a bad entry.
+//! `kaokore fetch` through the binary is in `cli`, what the fetcher trusts in `trust`.
 
 mod cli;
 mod trust;

@@ -1,5 +1,7 @@
 //! End-to-end tests of pack: every kind of source image, every format, read back with
-//! independent readers (flate2, ndarray-npy, the parquet crate, the image crate).
+//! independent readers (flate2, ndarray-npy, the parquet crate, the image crate). Beside
+//! them: the whole of v1.0 packed (`v1_0`), the Python readers (`interop`) and the deflate
+//! measurements (`bench`).
 
 mod bench;
 mod interop;
