@@ -6,13 +6,10 @@
 //! Prints the `--rewrite FROM=TO` arguments that send the real hosts' URLs to it (one
 //! per line, then `ready`), and serves until killed.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
-use support::{Fixture, FixtureConfig, FixtureHosts};
+use kaokore_fixture::{CODH, Fixture, FixtureConfig, FixtureHosts, KEIO, KYOTO};
 
 fn main() {
     let mut latency_ms = 0u64;
@@ -43,15 +40,10 @@ fn main() {
         1 => {
             let f = Fixture::start(config);
             let base = f.base_url();
-            let pairs = [
-                support::CODH,
-                support::KEIO[0],
-                support::KEIO[1],
-                support::KYOTO,
-            ]
-            .into_iter()
-            .map(|from| (from.to_string(), base.clone()))
-            .collect();
+            let pairs = [CODH, KEIO[0], KEIO[1], KYOTO]
+                .into_iter()
+                .map(|from| (from.to_string(), base.clone()))
+                .collect();
             (vec![f], pairs)
         }
         3 => {

@@ -9,7 +9,7 @@ segments of many images concatenate into one stream. Prints MB/s of input and th
 ratio per backend and level, to set beside the Rust backends measured on the same npz:
 
     KAOKORE_BENCH_NPZ=OUT/npz/kaokore-train-imgs.npz \\
-        cargo test --release --test pack_bench -- --ignored --nocapture
+        cargo test --release --test it -- --ignored --nocapture deflate_level_bench
 
 Backends: zlib (C; CPython's zlib module, one call per image, so the interpreter's share is
 negligible) and, when the `deflate` package (libdeflate bindings) is installed, libdeflate,

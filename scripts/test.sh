@@ -47,18 +47,19 @@ else
     skipped+=("the layer check: no python3")
 fi
 
-# cargo-nextest runs the test binaries side by side (about twice as fast here); plain
-# cargo test runs the same tests when it is not installed.
+# cargo-nextest runs each test in its own process, side by side (about twice as fast
+# here); plain cargo test runs the same tests when it is not installed. --workspace takes
+# in the fixture server's crate (fixture/) too.
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --all-targets
+    cargo nextest run --workspace --all-targets
     if [[ $full -eq 1 ]]; then
         # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
-        cargo nextest run --all-targets --run-ignored only whole_version_
+        cargo nextest run --workspace --all-targets --run-ignored only whole_version_
     fi
 else
-    cargo test --all-targets
+    cargo test --workspace --all-targets
     if [[ $full -eq 1 ]]; then
-        cargo test --all-targets -- --ignored whole_version_
+        cargo test --workspace --all-targets -- --ignored whole_version_
     fi
 fi
 

@@ -15,7 +15,8 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 /// dynamic Huffman), ISA-L (igzip) level 2 with the opt-in `isal` feature (it needs nasm
 /// and autotools to build). Measured on 300 rows of a v1.3 build, one thread, full-flushed
 /// raw deflate (`KAOKORE_BENCH_NPZ=OUT/npz/kaokore-train-imgs.npz cargo test --release
-/// --test pack_bench -- --ignored --nocapture`; C backends by `scripts/bench_deflate.py`):
+/// --test it -- --ignored --nocapture deflate_level_bench`; C backends by
+/// `scripts/bench_deflate.py`):
 ///
 /// | backend, level              | MB/s | ratio |
 /// |-----------------------------|------|-------|

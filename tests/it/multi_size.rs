@@ -3,108 +3,72 @@
 //! that size alone; `--out` records the sizes, so switching between one size and several
 //! replaces only what kaokore wrote, and `verify` of `--out` checks every size.
 
-#![cfg(unix)]
-
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kaokore::out::RECORD_FILE;
-use support::tree::snapshot;
-use support::{Fault, FixtureConfig, FixtureHosts};
+use kaokore_fixture::Fault;
+
+use crate::support::tree::snapshot;
+use crate::support::{Run, kaokore_verify, stderr};
 
 const FORMATS: &str = "idx,npz,parquet,mnist";
 
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
+/// Images of the v1.0 metadata these builds take (ids below it).
+const IMAGES: u32 = 30;
+
+/// `kaokore CMD --size SIZES --formats FORMATS --out OUT` of the first [`IMAGES`] images,
+/// with the image cache `ROOT/CACHE`.
+fn sizes_command(
+    run: &Run,
+    cmd: &str,
+    sizes: &str,
+    formats: &str,
+    cache: &str,
+    out: &Path,
+) -> Command {
+    let mut c = run.kaokore(cmd);
+    c.args(["--quiet", "--dataset-version", "1.0", "--size", sizes])
+        .args(["--jobs", "2", "--formats", formats, "--metadata"])
+        .arg(run.metadata(IMAGES))
+        .arg("--cache")
+        .arg(run.root.join(cache))
+        .arg("--out")
+        .arg(out);
+    c
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn sizes_output(
+    run: &Run,
+    cmd: &str,
+    sizes: &str,
+    formats: &str,
+    cache: &str,
+    out: &Path,
+) -> Output {
+    sizes_command(run, cmd, sizes, formats, cache, out)
+        .output()
+        .expect("run kaokore")
 }
 
-/// A temp root, the fixture hosts and 30 images of v1.0 metadata.
-struct Run {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    meta: PathBuf,
-    hosts: FixtureHosts,
+/// `kaokore CMD --size SIZES --out OUT`, formats [`FORMATS`]; must succeed.
+fn ok(run: &Run, cmd: &str, sizes: &str, out: &Path) {
+    let o = sizes_output(run, cmd, sizes, FORMATS, "cache", out);
+    assert!(o.status.success(), "{cmd} --size {sizes}: {}", stderr(&o));
 }
 
-impl Run {
-    fn new() -> Run {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        Run {
-            meta: support::metadata::small_metadata("1.0", &root, 30),
-            root,
-            _tmp: tmp,
-            hosts: FixtureHosts::start(FixtureConfig::default()),
-        }
-    }
-
-    fn kaokore(args: &[String]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kaokore"))
-            .args(args)
-            .output()
-            .expect("run kaokore")
-    }
-
-    /// The arguments of `kaokore CMD --size SIZES --formats FORMATS --out OUT` with the
-    /// image cache `CACHE` (under the temp root).
-    fn args(&self, cmd: &str, sizes: &str, formats: &str, cache: &str, out: &Path) -> Vec<String> {
-        let mut args: Vec<String> = [
-            cmd,
-            "--quiet",
-            "--dataset-version",
-            "1.0",
-            "--size",
-            sizes,
-            "--jobs",
-            "2",
-            "--formats",
-            formats,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend([
-            "--metadata".into(),
-            path_arg(&self.meta),
-            "--cache".into(),
-            path_arg(&self.root.join(cache)),
-            "--out".into(),
-            path_arg(out),
-        ]);
-        if cmd != "pack" {
-            args.extend(self.hosts.rewrite_args());
-        }
-        args
-    }
-
-    /// `kaokore CMD --size SIZES --out OUT`, formats [`FORMATS`]; must succeed.
-    fn ok(&self, cmd: &str, sizes: &str, out: &Path) {
-        let o = Run::kaokore(&self.args(cmd, sizes, FORMATS, "cache", out));
-        assert!(o.status.success(), "{cmd} --size {sizes}: {}", stderr(&o));
-    }
-
-    fn verify(dir: &Path) -> Output {
-        Run::kaokore(&["verify".into(), path_arg(dir)])
-    }
-
-    /// Labelled images with a URL in the metadata: what a build fetches.
-    fn packable(&self) -> usize {
-        let urls = std::fs::read_to_string(self.meta.join("urls.txt")).unwrap();
-        let labels = std::fs::read_to_string(self.meta.join("labels.csv")).unwrap();
-        labels
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.get(..8)?.parse::<usize>().ok())
-            .filter(|&id| urls.lines().nth(id).is_some_and(|u| !u.trim().is_empty()))
-            .count()
-    }
+/// Labelled images with a URL in the metadata: what a build fetches.
+fn packable(run: &Run) -> usize {
+    let meta = run.metadata(IMAGES);
+    let urls = std::fs::read_to_string(meta.join("urls.txt")).unwrap();
+    let labels = std::fs::read_to_string(meta.join("labels.csv")).unwrap();
+    labels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.get(..8)?.parse::<usize>().ok())
+        .filter(|&id| urls.lines().nth(id).is_some_and(|u| !u.trim().is_empty()))
+        .count()
 }
 
 fn read(path: &Path) -> String {
@@ -119,16 +83,16 @@ fn record(dir: &Path) -> serde_json::Value {
 fn several_sizes_build_each_completely_from_one_fetch() {
     let run = Run::new();
     let out = run.root.join("out");
-    run.ok("build", "32,48", &out);
+    ok(&run, "build", "32,48", &out);
     assert_eq!(
         run.hosts.total_requests(),
-        run.packable(),
+        packable(&run),
         "each image fetched once for both sizes"
     );
 
     for size in [32, 48] {
         let dir = out.join(format!("size-{size}"));
-        let v = Run::verify(&dir);
+        let v = kaokore_verify(&dir);
         assert!(v.status.success(), "size-{size}: {}", stderr(&v));
         assert_eq!(record(&dir)["size"], size);
         for f in ["README.md", "croissant.json", "report.json", "SHA256SUMS"] {
@@ -140,7 +104,7 @@ fn several_sizes_build_each_completely_from_one_fetch() {
         }
         // The same build as that size packed on its own, from the same cache.
         let alone = run.root.join(format!("alone-{size}"));
-        run.ok("pack", &size.to_string(), &alone);
+        ok(&run, "pack", &size.to_string(), &alone);
         assert_eq!(sums, read(&alone.join("SHA256SUMS")), "size {size}");
     }
     assert_ne!(
@@ -168,7 +132,7 @@ fn several_sizes_build_each_completely_from_one_fetch() {
     // A rerun with the cache full fetches nothing and writes the same bytes.
     let before = run.hosts.total_requests();
     let again = run.root.join("again");
-    run.ok("build", "32,48", &again);
+    ok(&run, "build", "32,48", &again);
     assert_eq!(run.hosts.total_requests(), before);
     for size in ["size-32", "size-48"] {
         assert_eq!(
@@ -182,8 +146,8 @@ fn several_sizes_build_each_completely_from_one_fetch() {
 fn verify_of_the_output_checks_every_size() {
     let run = Run::new();
     let out = run.root.join("out");
-    run.ok("build", "32,48", &out);
-    let v = Run::verify(&out);
+    ok(&run, "build", "32,48", &out);
+    let v = kaokore_verify(&out);
     assert!(v.status.success(), "{}", stderr(&v));
 
     // A pixel byte changed in the second size only: verify of --out finds it there.
@@ -192,7 +156,7 @@ fn verify_of_the_output_checks_every_size() {
     let last = bytes.len() - 100;
     bytes[last] ^= 0xff;
     std::fs::write(&npz, bytes).unwrap();
-    let v = Run::verify(&out);
+    let v = kaokore_verify(&out);
     assert!(!v.status.success());
     let text = String::from_utf8_lossy(&v.stdout).into_owned() + &stderr(&v);
     assert!(
@@ -203,7 +167,7 @@ fn verify_of_the_output_checks_every_size() {
 
     // A size directory gone is a problem too.
     std::fs::remove_dir_all(out.join("size-32")).unwrap();
-    let v = Run::verify(&out);
+    let v = kaokore_verify(&out);
     assert!(!v.status.success());
     let text = String::from_utf8_lossy(&v.stdout).into_owned() + &stderr(&v);
     assert!(text.contains("size-32"), "{text}");
@@ -213,12 +177,12 @@ fn verify_of_the_output_checks_every_size() {
 fn switching_between_one_size_and_several_replaces_only_kaokores_files() {
     let run = Run::new();
     let out = run.root.join("out");
-    run.ok("build", "32,48", &out);
+    ok(&run, "build", "32,48", &out);
     std::fs::write(out.join("notes.txt"), "mine\n").unwrap();
     std::fs::write(out.join("size-48/mine.txt"), "mine too\n").unwrap();
 
     // Several -> one: the size directories' files go, the user's files stay.
-    run.ok("build", "32", &out);
+    ok(&run, "build", "32", &out);
     assert!(!out.join("size-32").exists(), "size-32 removed");
     assert_eq!(read(&out.join("notes.txt")), "mine\n");
     assert_eq!(read(&out.join("size-48/mine.txt")), "mine too\n");
@@ -234,22 +198,22 @@ fn switching_between_one_size_and_several_replaces_only_kaokores_files() {
     assert!(record(&out).get("sizes").is_none());
     assert_eq!(record(&out)["size"], 32);
     let alone = run.root.join("alone");
-    run.ok("pack", "32", &alone);
+    ok(&run, "pack", "32", &alone);
     assert_eq!(
         read(&out.join("SHA256SUMS")),
         read(&alone.join("SHA256SUMS"))
     );
-    let v = Run::verify(&out);
+    let v = kaokore_verify(&out);
     assert!(v.status.success(), "{}", stderr(&v));
 
     // One -> several: the one-size artifacts go, the user's file stays.
     std::fs::remove_file(out.join("size-48/mine.txt")).unwrap();
-    run.ok("pack", "48,32", &out);
+    ok(&run, "pack", "48,32", &out);
     assert!(!out.join("SHA256SUMS").exists());
     assert!(!out.join("idx").exists() && !out.join("README.md").exists());
     assert_eq!(read(&out.join("notes.txt")), "mine\n");
     assert_eq!(record(&out)["sizes"], serde_json::json!([48, 32]));
-    let v = Run::verify(&out);
+    let v = kaokore_verify(&out);
     assert!(v.status.success(), "{}", stderr(&v));
 }
 
@@ -258,14 +222,14 @@ fn a_blocked_size_directory_is_refused_before_any_fetch() {
     let run = Run::new();
     let out = run.root.join("out");
     // A previous build of both sizes, then the user's symlink where size-48's npz goes.
-    run.ok("build", "32,48", &out);
+    ok(&run, "build", "32,48", &out);
     let outside = run.root.join("outside");
     std::fs::create_dir(&outside).unwrap();
     std::fs::remove_dir_all(out.join("size-48/npz")).unwrap();
     std::os::unix::fs::symlink(&outside, out.join("size-48/npz")).unwrap();
     let before = snapshot(&out);
     let asked = run.hosts.total_requests();
-    let o = Run::kaokore(&run.args("build", "32,48", FORMATS, "cache-2", &out));
+    let o = sizes_output(&run, "build", "32,48", FORMATS, "cache-2", &out);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("npz"), "{}", stderr(&o));
     assert_eq!(run.hosts.total_requests(), asked, "nothing fetched");
@@ -277,21 +241,20 @@ fn a_blocked_size_directory_is_refused_before_any_fetch() {
 fn a_size_whose_commit_is_refused_leaves_every_size_as_it_was() {
     let run = Run::new();
     let out = run.root.join("out");
-    let o = Run::kaokore(&run.args("build", "32,48", "idx,npz", "cache", &out));
+    let o = sizes_output(&run, "build", "32,48", "idx,npz", "cache", &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let before = snapshot(&out);
 
     // The same sizes with Parquet added, from another cache, one image held back by the
     // server: while the build waits for it, a file of the user's appears where size-48's
     // parquet/ goes (after the checks at the start), so only that size's commit can refuse.
-    let urls = read(&run.meta.join("urls.txt"));
+    let urls = read(&run.metadata(IMAGES).join("urls.txt"));
     let held = urls.lines().find(|l| !l.trim().is_empty()).unwrap();
     let held = &held[held.find("/iipsrv/").unwrap()..];
     for fx in run.hosts.all() {
         fx.add_fault(held, Fault::Stall(Duration::from_secs(3)), 1);
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .args(run.args("build", "32,48", "idx,npz,parquet", "cache-2", &out))
+    let mut child = sizes_command(&run, "build", "32,48", "idx,npz,parquet", "cache-2", &out)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -324,12 +287,12 @@ fn a_size_whose_commit_is_refused_leaves_every_size_as_it_was() {
         Some(&*format!("file {}", kaokore::pack::sha256_hex(b"mine\n")))
     );
     assert_eq!(after, before, "{err}");
-    let v = Run::verify(&out);
+    let v = kaokore_verify(&out);
     assert!(v.status.success(), "{}", stderr(&v));
 
     // The user's file moved away, the same build goes through.
     std::fs::remove_file(out.join("size-48/parquet")).unwrap();
-    let o = Run::kaokore(&run.args("build", "32,48", "idx,npz,parquet", "cache-2", &out));
+    let o = sizes_output(&run, "build", "32,48", "idx,npz,parquet", "cache-2", &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(read(&out.join("size-32/SHA256SUMS")).contains("parquet/"));
 }

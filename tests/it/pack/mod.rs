@@ -1,7 +1,11 @@
 //! End-to-end tests of pack: every kind of source image, every format, read back with
-//! independent readers (flate2, ndarray-npy, the parquet crate, the image crate).
+//! independent readers (flate2, ndarray-npy, the parquet crate, the image crate). Beside
+//! them: the whole of v1.0 packed (`v1_0`), the Python readers (`interop`) and the deflate
+//! measurements (`bench`).
 
-mod pack_common;
+mod bench;
+mod interop;
+mod v1_0;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -16,17 +20,23 @@ use kaokore::pack::{self, PackSummary};
 use kaokore::progress::Progress;
 use ndarray::{Array1, Array4};
 use ndarray_npy::NpzReader;
-use pack_common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
+use crate::support::inline::*;
+use crate::support::tree;
+
 const S: u32 = 64;
 
-fn run(fx: &Fixture, opts: &kaokore::config::PackOptions, out: &std::path::Path) -> PackSummary {
-    let source = MapSource::new(fx.files.clone());
-    let progress = Progress::hidden("pack", fx.dataset.labelled.len() as u64);
-    pack::pack(&fx.dataset, &source, opts, out, &progress).expect("pack succeeds")
+fn run(
+    inline: &InlineDataset,
+    opts: &kaokore::config::PackOptions,
+    out: &std::path::Path,
+) -> PackSummary {
+    let source = MapSource::new(inline.files.clone());
+    let progress = Progress::hidden("pack", inline.dataset.labelled.len() as u64);
+    pack::pack(&inline.dataset, &source, opts, out, &progress).expect("pack succeeds")
 }
 
 fn gunzip(path: &std::path::Path) -> Vec<u8> {
@@ -38,21 +48,22 @@ fn gunzip(path: &std::path::Path) -> Vec<u8> {
 }
 
 /// The packed ids of a split, in labels.csv order, as the fixture defines them.
-fn expected_ids(fx: &Fixture, split: Split) -> Vec<ImageId> {
-    fx.dataset
+fn expected_ids(inline: &InlineDataset, split: Split) -> Vec<ImageId> {
+    inline
+        .dataset
         .packable()
         .filter(|r| r.label.unwrap().split == split)
-        .filter(|r| !matches!(fx.kinds[&r.id], Kind::Missing | Kind::Garbage))
+        .filter(|r| !matches!(inline.kinds[&r.id], Kind::Missing | Kind::Garbage))
         .map(|r| r.id)
         .collect()
 }
 
 #[test]
 fn every_kind_of_image_lands_in_every_format_and_they_agree() {
-    let fx = fixture(40, S, &ALL_KINDS);
+    let inline = inline_dataset(40, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let summary = run(&fx, &options(S, 2, "idx,npz,parquet,images"), &out);
+    let summary = run(&inline, &options(S, 2, "idx,npz,parquet,images"), &out);
 
     // Counts: 40 images, id 3 unlabelled, one labelled id without URL; 4 missing, 4 garbage.
     let packed: u64 = summary.splits.iter().map(|s| s.packed).sum();
@@ -74,7 +85,7 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
     assert_eq!(summary.pixel_bytes, packed * u64::from(S * S * 3));
 
     // Every artifact of the layout exists, and SHA256SUMS lists them all (sorted).
-    let files = tree(&out);
+    let files = tree::files(&out);
     let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
     let listed: Vec<&str> = sums.lines().map(|l| &l[66..]).collect();
     let mut sorted = listed.clone();
@@ -114,10 +125,10 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
             .keys()
             .any(|k| k.contains("staging") || k.contains("scratch"))
     );
-    assert_eq!(files["labels.csv"], fx.dataset.files.labels.as_bytes());
+    assert_eq!(files["labels.csv"], inline.dataset.files.labels.as_bytes());
 
     for split in Split::ALL {
-        let ids = expected_ids(&fx, split);
+        let ids = expected_ids(&inline, split);
         let rows = ids.len();
         let summary_split = summary.splits.iter().find(|s| s.split == split).unwrap();
         assert_eq!(summary_split.packed as usize, rows);
@@ -136,7 +147,9 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
             .0;
         let row_bytes = (S * S * 3) as usize;
         for (i, id) in ids.iter().enumerate() {
-            let want = normalize(fx.files[id].as_ref().unwrap(), S).unwrap().pixels;
+            let want = normalize(inline.files[id].as_ref().unwrap(), S)
+                .unwrap()
+                .pixels;
             assert!(
                 images[i * row_bytes..(i + 1) * row_bytes] == want[..],
                 "{split} row {i} ({id}) pixels"
@@ -156,11 +169,11 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
         // Labels agree across idx1, labels npz and the fixture.
         let want_gender: Vec<u8> = ids
             .iter()
-            .map(|id| fx.dataset.record(*id).label.unwrap().gender)
+            .map(|id| inline.dataset.record(*id).label.unwrap().gender)
             .collect();
         let want_status: Vec<u8> = ids
             .iter()
-            .map(|id| fx.dataset.record(*id).label.unwrap().status)
+            .map(|id| inline.dataset.record(*id).label.unwrap().status)
             .collect();
         for (label, want) in [("gender", &want_gender), ("status", &want_status)] {
             let raw = gunzip(&out.join(pack::idx_labels_name(split, label)));
@@ -210,8 +223,8 @@ fn every_kind_of_image_lands_in_every_format_and_they_agree() {
                 let id = ids[i];
                 assert_eq!(pids.value(r), id.0 as i32);
                 assert_eq!(genders.value(r), i64::from(want_gender[i]));
-                let original = fx.files[&id].as_ref().unwrap();
-                let kept = matches!(fx.kinds[&id], Kind::RgbJpeg | Kind::ProgressiveJpeg);
+                let original = inline.files[&id].as_ref().unwrap();
+                let kept = matches!(inline.kinds[&id], Kind::RgbJpeg | Kind::ProgressiveJpeg);
                 if kept {
                     assert_eq!(bytes.value(r), &original[..], "{id} JPEG kept unchanged");
                     assert_eq!(paths.value(r), id.file_name());
@@ -256,12 +269,12 @@ fn read_like_torchvision(raw: &[u8]) -> (Vec<usize>, &[u8]) {
 
 #[test]
 fn mnist_holds_the_gray_of_the_rgb_rows_as_torchvision_reads_it() {
-    let fx = fixture(40, S, &ALL_KINDS);
+    let inline = inline_dataset(40, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let summary = run(&fx, &options(S, 2, "idx,npz,parquet,mnist"), &out);
+    let summary = run(&inline, &options(S, 2, "idx,npz,parquet,mnist"), &out);
     for split in Split::ALL {
-        let rows = expected_ids(&fx, split).len();
+        let rows = expected_ids(&inline, split).len();
         let rgb = gunzip(&out.join(pack::idx_images_name(split)));
         let gray = gunzip(&out.join(pack::mnist_images_name(split)));
         let (dims, pixels) = read_like_torchvision(&gray);
@@ -298,11 +311,11 @@ fn mnist_holds_the_gray_of_the_rgb_rows_as_torchvision_reads_it() {
 
 #[test]
 fn parquet_schema_metadata_and_layout_are_as_specified() {
-    let fx = fixture(260, S, &[Kind::RgbJpeg, Kind::Jpeg200, Kind::GrayJpeg]);
+    let inline = inline_dataset(260, S, &[Kind::RgbJpeg, Kind::Jpeg200, Kind::GrayJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    run(&fx, &options(S, 2, "parquet"), &out);
-    let files = tree(&out);
+    run(&inline, &options(S, 2, "parquet"), &out);
+    let files = tree::files(&out);
     assert!(
         !files
             .keys()
@@ -388,7 +401,7 @@ fn parquet_schema_metadata_and_layout_are_as_specified() {
 
     // Row groups of 100 rows; image.bytes plain and uncompressed, the rest zstd.
     let md = reader.metadata();
-    let train_rows = expected_ids(&fx, Split::Train).len();
+    let train_rows = expected_ids(&inline, Split::Train).len();
     assert!(train_rows > 100);
     let sizes: Vec<i64> = md.row_groups().iter().map(|g| g.num_rows()).collect();
     assert_eq!(sizes.iter().sum::<i64>() as usize, train_rows);
@@ -447,7 +460,7 @@ fn parquet_schema_metadata_and_layout_are_as_specified() {
 
 #[test]
 fn output_is_identical_for_any_thread_count_and_arrival_order() {
-    let fx = fixture(90, S, &ALL_KINDS);
+    let inline = inline_dataset(90, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let mut trees = Vec::new();
     // The last run gets JPEGs with their pixels decoded beforehand, as in a build.
@@ -460,18 +473,18 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
     ];
     for (k, (jobs, delay, predecoded)) in runs.into_iter().enumerate() {
         let out = dir.path().join(format!("out{k}"));
-        let mut source = MapSource::jittery(fx.files.clone(), delay, 7 + k as u64);
+        let mut source = MapSource::jittery(inline.files.clone(), delay, 7 + k as u64);
         source.predecoded = predecoded;
         let progress = Progress::hidden("pack", 0);
         pack::pack(
-            &fx.dataset,
+            &inline.dataset,
             &source,
             &options(S, jobs, "idx,npz,parquet,images,mnist"),
             &out,
             &progress,
         )
         .unwrap();
-        trees.push(tree(&out));
+        trees.push(tree::files(&out));
     }
     for t in &trees[1..] {
         assert_eq!(
@@ -486,13 +499,13 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
 
 #[test]
 fn repacking_replaces_old_artifacts_and_removes_dropped_formats() {
-    let fx = fixture(12, S, &[Kind::RgbJpeg, Kind::NonSquare]);
+    let inline = inline_dataset(12, S, &[Kind::RgbJpeg, Kind::NonSquare]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    run(&fx, &options(S, 2, "idx,npz,parquet"), &out);
+    run(&inline, &options(S, 2, "idx,npz,parquet"), &out);
     std::fs::write(out.join("report.json"), "{}").unwrap();
-    let summary = run(&fx, &options(S, 2, "parquet"), &out);
-    let files = tree(&out);
+    let summary = run(&inline, &options(S, 2, "parquet"), &out);
+    let files = tree::files(&out);
     assert!(
         !files
             .keys()
@@ -508,19 +521,19 @@ fn repacking_replaces_old_artifacts_and_removes_dropped_formats() {
 
 #[test]
 fn a_failed_pack_leaves_no_artifact() {
-    let fx = fixture(12, S, &[Kind::RgbJpeg]);
+    let inline = inline_dataset(12, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // A build, then a file of the user's where the next build's npz goes: that pack fails
     // late, at its commit, after every image was packed.
-    run(&fx, &options(S, 2, "idx"), &out);
+    run(&inline, &options(S, 2, "idx"), &out);
     std::fs::create_dir_all(out.join("npz")).unwrap();
     std::fs::write(out.join(pack::npz_images_name(Split::Train)), "mine").unwrap();
-    let source = MapSource::new(fx.files.clone());
+    let source = MapSource::new(inline.files.clone());
     let progress = Progress::hidden("pack", 0);
-    let before = tree(&out);
+    let before = tree::files(&out);
     let err = pack::pack(
-        &fx.dataset,
+        &inline.dataset,
         &source,
         &options(S, 2, "idx,npz,parquet"),
         &out,
@@ -531,7 +544,7 @@ fn a_failed_pack_leaves_no_artifact() {
         err.to_string().contains("was not written by kaokore"),
         "{err}"
     );
-    assert_eq!(tree(&out), before, "no new or changed file");
+    assert_eq!(tree::files(&out), before, "no new or changed file");
     assert!(std::fs::read_dir(&out).unwrap().all(|e| {
         !e.unwrap()
             .file_name()
@@ -542,10 +555,10 @@ fn a_failed_pack_leaves_no_artifact() {
 
 #[test]
 fn the_dataset_card_says_what_upstream_asks() {
-    let fx = fixture(20, S, &[Kind::RgbJpeg, Kind::GrayJpeg, Kind::NonSquare]);
+    let inline = inline_dataset(20, S, &[Kind::RgbJpeg, Kind::GrayJpeg, Kind::NonSquare]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let summary = run(&fx, &options(S, 2, "idx,npz,parquet,images"), &out);
+    let summary = run(&inline, &options(S, 2, "idx,npz,parquet,images"), &out);
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     if std::env::var_os("KAOKORE_SHOW_CARD").is_some() {
         eprintln!("{card}");
@@ -588,14 +601,14 @@ fn the_dataset_card_says_what_upstream_asks() {
 
 #[test]
 fn staging_left_by_a_killed_pack_is_cleaned_up() {
-    let fx = fixture(8, S, &[Kind::RgbJpeg]);
+    let inline = inline_dataset(8, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // What a pack killed mid-way leaves: a staging directory of a process that is gone.
     let abandoned = out.join(".kaokore-staging-999999999-0/npz");
     std::fs::create_dir_all(&abandoned).unwrap();
     std::fs::write(abandoned.join("kaokore-train-imgs.npz"), "half a file").unwrap();
-    run(&fx, &options(S, 1, "npz"), &out);
+    run(&inline, &options(S, 1, "npz"), &out);
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

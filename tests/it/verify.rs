@@ -1,8 +1,6 @@
 //! verify on good and damaged builds: checksums, and the row-by-row agreement of formats
 //! even when the damage is covered by an updated SHA256SUMS.
 
-mod pack_common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -13,17 +11,19 @@ use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
-use pack_common::*;
+
+use crate::support::inline::*;
+use crate::support::{kaokore_verify, stderr};
 
 const S: u32 = 32;
 
 fn build(formats: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let fx = fixture(30, S, &ALL_KINDS);
+    let inline = inline_dataset(30, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let source = MapSource::new(fx.files);
+    let source = MapSource::new(inline.files);
     pack::pack(
-        &fx.dataset,
+        &inline.dataset,
         &source,
         &options(S, 2, formats),
         &out,
@@ -431,25 +431,12 @@ fn files_of_the_user_are_reported_and_do_not_fail() {
         [".kaokore-staging-999999999-0/", "idx/mine.csv", "notes.txt"]
     );
     let o = kaokore_verify(&out);
-    assert_eq!(o.0, Some(0), "{}", o.1);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        o.1.contains("notes.txt: not written by kaokore (left alone, not checked)"),
+        stderr(&o).contains("notes.txt: not written by kaokore (left alone, not checked)"),
         "{}",
-        o.1
+        stderr(&o)
     );
-}
-
-/// `kaokore verify DIR`: (status, stderr).
-fn kaokore_verify(dir: &Path) -> (Option<i32>, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .arg("verify")
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -460,8 +447,9 @@ fn a_directory_without_a_record_is_not_a_kaokore_build() {
         messages(&out),
         ["not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"]
     );
-    let (code, stderr) = kaokore_verify(&out);
-    assert_eq!(code, Some(1), "{stderr}");
+    let o = kaokore_verify(&out);
+    let stderr = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}: not a kaokore build (no .kaokore-build.json)",
@@ -471,7 +459,7 @@ fn a_directory_without_a_record_is_not_a_kaokore_build() {
     );
     // An empty directory, the same.
     let empty = tempfile::tempdir().unwrap();
-    assert_eq!(kaokore_verify(empty.path()).0, Some(1));
+    assert_eq!(kaokore_verify(empty.path()).status.code(), Some(1));
 }
 
 #[test]
@@ -493,7 +481,7 @@ fn a_missing_checksum_list_is_reported() {
 fn an_empty_split_is_packed_and_verifies() {
     // Splits cycle train, train, dev, test and kinds cycle with the same period: no dev image
     // is ever fetched.
-    let fx = fixture(
+    let inline = inline_dataset(
         24,
         S,
         &[
@@ -506,8 +494,8 @@ fn an_empty_split_is_packed_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let summary = pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &Progress::hidden("pack", 0),
@@ -535,13 +523,13 @@ fn an_empty_split_is_packed_and_verifies() {
 
 #[test]
 fn an_output_path_that_is_a_file_is_an_error() {
-    let fx = fixture(4, S, &[Kind::RgbJpeg]);
+    let inline = inline_dataset(4, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::write(&out, "a file").unwrap();
     let err = pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 1, "npz"),
         &out,
         &Progress::hidden("pack", 0),

@@ -1,23 +1,22 @@
 //! croissant.json: it describes every artifact with its true SHA-256, carries the class
 //! names and splits, does not change between builds, and verify holds the files to it.
 
-mod pack_common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kaokore::pack;
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
-use pack_common::*;
 use serde_json::Value;
+
+use crate::support::inline::*;
 
 const S: u32 = 32;
 
-fn build(fx: &Fixture, formats: &str, jobs: usize, out: &Path) {
-    let source = MapSource::new(fx.files.clone());
+fn build(inline: &InlineDataset, formats: &str, jobs: usize, out: &Path) {
+    let source = MapSource::new(inline.files.clone());
     pack::pack(
-        &fx.dataset,
+        &inline.dataset,
         &source,
         &options(S, jobs, formats),
         out,
@@ -59,10 +58,10 @@ fn field<'a>(set: &'a Value, id: &str) -> &'a Value {
 
 #[test]
 fn croissant_lists_every_artifact_with_its_sha256() {
-    let fx = fixture(30, S, &ALL_KINDS);
+    let inline = inline_dataset(30, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    build(&fx, "idx,npz,parquet,images", 2, &out);
+    build(&inline, "idx,npz,parquet,images", 2, &out);
     let doc = croissant(&out);
     let listed = sums(&out);
     assert!(listed.contains_key("croissant.json"));
@@ -139,8 +138,8 @@ fn croissant_lists_every_artifact_with_its_sha256() {
 
     // Class names in enumerations, referenced by the label fields; the splits.
     for (id, names) in [
-        ("gender", &fx.dataset.class_names.gender),
-        ("status", &fx.dataset.class_names.status),
+        ("gender", &inline.dataset.class_names.gender),
+        ("status", &inline.dataset.class_names.status),
     ] {
         let set = record_set(&doc, id);
         assert_eq!(set["dataType"], "sc:Enumeration");
@@ -186,10 +185,10 @@ fn croissant_lists_every_artifact_with_its_sha256() {
 
 #[test]
 fn croissant_follows_the_formats() {
-    let fx = fixture(12, S, &[Kind::RgbJpeg]);
+    let inline = inline_dataset(12, S, &[Kind::RgbJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    build(&fx, "npz", 1, &out);
+    build(&inline, "npz", 1, &out);
     let doc = croissant(&out);
     let ids: Vec<&str> = doc["recordSet"]
         .as_array()
@@ -210,16 +209,16 @@ fn croissant_follows_the_formats() {
 
 #[test]
 fn croissant_is_the_same_across_builds_jobs_and_directories() {
-    let fx = fixture(24, S, &ALL_KINDS);
+    let inline = inline_dataset(24, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let a: PathBuf = dir.path().join("a");
     let b: PathBuf = dir.path().join("somewhere-else");
-    build(&fx, "idx,npz,parquet", 1, &a);
-    build(&fx, "idx,npz,parquet", 3, &b);
+    build(&inline, "idx,npz,parquet", 1, &a);
+    build(&inline, "idx,npz,parquet", 3, &b);
     let first = std::fs::read(a.join("croissant.json")).unwrap();
     assert_eq!(first, std::fs::read(b.join("croissant.json")).unwrap());
     // A rebuild in place replaces it with the same bytes.
-    build(&fx, "idx,npz,parquet", 2, &a);
+    build(&inline, "idx,npz,parquet", 2, &a);
     assert_eq!(first, std::fs::read(a.join("croissant.json")).unwrap());
     let text = String::from_utf8(first).unwrap();
     assert!(!text.contains(dir.path().to_str().unwrap()));
@@ -228,10 +227,10 @@ fn croissant_is_the_same_across_builds_jobs_and_directories() {
 
 #[test]
 fn verify_holds_the_files_to_croissant() {
-    let fx = fixture(16, S, &[Kind::RgbJpeg, Kind::GrayJpeg]);
+    let inline = inline_dataset(16, S, &[Kind::RgbJpeg, Kind::GrayJpeg]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    build(&fx, "idx,npz,parquet", 2, &out);
+    build(&inline, "idx,npz,parquet", 2, &out);
     assert!(verify(&out).unwrap().is_ok());
 
     // A changed card with its SHA256SUMS line recomputed: croissant.json still knows.

@@ -2,8 +2,6 @@
 //! within one pixel limit and a bounded memory, redirects only on the same host, JPEGs
 //! with bytes after their end (as they come from real servers).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -11,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use kaokore::fetch::{Cache, FetchOutcome, FetchRequest, FetchSummary, Lookup, fetch_all};
 use kaokore::{FetchOptions, ImageId, Rewrite};
+use kaokore_fixture::{CODH, Fault, Fixture, FixtureConfig};
 use sha2::Digest;
-use support::{CODH, Fault, Fixture, FixtureConfig, FixtureHosts};
+
+use crate::support::{Run, report, stderr};
 
 fn url(name: &str) -> String {
     format!("{CODH}/iiif/trust/{name}/10,20,100,100/256,256/0/default.jpg")
@@ -149,22 +149,6 @@ fn damaged_entries_are_evicted_and_fetched_again_and_counted() {
     assert_eq!(fx.stats().total, 0);
 }
 
-fn kaokore(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .args(args)
-        .output()
-        .expect("run kaokore")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The real v1.0 files cut down to the images with id < `n`.
-fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
-}
-
 /// The URLs of a metadata directory, in order.
 fn urls_of(meta: &Path) -> Vec<String> {
     std::fs::read_to_string(meta.join("urls.txt"))
@@ -174,48 +158,29 @@ fn urls_of(meta: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `kaokore CMD --dataset-version 1.0 --metadata META --cache CACHE [--out OUT] --quiet ARGS... --rewrite...`
-fn cli(cmd: &str, meta: &Path, cache: &Path, out: Option<&Path>, args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        cmd.into(),
-        "--dataset-version".into(),
-        "1.0".into(),
-        "--metadata".into(),
-        meta.display().to_string(),
-        "--cache".into(),
-        cache.display().to_string(),
-        "--quiet".into(),
-    ];
+/// `kaokore CMD --dataset-version 1.0 --metadata META --cache ROOT/cache [--out OUT] --quiet
+/// ARGS...` on the first `n` images of v1.0.
+fn cli(run: &Run, cmd: &str, n: u32, out: Option<&Path>, args: &[&str]) -> Command {
+    let mut c = run.kaokore(cmd);
+    c.args(["--dataset-version", "1.0", "--metadata"])
+        .arg(run.metadata(n))
+        .arg("--cache")
+        .arg(run.cache())
+        .arg("--quiet");
     if let Some(out) = out {
-        v.extend(["--out".into(), out.display().to_string()]);
+        c.arg("--out").arg(out);
     }
-    v.extend(args.iter().map(|s| s.to_string()));
-    v
-}
-
-fn report(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
-        .expect("report.json is JSON")
+    c.args(args);
+    c
 }
 
 #[test]
 fn build_refetches_damaged_entries_and_never_packs_a_substituted_image() {
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 24);
-    let cache_dir = tmp.path().join("cache");
-    let with_rewrites = |mut v: Vec<String>| {
-        v.extend(hosts.rewrite_args());
-        v
-    };
-    let out1 = tmp.path().join("first");
-    let o = kaokore(&with_rewrites(cli(
-        "build",
-        &meta,
-        &cache_dir,
-        Some(&out1),
-        &[],
-    )));
+    let run = Run::new();
+    let meta = run.metadata(24);
+    let cache_dir = run.cache();
+    let out1 = run.root.join("first");
+    let o = cli(&run, "build", 24, Some(&out1), &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let sums = std::fs::read_to_string(out1.join("SHA256SUMS")).unwrap();
 
@@ -229,22 +194,16 @@ fn build_refetches_damaged_entries_and_never_packs_a_substituted_image() {
         })
         .collect();
     let damaged = damage_entries(&cache, &reqs);
-    for fx in hosts.all() {
+    for fx in run.hosts.all() {
         fx.reset_stats();
     }
-    let out2 = tmp.path().join("second");
-    let o = kaokore(&with_rewrites(cli(
-        "build",
-        &meta,
-        &cache_dir,
-        Some(&out2),
-        &[],
-    )));
+    let out2 = run.root.join("second");
+    let o = cli(&run, "build", 24, Some(&out2), &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let counts = &report(&out2)["counts"];
     assert_eq!(counts["evicted"], 5, "{counts}");
     assert_eq!(counts["fetched"], 5, "{counts}");
-    assert_eq!(hosts.total_requests(), damaged.len());
+    assert_eq!(run.hosts.total_requests(), damaged.len());
     // Byte-identical artifacts: the substituted image was not packed.
     assert_eq!(
         std::fs::read_to_string(out2.join("SHA256SUMS")).unwrap(),
@@ -254,13 +213,11 @@ fn build_refetches_damaged_entries_and_never_packs_a_substituted_image() {
 
 #[test]
 fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 12);
-    let cache_dir = tmp.path().join("cache");
-    let mut fetch = cli("fetch", &meta, &cache_dir, None, &[]);
-    fetch.extend(hosts.rewrite_args());
-    let o = kaokore(&fetch);
+    let run = Run::new();
+    let meta = run.metadata(12);
+    let cache_dir = run.cache();
+    let fetch = || cli(&run, "fetch", 12, None, &[]).output().unwrap();
+    let o = fetch();
     assert!(o.status.success(), "{}", stderr(&o));
 
     // An entry whose record matches but whose bytes do not decode (as a cache written by
@@ -275,8 +232,8 @@ fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
     std::fs::write(cache.record_path_for(&bad_url), record.to_string()).unwrap();
     assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
 
-    let out = tmp.path().join("out");
-    let o = kaokore(&cli("pack", &meta, &cache_dir, Some(&out), &[]));
+    let out = run.root.join("out");
+    let o = cli(&run, "pack", 12, Some(&out), &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let not_packed = &report(&out)["not_packed"];
     assert_eq!(not_packed.as_array().map(Vec::len), Some(1), "{not_packed}");
@@ -289,13 +246,13 @@ fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
     );
     assert_eq!(cache.lookup(&bad_url), Lookup::Missing, "evicted by pack");
 
-    for fx in hosts.all() {
+    for fx in run.hosts.all() {
         fx.reset_stats();
     }
-    let o = kaokore(&fetch);
+    let o = fetch();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        hosts.total_requests(),
+        run.hosts.total_requests(),
         1,
         "only the evicted image is fetched"
     );
@@ -304,16 +261,18 @@ fn pack_evicts_an_entry_it_cannot_decode_and_the_next_fetch_gets_it_again() {
 
 #[test]
 fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 12);
-    let cache_dir = tmp.path().join("cache");
-    let out = tmp.path().join("out");
-    let mut build = cli("build", &meta, &cache_dir, Some(&out), &["--strict"]);
-    build.extend(hosts.rewrite_args());
-    let o = kaokore(&build);
+    let run = Run::new();
+    let meta = run.metadata(12);
+    let cache_dir = run.cache();
+    let out = run.root.join("out");
+    let build = || {
+        cli(&run, "build", 12, Some(&out), &["--strict"])
+            .output()
+            .unwrap()
+    };
+    let o = build();
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = support::tree::snapshot(&out);
+    let before = crate::support::tree::snapshot(&out);
 
     // A recorded entry that does not decode: only pack can tell.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -325,7 +284,9 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
     });
     std::fs::write(cache.record_path_for(&bad_url), record.to_string()).unwrap();
 
-    let o = kaokore(&cli("pack", &meta, &cache_dir, Some(&out), &["--strict"]));
+    let o = cli(&run, "pack", 12, Some(&out), &["--strict"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("1 image(s) could not be decoded (--strict), e.g. 00000003.jpg"),
@@ -333,30 +294,27 @@ fn strict_refuses_an_undecodable_image_and_keeps_the_previous_build() {
         stderr(&o)
     );
     assert_eq!(
-        support::tree::snapshot(&out),
+        crate::support::tree::snapshot(&out),
         before,
         "the previous build is untouched"
     );
     assert_eq!(cache.lookup(&bad_url), Lookup::Missing, "evicted");
 
     // The next strict build fetches it again and delivers.
-    let o = kaokore(&build);
+    let o = build();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cache.lookup(&bad_url), Lookup::Cached);
 }
 
 #[test]
 fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 12);
-    let cache_dir = tmp.path().join("cache");
-    let out = tmp.path().join("out");
-    let mut build = cli("build", &meta, &cache_dir, Some(&out), &[]);
-    build.extend(hosts.rewrite_args());
-    let o = kaokore(&build);
+    let run = Run::new();
+    let meta = run.metadata(12);
+    let cache_dir = run.cache();
+    let out = run.root.join("out");
+    let o = cli(&run, "build", 12, Some(&out), &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let before = support::tree::snapshot(&out);
+    let before = crate::support::tree::snapshot(&out);
 
     // Same length, other bytes: the up-front count sees them, reading does not.
     let cache = Cache::open(&cache_dir).unwrap();
@@ -368,13 +326,9 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
         bytes[middle] ^= 0x55;
         std::fs::write(&path, bytes).unwrap();
     }
-    let o = kaokore(&cli(
-        "pack",
-        &meta,
-        &cache_dir,
-        Some(&out),
-        &["--max-missing", "2"],
-    ));
+    let o = cli(&run, "pack", 12, Some(&out), &["--max-missing", "2"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("3 of 12 image(s) could not be read from the cache"),
@@ -382,7 +336,7 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
         stderr(&o)
     );
     assert_eq!(
-        support::tree::snapshot(&out),
+        crate::support::tree::snapshot(&out),
         before,
         "the previous build is untouched"
     );
@@ -396,9 +350,8 @@ fn pack_holds_entries_that_fail_their_check_to_the_tolerance() {
 
 /// Run `kaokore ARGS`, polling its peak resident set (VmHWM); returns the output and the
 /// peak in MiB.
-fn peak_rss_of(args: &[String]) -> (Output, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .args(args)
+fn peak_rss_of(mut kaokore: Command) -> (Output, u64) {
+    let mut child = kaokore
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -435,10 +388,10 @@ const RSS_LIMIT_MIB: u64 = 512;
 #[test]
 fn pixel_bombs_are_refused_from_the_header_with_a_bounded_memory() {
     // Every image is an 8192 x 8192 16-bit RGBA PNG: 512 MiB of pixels in ~520 KB.
-    let bomb = support::images::pixel_bomb(8192, 8192);
+    let bomb = kaokore_fixture::images::pixel_bomb(8192, 8192);
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    for fx in hosts.all() {
+    let run = Run::new();
+    for fx in run.hosts.all() {
         fx.add_fault(
             "/",
             Fault::PixelBomb {
@@ -448,18 +401,15 @@ fn pixel_bombs_are_refused_from_the_header_with_a_bounded_memory() {
             u32::MAX,
         );
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), 48);
-    let cache_dir = tmp.path().join("cache");
-    let mut args = cli(
+    let cache_dir = run.cache();
+    let command = cli(
+        &run,
         "fetch",
-        &meta,
-        &cache_dir,
+        48,
         None,
         &["--per-host", "64", "--concurrency", "64", "--retries", "0"],
     );
-    args.extend(hosts.rewrite_args());
-    let (o, peak) = peak_rss_of(&args);
+    let (o, peak) = peak_rss_of(command);
     eprintln!("peak RSS: {peak} MiB");
     let err = stderr(&o);
     assert!(peak < RSS_LIMIT_MIB, "peak RSS {peak} MiB\n{err}");
@@ -467,7 +417,7 @@ fn pixel_bombs_are_refused_from_the_header_with_a_bounded_memory() {
         err.contains("8192x8192") && err.contains("more than the limit of 32 MiB"),
         "{err}"
     );
-    assert_eq!(hosts.total_requests(), 48, "one request each, no retry");
+    assert_eq!(run.hosts.total_requests(), 48, "one request each, no retry");
     assert!(entries(&cache_dir.join("v1")).is_empty(), "nothing cached");
 }
 
@@ -477,9 +427,9 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
     // validation and by pack. Without bounds, 24 requests at once would decode 768 MiB (and
     // convert it again).
     const IMAGES: usize = 24;
-    support::images::pixel_bomb(2048, 2048);
-    let hosts = FixtureHosts::start(FixtureConfig::default());
-    for fx in hosts.all() {
+    kaokore_fixture::images::pixel_bomb(2048, 2048);
+    let run = Run::new();
+    for fx in run.hosts.all() {
         fx.add_fault(
             "/",
             Fault::PixelBomb {
@@ -489,14 +439,12 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
             u32::MAX,
         );
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let meta = small_metadata(tmp.path(), IMAGES as u32);
-    let cache_dir = tmp.path().join("cache");
-    let out = tmp.path().join("out");
-    let mut args = cli(
+    let cache_dir = run.cache();
+    let out = run.root.join("out");
+    let command = cli(
+        &run,
         "build",
-        &meta,
-        &cache_dir,
+        IMAGES as u32,
         Some(&out),
         &[
             "--per-host",
@@ -507,8 +455,7 @@ fn images_at_the_pixel_limit_are_fetched_and_packed_with_a_bounded_memory() {
             "npz",
         ],
     );
-    args.extend(hosts.rewrite_args());
-    let (o, peak) = peak_rss_of(&args);
+    let (o, peak) = peak_rss_of(command);
     eprintln!("peak RSS: {peak} MiB");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(peak < RSS_LIMIT_MIB, "peak RSS {peak} MiB\n{}", stderr(&o));
@@ -630,7 +577,10 @@ fn a_jpeg_with_bytes_after_its_end_is_cached_a_truncated_one_is_not() {
         "accepted at once"
     );
     let kept = cache.read(&reqs[0].url).unwrap().expect("cached");
-    assert!(kept.ends_with(&support::trailer(4096)), "kept as served");
+    assert!(
+        kept.ends_with(&kaokore_fixture::trailer(4096)),
+        "kept as served"
+    );
     assert!(kept.starts_with(&[0xFF, 0xD8, 0xFF]));
     assert_eq!(summary.failures.len(), 1);
     assert_eq!(summary.failures[0].id, ImageId(1));

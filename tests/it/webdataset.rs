@@ -1,8 +1,6 @@
 //! `--formats webdataset`: the tar layout byte for byte, determinism, shard splitting,
 //! and verify catching a tampered member even when SHA256SUMS was updated to match.
 
-mod pack_common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -13,17 +11,19 @@ use kaokore::progress::Progress;
 use kaokore::verify::verify;
 use ndarray::{Array1, Array4};
 use ndarray_npy::NpzReader;
-use pack_common::*;
+
+use crate::support::inline::*;
+use crate::support::{kaokore, stderr, tree};
 
 const S: u32 = 32;
 
 fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::PackSummary {
-    let fx = fixture(30, S, &ALL_KINDS);
+    let inline = inline_dataset(30, S, &ALL_KINDS);
     let mut opts = options(S, jobs, formats);
     opts.set_option(&SHARD_SIZE, shard_bytes);
     pack::pack(
-        &fx.dataset,
-        &MapSource::jittery(fx.files, 3, jobs as u64),
+        &inline.dataset,
+        &MapSource::jittery(inline.files, 3, jobs as u64),
         &opts,
         out,
         &Progress::hidden("pack", 0),
@@ -226,7 +226,7 @@ fn output_is_the_same_across_jobs_and_directory_names() {
     pack_into(&a, 1, "npz,webdataset", 20_000);
     pack_into(&b, 4, "npz,webdataset", 20_000);
     let shards_of = |out: &Path| -> BTreeMap<String, Vec<u8>> {
-        tree(out)
+        tree::files(out)
             .into_iter()
             .filter(|(k, _)| k.starts_with("webdataset/"))
             .collect()
@@ -436,7 +436,7 @@ fn a_removed_shard_is_reported() {
 #[test]
 fn an_empty_split_has_one_empty_shard_that_verifies() {
     // As in verify's test: no dev image is ever fetched.
-    let fx = fixture(
+    let inline = inline_dataset(
         24,
         S,
         &[
@@ -449,8 +449,8 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     pack::pack(
-        &fx.dataset,
-        &MapSource::new(fx.files),
+        &inline.dataset,
+        &MapSource::new(inline.files),
         &options(S, 2, "npz,webdataset"),
         &out,
         &Progress::hidden("pack", 0),
@@ -465,11 +465,11 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
 #[test]
 fn a_bad_shard_size_is_a_usage_error() {
     for bad in ["0", "1TB", "lots"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kaokore"))
+        let out = kaokore()
             .args(["pack", "--formats", "webdataset", "--shard-size", bad])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(stderr.contains("--shard-size"), "{bad}: {stderr}");
     }

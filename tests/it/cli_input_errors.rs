@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{kaokore, stderr};
+
 const FILES: [&str; 5] = [
     "urls.txt",
     "labels.csv",
@@ -33,7 +35,7 @@ fn replace_line(text: &str, line: usize, new: &str) -> Vec<u8> {
 /// Run `kaokore build --metadata DIR --out OUT` and return (status, stderr, OUT).
 fn build_with(meta: &Path) -> (i32, String, PathBuf) {
     let out = meta.join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_kaokore"))
+    let output = kaokore()
         .args(["build", "--quiet", "--dataset-version", "1.0", "--metadata"])
         .arg(meta)
         .arg("--out")
@@ -42,8 +44,7 @@ fn build_with(meta: &Path) -> (i32, String, PathBuf) {
         .arg(meta.join("cache"))
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.code().unwrap_or(-1), stderr, out)
+    (output.status.code().unwrap_or(-1), stderr(&output), out)
 }
 
 /// `expected` starts with the file name; the message carries its full path.
@@ -287,9 +288,8 @@ fn info_with(meta: &Path, limit_kib: u64) -> (i32, serde_json::Value, String) {
         .output()
         .unwrap();
     let json = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!meta.join("cache").exists(), "info creates no cache");
-    (o.status.code().unwrap_or(-1), json, stderr)
+    (o.status.code().unwrap_or(-1), json, stderr(&o))
 }
 
 #[test]
@@ -355,14 +355,8 @@ fn url_schemes_are_case_insensitive() {
 #[test]
 fn usage_errors_exit_2() {
     let run = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_kaokore"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let o = kaokore().args(args).output().unwrap();
+        (o.status.code(), stderr(&o))
     };
     let (code, err) = run(&["build", "--dataset-version", "2.0"]);
     assert_eq!(code, Some(2));
@@ -380,7 +374,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn info_on_real_files() {
-    let o = Command::new(env!("CARGO_BIN_EXE_kaokore"))
+    let o = kaokore()
         .args(["info", "--dataset-version", "1.0", "--json", "--cache"])
         .arg(std::env::temp_dir().join("kaokore-no-such-cache"))
         .output()

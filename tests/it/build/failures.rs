@@ -2,32 +2,17 @@
 //! it was (checked by hashing every file), the console must stay short, and the exit
 //! status must say what happened. Through the binary, against the fixture IIIF servers.
 
-mod support;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::tree::snapshot;
-use support::{CODH, Fault, FixtureConfig, FixtureHosts, KEIO, KYOTO};
+use kaokore_fixture::{CODH, Fault, FixtureConfig, FixtureHosts, KEIO, KYOTO};
+
+use crate::support::tree::snapshot;
+use crate::support::{Run, kaokore, path_arg, report, stderr};
 
 /// The most stderr lines a whole build may print without --verbose.
 const MAX_STDERR_LINES: usize = 40;
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs). With
-/// n = 300: Keio ids 0-51 and 90-245, Kyoto 52-89, CODH 246-299.
-fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", &dir.join(format!("meta-{n}")), n)
-}
 
 /// `n` distinct ports on 127.0.0.1 where nothing listens: connections are refused.
 fn closed_ports(n: usize) -> Vec<String> {
@@ -56,61 +41,40 @@ fn rewrites(hosts: &FixtureHosts, dead: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-struct Run {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    hosts: FixtureHosts,
+/// `kaokore build` of the first `n` images into `ROOT/out` with the cache `ROOT/CACHE`, at
+/// size 16, npz only (fast), `--retries 1`; `args` and `rewrites` appended.
+fn build_command(run: &Run, n: u32, cache: &str, args: &[&str], rewrites: &[String]) -> Command {
+    let mut c = kaokore();
+    c.args(["build", "--dataset-version", "1.0", "--size", "16"])
+        .args(["--formats", "npz", "--retries", "1", "--metadata"])
+        .arg(run.metadata(n))
+        .arg("--cache")
+        .arg(run.root.join(cache))
+        .arg("--out")
+        .arg(run.out())
+        .args(args)
+        .args(rewrites);
+    c
 }
 
-impl Run {
-    fn new(config: FixtureConfig) -> Run {
-        let tmp = tempfile::tempdir().unwrap();
-        Run {
-            root: tmp.path().to_path_buf(),
-            _tmp: tmp,
-            hosts: FixtureHosts::start(config),
-        }
-    }
+fn build(run: &Run, n: u32, cache: &str, args: &[&str], rewrites: &[String]) -> Output {
+    build_command(run, n, cache, args, rewrites)
+        .output()
+        .expect("run kaokore")
+}
 
-    fn out(&self) -> PathBuf {
-        self.root.join("out")
-    }
+/// A good build of the first `n` images into `ROOT/out`; returns its snapshot.
+fn good_build(run: &Run, n: u32) -> BTreeMap<String, String> {
+    let o = build(run, n, "cache", &["--quiet"], &run.hosts.rewrite_args());
+    assert!(o.status.success(), "the first build: {}", stderr(&o));
+    let snap = snapshot(&run.out());
+    assert!(snap.keys().any(|k| k.ends_with(".npz")), "{snap:?}");
+    snap
+}
 
-    /// `kaokore build` of the first `n` images into `out` with `cache`, at size 16, npz
-    /// only (fast), `--retries 1`; `args` and `rewrites` appended.
-    fn build_command(&self, n: u32, cache: &str, args: &[&str], rewrites: &[String]) -> Command {
-        let meta = small_metadata(&self.root, n);
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kaokore"));
-        c.args(["build", "--dataset-version", "1.0", "--size", "16"])
-            .args(["--formats", "npz", "--retries", "1"])
-            .args(["--metadata", &path_arg(&meta)])
-            .args(["--cache", &path_arg(&self.root.join(cache))])
-            .args(["--out", &path_arg(&self.out())])
-            .args(args)
-            .args(rewrites);
-        c
-    }
-
-    fn build(&self, n: u32, cache: &str, args: &[&str], rewrites: &[String]) -> Output {
-        self.build_command(n, cache, args, rewrites)
-            .output()
-            .expect("run kaokore")
-    }
-
-    /// A good build of the first `n` images into `out`; returns its snapshot.
-    fn good_build(&self, n: u32) -> BTreeMap<String, String> {
-        let o = self.build(n, "cache", &["--quiet"], &self.hosts.rewrite_args());
-        assert!(o.status.success(), "the first build: {}", stderr(&o));
-        let snap = snapshot(&self.out());
-        assert!(snap.keys().any(|k| k.ends_with(".npz")), "{snap:?}");
-        snap
-    }
-
-    fn failed_report(&self, cache: &str) -> serde_json::Value {
-        let path = self.root.join(cache).join("failed-build-report.json");
-        serde_json::from_slice(&std::fs::read(&path).expect("the failed build's report"))
-            .expect("JSON")
-    }
+fn failed_report(run: &Run, cache: &str) -> serde_json::Value {
+    let path = run.root.join(cache).join("failed-build-report.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("the failed build's report")).expect("JSON")
 }
 
 fn assert_short(o: &Output) {
@@ -127,8 +91,8 @@ fn assert_short(o: &Output) {
 /// intact to the byte, the report beside the cache.
 #[test]
 fn a_build_that_fetches_nothing_leaves_the_previous_build_intact() {
-    let run = Run::new(FixtureConfig::default());
-    let before = run.good_build(300);
+    let run = Run::new();
+    let before = good_build(&run, 300);
     // One closed port per host, as each real host would be unreachable on its own.
     let dead = closed_ports(3);
     let all = [
@@ -137,7 +101,7 @@ fn a_build_that_fetches_nothing_leaves_the_previous_build_intact() {
         (KEIO[1], dead[1].as_str()),
         (KYOTO, dead[2].as_str()),
     ];
-    let o = run.build(300, "empty-cache", &[], &rewrites(&run.hosts, &all));
+    let o = build(&run, 300, "empty-cache", &[], &rewrites(&run.hosts, &all));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(snapshot(&run.out()), before, "--out changed: {err}");
@@ -163,7 +127,7 @@ fn a_build_that_fetches_nothing_leaves_the_previous_build_intact() {
 
     let report_path = run.root.join("empty-cache/failed-build-report.json");
     assert!(err.contains(&path_arg(&report_path)), "{err}");
-    let r = run.failed_report("empty-cache");
+    let r = failed_report(&run, "empty-cache");
     assert_eq!(r["delivered"], false);
     assert_eq!(r["counts"]["fetched"], 0);
     let given_up = r["hosts_given_up"].as_array().unwrap();
@@ -186,10 +150,11 @@ fn a_build_that_fetches_nothing_leaves_the_previous_build_intact() {
 /// --max-missing: the dataset would silently lack a provider.
 #[test]
 fn a_host_given_up_fails_the_build_whatever_the_tolerance() {
-    let run = Run::new(FixtureConfig::default());
-    let before = run.good_build(100);
+    let run = Run::new();
+    let before = good_build(&run, 100);
     // Kyoto (ids 52-89) refuses; Keio and CODH serve. A new cache, so all is fetched.
-    let o = run.build(
+    let o = build(
+        &run,
         300,
         "cache2",
         &["--quiet", "--max-missing", "50%"],
@@ -206,7 +171,7 @@ fn a_host_given_up_fails_the_build_whatever_the_tolerance() {
     assert!(line.contains("connection refused"), "{line}");
     assert!(!err.contains("no image could be fetched"), "{err}");
     assert!(!err.contains("iiif.lib.keio.ac.jp: host given up"), "{err}");
-    let r = run.failed_report("cache2");
+    let r = failed_report(&run, "cache2");
     let given_up = r["hosts_given_up"].as_array().unwrap();
     assert_eq!(given_up.len(), 1, "{given_up:?}");
     assert_eq!(given_up[0]["original_hosts"][0], "rmda.kulib.kyoto-u.ac.jp");
@@ -220,8 +185,8 @@ fn a_host_given_up_fails_the_build_whatever_the_tolerance() {
 /// still builds) and fail the build beyond it, leaving the previous build intact.
 #[test]
 fn missing_images_beyond_the_tolerance_fail_and_below_it_build() {
-    let run = Run::new(FixtureConfig::default());
-    let before = run.good_build(100);
+    let run = Run::new();
+    let before = good_build(&run, 100);
     // Three of the ~290 labelled images of ids < 300 are gone: about 1%.
     for id in [
         "2_004.tif/583,812",
@@ -230,7 +195,8 @@ fn missing_images_beyond_the_tolerance_fail_and_below_it_build() {
     ] {
         run.hosts.keio.add_fault(id, Fault::Status(404), 100);
     }
-    let o = run.build(
+    let o = build(
+        &run,
         300,
         "cache3",
         &["--quiet", "--max-missing", "2"],
@@ -247,7 +213,7 @@ fn missing_images_beyond_the_tolerance_fail_and_below_it_build() {
     assert!(!err.contains("HTTPS_PROXY"), "not a network problem: {err}");
 
     // The same build with the default tolerance delivers, the 404s as one warning line.
-    let o = run.build(300, "cache3", &["--quiet"], &run.hosts.rewrite_args());
+    let o = build(&run, 300, "cache3", &["--quiet"], &run.hosts.rewrite_args());
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("3 image(s) could not be fetched"), "{err}");
@@ -256,8 +222,7 @@ fn missing_images_beyond_the_tolerance_fail_and_below_it_build() {
         line.contains("iiif.lib.keio.ac.jp: gone upstream: 3 image(s), e.g. 00000000.jpg"),
         "{line}"
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.out().join("report.json")).unwrap()).unwrap();
+    let r = report(&run.out());
     assert_eq!(r["delivered"], true);
     assert_eq!(r["counts"]["failed"], 3);
     assert_eq!(r["failures"][0]["cause"], "gone");
@@ -272,10 +237,10 @@ fn missing_images_beyond_the_tolerance_fail_and_below_it_build() {
 /// never more than 40 lines of stderr, progress included.
 #[test]
 fn hundreds_of_failures_print_a_few_lines() {
-    let run = Run::new(FixtureConfig::default());
+    let run = Run::new();
     // Every Keio request 404s: ~200 of the ~290 labelled images of ids < 300.
     run.hosts.keio.add_fault("/", Fault::Status(404), 100_000);
-    let o = run.build(300, "cache", &[], &run.hosts.rewrite_args());
+    let o = build(&run, 300, "cache", &[], &run.hosts.rewrite_args());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "too many missing: {err}");
     assert_short(&o);
@@ -288,7 +253,8 @@ fn hundreds_of_failures_print_a_few_lines() {
     assert!(!err.contains("warning: 0000"), "{err}");
 
     // Accepted, with progress shown (stderr is not a terminal here: plain lines).
-    let o = run.build(
+    let o = build(
+        &run,
         300,
         "cache",
         &["--max-missing", "100%"],
@@ -299,7 +265,8 @@ fn hundreds_of_failures_print_a_few_lines() {
     assert!(stderr(&o).contains("packed "), "{}", stderr(&o));
 
     // --verbose: one line per failing image, as it fails.
-    let o = run.build(
+    let o = build(
+        &run,
         300,
         "cache",
         &["--max-missing", "100%", "--verbose"],
@@ -317,14 +284,15 @@ fn hundreds_of_failures_print_a_few_lines() {
 /// instead of after the whole fetch.
 #[test]
 fn a_pack_failure_stops_the_fetch() {
-    let run = Run::new(FixtureConfig {
+    let run = Run::with(FixtureConfig {
         latency: Duration::from_millis(200),
         ..FixtureConfig::default()
     });
     std::fs::write(run.out(), b"a file of the user's\n").unwrap();
     let started = Instant::now();
     // 290 images, one request at a time per host, 200 ms each: about 40 s if fetched.
-    let o = run.build(
+    let o = build(
+        &run,
         300,
         "cache",
         &["--quiet", "--per-host", "1"],
@@ -348,9 +316,15 @@ fn a_pack_failure_stops_the_fetch() {
 /// main printed each error's cause twice (in the error's text, then as "caused by").
 #[test]
 fn an_error_prints_its_cause_once() {
-    let run = Run::new(FixtureConfig::default());
+    let run = Run::new();
     std::fs::write(run.root.join("not-a-dir"), b"x").unwrap();
-    let o = run.build(100, "not-a-dir", &["--quiet"], &run.hosts.rewrite_args());
+    let o = build(
+        &run,
+        100,
+        "not-a-dir",
+        &["--quiet"],
+        &run.hosts.rewrite_args(),
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
@@ -360,23 +334,23 @@ fn an_error_prints_its_cause_once() {
 /// Start a build of the first 600 images (the first 300 cached by a good build) against
 /// slow fixtures, and wait until it is well under way.
 fn interrupted_build_setup() -> (Run, BTreeMap<String, String>, Child) {
-    let run = Run::new(FixtureConfig {
+    let run = Run::with(FixtureConfig {
         latency: Duration::from_millis(30),
         ..FixtureConfig::default()
     });
-    let before = run.good_build(300);
+    let before = good_build(&run, 300);
     let asked = run.hosts.total_requests();
-    let child = run
-        .build_command(
-            600,
-            "cache",
-            &["--quiet", "--per-host", "2"],
-            &run.hosts.rewrite_args(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = build_command(
+        &run,
+        600,
+        "cache",
+        &["--quiet", "--per-host", "2"],
+        &run.hosts.rewrite_args(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while run.hosts.total_requests() < asked + 30 {
         assert!(Instant::now() < deadline, "the build made no requests");
@@ -425,10 +399,9 @@ fn check_interruption(signal: &str, code: i32) {
     for fx in run.hosts.all() {
         fx.reset_stats();
     }
-    let o = run.build(600, "cache", &["--quiet"], &run.hosts.rewrite_args());
+    let o = build(&run, 600, "cache", &["--quiet"], &run.hosts.rewrite_args());
     assert!(o.status.success(), "{}", stderr(&o));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.out().join("report.json")).unwrap()).unwrap();
+    let r = report(&run.out());
     assert_eq!(r["counts"]["from_cache"].as_u64().unwrap() as usize, cached);
     assert_eq!(
         run.hosts.total_requests() as u64,

@@ -5,8 +5,6 @@
 //! `KAOKORE_TEST_SIZE=64` exercises the resize path on every image. A whole-version run,
 //! ignored by default: `scripts/test.sh --full` (and CI) runs it.
 
-mod pack_common;
-
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -15,8 +13,9 @@ use kaokore::metadata::{Dataset, DatasetVersion, ImageId, SizeRequest};
 use kaokore::pack;
 use kaokore::progress::Progress;
 use kaokore::verify::verify;
-use pack_common::*;
 use rayon::prelude::*;
+
+use crate::support::inline::*;
 
 /// The edge a IIIF size request gives for a square region.
 fn served_edge(url: &str) -> u32 {

@@ -1,7 +1,9 @@
 //! The fetch stage against the fixture IIIF server: faults recovered from or reported,
 //! politeness measured on the server side, and a cache that never holds a bad entry.
+//! `kaokore fetch` through the binary is in `cli`, what the fetcher trusts in `trust`.
 
-mod support;
+mod cli;
+mod trust;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,7 +14,7 @@ use kaokore::fetch::{
     Cache, FetchError, FetchOutcome, FetchRequest, FetchSummary, fetch_all, fetch_all_until,
 };
 use kaokore::{FetchOptions, ImageId, Rewrite};
-use support::{CODH, Fault, Fixture, FixtureConfig, FixtureHosts};
+use kaokore_fixture::{CODH, Fault, Fixture, FixtureConfig, FixtureHosts, KEIO, KYOTO};
 
 /// An upstream-looking URL on the first KaoKore host.
 fn url(name: &str) -> String {
@@ -117,6 +119,20 @@ fn rewrites(hosts: &FixtureHosts) -> Vec<Rewrite> {
         .into_iter()
         .map(|(from, to)| Rewrite { from, to })
         .collect()
+}
+
+/// The ignored test `name` of this module, run alone in a child process of this binary.
+fn child_test(name: &str) -> std::process::Command {
+    // libtest names a test by its module path without the crate's name.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child.args([
+        "--exact",
+        &format!("{module}::{name}"),
+        "--ignored",
+        "--test-threads=1",
+    ]);
+    child
 }
 
 fn temp_cache() -> (tempfile::TempDir, Cache) {
@@ -441,10 +457,7 @@ fn per_host_limit_is_reached_and_never_exceeded() {
         ..Default::default()
     });
     let mut reqs = Vec::new();
-    for (h, prefix) in [support::CODH, support::KEIO[0], support::KYOTO]
-        .into_iter()
-        .enumerate()
-    {
+    for (h, prefix) in [CODH, KEIO[0], KYOTO].into_iter().enumerate() {
         for i in 0..40 {
             reqs.push(FetchRequest {
                 id: ImageId((h * 100 + i) as u32),
@@ -599,13 +612,7 @@ fn a_killed_fetch_leaves_no_bad_entry_and_the_rerun_fetches_only_the_rest() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "killed_fetch_child",
-            "--ignored",
-            "--test-threads=1",
-        ])
+    let mut child = child_test("killed_fetch_child")
         .env("KAOKORE_TEST_CACHE", dir.path())
         .env("KAOKORE_TEST_FIXTURE", fx.base_url())
         .stdout(std::process::Stdio::null())
@@ -699,13 +706,7 @@ fn standard_proxy_variables_are_honoured() {
     // The fixture parses the absolute-form request a proxy receives like any other path.
     let proxy = Fixture::start(FixtureConfig::default());
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "proxied_fetch_child",
-            "--ignored",
-            "--test-threads=1",
-        ])
+    let status = child_test("proxied_fetch_child")
         .env("KAOKORE_TEST_CACHE", dir.path())
         .env("HTTP_PROXY", proxy.base_url())
         .env("http_proxy", proxy.base_url())

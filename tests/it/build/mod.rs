@@ -1,99 +1,31 @@
 //! `kaokore build`, `pack` and `verify` end to end, through the binary, against the fixture
 //! IIIF servers: every artifact written, determinism, failures reported, atomic output.
+//! Builds that cannot deliver or are stopped are in `failures`.
 
-mod support;
+mod failures;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-use support::{Fault, FixtureConfig, FixtureHosts};
+use kaokore_fixture::{Fault, FixtureConfig};
 
-fn kaokore(args: &[&str], extra: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kaokore"))
-        .args(args)
-        .args(extra)
-        .output()
-        .expect("run kaokore")
-}
-
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::{Run, kaokore, kaokore_verify, path_arg, report, stderr, tree};
 
 fn sha256sums(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("SHA256SUMS")).expect("SHA256SUMS")
 }
 
-fn report(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report.json"))
-        .expect("report.json is JSON")
-}
-
-/// Every file below `dir`, relative, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
-/// The real v1.0 files cut down to the images with id < `n`: a small but real dataset.
-fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
-}
-
-struct Run {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    hosts: FixtureHosts,
-}
-
-impl Run {
-    fn new(config: FixtureConfig) -> Run {
-        let tmp = tempfile::tempdir().unwrap();
-        Run {
-            root: tmp.path().to_path_buf(),
-            _tmp: tmp,
-            hosts: FixtureHosts::start(config),
-        }
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.root.join("cache")
-    }
-
-    /// `kaokore CMD --dataset-version V --cache C --out OUT ARGS... --rewrite ...`
-    fn run(&self, cmd: &str, version: &str, out: &str, args: &[&str]) -> Output {
-        let mut extra = vec![
-            "--dataset-version".to_string(),
-            version.to_string(),
-            "--cache".into(),
-            path_arg(&self.cache()),
-            "--out".into(),
-            path_arg(&self.root.join(out)),
-            "--quiet".into(),
-        ];
-        extra.extend(args.iter().map(|s| s.to_string()));
-        if cmd != "pack" {
-            extra.extend(self.hosts.rewrite_args());
-        }
-        kaokore(&[cmd], &extra)
-    }
+/// `kaokore CMD --dataset-version V --cache ROOT/cache --out ROOT/OUT --quiet ARGS...`
+fn run_in(run: &Run, cmd: &str, version: &str, out: &str, args: &[&str]) -> Output {
+    run.kaokore(cmd)
+        .args(["--dataset-version", version, "--quiet", "--cache"])
+        .arg(run.cache())
+        .arg("--out")
+        .arg(run.root.join(out))
+        .args(args)
+        .output()
+        .expect("run kaokore")
 }
 
 const SPLITS: [&str; 3] = ["train", "dev", "test"];
@@ -131,7 +63,7 @@ impl Expected {
 /// `rerun`, a rebuild from the cache with one job and a pack with two write identical
 /// artifacts without a request.
 fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
-    let run = Run::new(FixtureConfig {
+    let run = Run::with(FixtureConfig {
         gray_one_in: 40,
         ..FixtureConfig::default()
     });
@@ -150,7 +82,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         a.extend(["--jobs", jobs]);
         a
     };
-    let o = run.run("build", version, "a", &with_jobs("2"));
+    let o = run_in(&run, "build", version, "a", &with_jobs("2"));
     assert!(o.status.success(), "build failed: {}", stderr(&o));
     let a = run.root.join("a");
 
@@ -175,7 +107,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         expected.push(format!("parquet/{s}-00000-of-00001.parquet"));
     }
     expected.sort();
-    assert_eq!(files(&a), expected);
+    assert_eq!(tree::files(&a).into_keys().collect::<Vec<_>>(), expected);
 
     // Every artifact but report.json is in SHA256SUMS.
     let sums = sha256sums(&a);
@@ -225,7 +157,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         "counts per split in the card"
     );
 
-    let v = kaokore(&["verify", &path_arg(&a)], &[]);
+    let v = kaokore_verify(&a);
     assert!(v.status.success(), "verify: {}", stderr(&v));
     assert!(stderr(&v).contains("verify: ok"), "{}", stderr(&v));
     if !rerun {
@@ -235,7 +167,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
     // The same inputs give the same bytes: a rebuild from the cache with one job, and a
     // pack with two, make no request and write identical artifacts.
     let before = run.hosts.total_requests();
-    let o = run.run("build", version, "b", &with_jobs("1"));
+    let o = run_in(&run, "build", version, "b", &with_jobs("1"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         run.hosts.total_requests(),
@@ -246,7 +178,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         report(&run.root.join("b"))["counts"]["from_cache"],
         expect.labelled
     );
-    let o = run.run("pack", version, "c", &with_jobs("2"));
+    let o = run_in(&run, "pack", version, "c", &with_jobs("2"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(sha256sums(&a), sha256sums(&run.root.join("b")));
     assert_eq!(sha256sums(&a), sha256sums(&run.root.join("c")));
@@ -257,7 +189,7 @@ fn build_writes_every_artifact_deterministically() {
     let tmp = tempfile::tempdir().unwrap();
     // 400 lines of 1.0: every split, the three hosts' URL forms (its blank lines come
     // later: the whole-version run counts them).
-    let meta = small_metadata(tmp.path(), 400);
+    let meta = crate::support::metadata::small_metadata("1.0", tmp.path(), 400);
     let expect = Expected::of(&meta);
     assert!(expect.packed.iter().all(|&n| n > 30), "{:?}", expect.packed);
     builds_every_artifact("1.0", Some(&meta), true);
@@ -280,8 +212,8 @@ fn whole_version_1_0_builds_every_artifact() {
 
 #[test]
 fn failures_are_reported_and_strict_fails() {
-    let run = Run::new(FixtureConfig::default());
-    let meta = small_metadata(&run.root, 400);
+    let run = Run::new();
+    let meta = run.metadata(400);
     let dataset =
         kaokore::pipeline::load_dataset(kaokore::DatasetVersion::V1_0, Some(&meta)).unwrap();
     let packable = dataset.packable().count() as u64;
@@ -299,7 +231,8 @@ fn failures_are_reported_and_strict_fails() {
         run.hosts.kyoto.add_fault(&pattern, Fault::Status(404), 100);
     }
     let m = path_arg(&meta);
-    let o = run.run(
+    let o = run_in(
+        &run,
         "build",
         "1.0",
         "out",
@@ -333,7 +266,8 @@ fn failures_are_reported_and_strict_fails() {
     assert_eq!(r["not_packed"].as_array().unwrap().len(), 2);
 
     // --strict: exit 1 and no artifact.
-    let o = run.run(
+    let o = run_in(
+        &run,
         "build",
         "1.0",
         "strict",
@@ -355,7 +289,8 @@ fn failures_are_reported_and_strict_fails() {
     );
     assert!(!run.root.join("strict").join("npz").exists());
     // pack --strict refuses too, without any network.
-    let o = run.run(
+    let o = run_in(
+        &run,
         "pack",
         "1.0",
         "strict2",
@@ -376,17 +311,13 @@ fn failures_are_reported_and_strict_fails() {
 #[test]
 fn pack_without_cache_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = kaokore(
-        &[
-            "pack",
-            "--quiet",
-            "--cache",
-            &path_arg(&tmp.path().join("none")),
-            "--out",
-            &path_arg(&tmp.path().join("out")),
-        ],
-        &[],
-    );
+    let o = kaokore()
+        .args(["pack", "--quiet", "--cache"])
+        .arg(tmp.path().join("none"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .expect("run kaokore");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no image cache at"), "{}", stderr(&o));
     assert!(!tmp.path().join("out").exists());
@@ -394,9 +325,10 @@ fn pack_without_cache_is_a_usage_error() {
 
 #[test]
 fn verify_detects_a_changed_artifact() {
-    let run = Run::new(FixtureConfig::default());
-    let meta = small_metadata(&run.root, 300);
-    let o = run.run(
+    let run = Run::new();
+    let meta = run.metadata(300);
+    let o = run_in(
+        &run,
         "build",
         "1.0",
         "out",
@@ -409,7 +341,7 @@ fn verify_detects_a_changed_artifact() {
     let n = bytes.len();
     bytes[n / 2] ^= 0x55;
     std::fs::write(&labels, bytes).unwrap();
-    let v = kaokore(&["verify", &path_arg(&out)], &[]);
+    let v = kaokore_verify(&out);
     assert_eq!(v.status.code(), Some(1));
     assert!(
         stderr(&v).contains("npz/kaokore-dev-labels.npz"),
@@ -420,26 +352,28 @@ fn verify_detects_a_changed_artifact() {
 
 /// The largest file below `dir`, in bytes.
 fn largest_file(dir: &Path) -> u64 {
-    files(dir)
-        .iter()
-        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
-        .max()
-        .unwrap_or(0)
+    tree::walk(dir).values().map(|m| m.len()).max().unwrap_or(0)
 }
 
 #[test]
 fn a_pack_killed_mid_way_leaves_no_half_file() {
-    let run = Run::new(FixtureConfig::default());
-    let meta = small_metadata(&run.root, 600);
+    let run = Run::new();
+    let meta = run.metadata(600);
     let m = path_arg(&meta);
     // A complete build first: its artifacts must survive a killed repack untouched.
-    let o = run.run("build", "1.0", "out", &["--size", "32", "--metadata", &m]);
+    let o = run_in(
+        &run,
+        "build",
+        "1.0",
+        "out",
+        &["--size", "32", "--metadata", &m],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = run.root.join("out");
     let before = sha256sums(&out);
 
     // Repack at another size, one thread, and kill it once it has written real data.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kaokore"))
+    let mut child = kaokore()
         .args([
             "pack",
             "--quiet",
@@ -497,7 +431,7 @@ fn a_pack_killed_mid_way_leaves_no_half_file() {
         "the killed run's staging directory is left"
     );
     assert_eq!(sha256sums(&out), before);
-    let v = kaokore(&["verify", &path_arg(&out)], &[]);
+    let v = kaokore_verify(&out);
     assert!(
         v.status.success(),
         "verify after a killed pack: {}",
@@ -505,7 +439,13 @@ fn a_pack_killed_mid_way_leaves_no_half_file() {
     );
 
     // The next pack completes and removes the leftover.
-    let o = run.run("pack", "1.0", "out", &["--size", "32", "--metadata", &m]);
+    let o = run_in(
+        &run,
+        "pack",
+        "1.0",
+        "out",
+        &["--size", "32", "--metadata", &m],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         staging().is_none(),

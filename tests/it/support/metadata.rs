@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// Write `dir/meta`: the first `n` lines of `version`'s urls.txt and the labels and tags of
-/// those images (ids below `n`). Returns the directory, for `--metadata`.
-pub fn small_metadata(version: &str, dir: &Path, n: u32) -> PathBuf {
+/// Write into `meta` the first `n` lines of `version`'s urls.txt and the labels and tags of
+/// those images (ids below `n`). Returns `meta`, for `--metadata`.
+pub fn small_metadata(version: &str, meta: &Path, n: u32) -> PathBuf {
     let src =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("data/kaokore-metadata/v{version}"));
-    let meta = dir.join("meta");
-    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(meta).unwrap();
     let read = |f: &str| std::fs::read_to_string(src.join(f)).unwrap();
     let id_of = |line: &str| line.get(..8).and_then(|d| d.parse::<u32>().ok());
     let all_urls = read("urls.txt");
@@ -34,5 +33,5 @@ pub fn small_metadata(version: &str, dir: &Path, n: u32) -> PathBuf {
     for f in ["labels.metadata.en.txt", "labels.metadata.ja.txt"] {
         std::fs::copy(src.join(f), meta.join(f)).unwrap();
     }
-    meta
+    meta.to_path_buf()
 }

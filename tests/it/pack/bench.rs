@@ -1,13 +1,12 @@
 //! Measurements behind the pack design, not correctness tests (ignored by default):
-//! `cargo test --release --test pack_bench -- --ignored --nocapture`.
-
-mod pack_common;
+//! `cargo test --release --test it -- --ignored --nocapture deflate_level_bench`.
 
 use std::time::Instant;
 
 use kaokore::encode::{PIXEL_DEFLATE, deflate_pixels, deflate_segment};
 use kaokore::normalize::normalize;
-use pack_common::*;
+
+use crate::support::inline::*;
 
 /// Deflate speed and ratio per level on normalized 256 x 256 crops of real faces.
 #[test]

@@ -1,8 +1,6 @@
-//! Shared fixtures of the pack and verify tests: a small dataset written inline, image
-//! files of every kind a IIIF server may send (cut from the real label figure of the
+//! The inputs of the pack and verify tests, made in memory: a small dataset written inline,
+//! image files of every kind a IIIF server may send (cut from the real label figure of the
 //! upstream repository), and image sources that hand them out in any order.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,8 +55,9 @@ pub const ALL_KINDS: [Kind; 10] = [
 
 /// The RGB label figure of the upstream repository: real faces, real JPEG statistics.
 pub fn figure() -> RgbImage {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/label_example.png");
-    image::open(path).expect("fixture figure").to_rgb8()
+    image::load_from_memory(kaokore_fixture::images::LABEL_FIGURE_PNG)
+        .expect("the label figure decodes")
+        .to_rgb8()
 }
 
 /// A w x h crop of the figure, different for each `seed`.
@@ -256,15 +255,16 @@ pub fn file_of(fig: &RgbImage, kind: Kind, s: u32, seed: u32) -> Option<Vec<u8>>
     })
 }
 
-/// Inline metadata: `n` images, kinds cycling through `kinds`, splits cycling
-/// train, train, dev, test; image 3 unlabelled, the last urls line blank but labelled.
-pub struct Fixture {
+/// A dataset written inline and the file each image's URL serves.
+pub struct InlineDataset {
     pub dataset: Dataset,
     pub files: HashMap<ImageId, Option<Vec<u8>>>,
     pub kinds: HashMap<ImageId, Kind>,
 }
 
-pub fn fixture(n: u32, s: u32, kinds: &[Kind]) -> Fixture {
+/// `n` images, kinds cycling through `kinds`, splits cycling train, train, dev, test;
+/// image 3 unlabelled, the last urls line blank but labelled.
+pub fn inline_dataset(n: u32, s: u32, kinds: &[Kind]) -> InlineDataset {
     let fig = figure();
     let hosts = [
         "http://codh.rois.ac.jp/iiif/iiif-curation-finder/x.tif",
@@ -317,7 +317,7 @@ pub fn fixture(n: u32, s: u32, kinds: &[Kind]) -> Fixture {
         kind_of.insert(ImageId(i), kind);
         out.insert(ImageId(i), file_of(&fig, kind, s, i));
     }
-    Fixture {
+    InlineDataset {
         dataset,
         files: out,
         kinds: kind_of,
@@ -382,29 +382,6 @@ pub fn options(size: u32, jobs: usize, formats: &str) -> PackOptions {
         jobs,
         ..PackOptions::default()
     }
-}
-
-/// Every file under `dir` (relative path -> bytes), sorted.
-pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// After `relative` was changed on purpose: give croissant.json and SHA256SUMS its new

@@ -2,11 +2,10 @@
 //! the dataset card runs as written. Runs only when `KAOKORE_PYTHON` names a Python with
 //! numpy and pyarrow (e.g. a virtualenv's `bin/python`); otherwise it says so and passes.
 
-mod pack_common;
-
 use kaokore::pack;
 use kaokore::progress::Progress;
-use pack_common::*;
+
+use crate::support::inline::*;
 
 const CHECK: &str = r#"
 import gzip, json, re, sys
@@ -62,12 +61,12 @@ fn numpy_and_pyarrow_read_the_artifacts() {
         return;
     };
     const S: u32 = 48;
-    let fx = fixture(40, S, &ALL_KINDS);
+    let inline = inline_dataset(40, S, &ALL_KINDS);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let source = MapSource::new(fx.files);
+    let source = MapSource::new(inline.files);
     pack::pack(
-        &fx.dataset,
+        &inline.dataset,
         &source,
         &options(S, 2, "idx,npz,parquet"),
         &out,

@@ -2,60 +2,24 @@
 //! directory, one of its own builds, or the leftovers of a killed run; a rebuild replaces
 //! or removes only what its previous build recorded, never through a symlink.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use kaokore::out::RECORD_FILE;
-use support::tree::snapshot;
-use support::{FixtureConfig, FixtureHosts};
 
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::support::tree::snapshot;
+use crate::support::{Run, path_arg, report, stderr};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
 
-/// The real v1.0 files cut down to the images with id < `n` (as in tests/build.rs).
-fn small_metadata(dir: &Path, n: u32) -> PathBuf {
-    support::metadata::small_metadata("1.0", dir, n)
-}
-
-/// A temp root, the fixture hosts and 40 images of v1.0 metadata.
-struct Run {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    meta: PathBuf,
-    hosts: FixtureHosts,
-}
-
-impl Run {
-    fn new() -> Run {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        Run {
-            meta: small_metadata(&root, 40),
-            root,
-            _tmp: tmp,
-            hosts: FixtureHosts::start(FixtureConfig::default()),
-        }
-    }
-
-    /// `kaokore CMD ... --out OUT --formats FORMATS` at size 16.
-    fn run(&self, cmd: &str, out: &Path, formats: &str) -> Output {
-        let mut args: Vec<String> = [
-            cmd,
+/// `kaokore CMD ... --out OUT --formats FORMATS` of the first 40 images of v1.0 at size 16.
+fn kaokore_out(run: &Run, cmd: &str, out: &Path, formats: &str) -> Output {
+    run.kaokore(cmd)
+        .args([
             "--quiet",
             "--dataset-version",
             "1.0",
@@ -63,41 +27,20 @@ impl Run {
             "16",
             "--jobs",
             "1",
-            "--formats",
-            formats,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend([
-            "--metadata".into(),
-            path_arg(&self.meta),
-            "--cache".into(),
-            path_arg(&self.root.join("cache")),
-            "--out".into(),
-            path_arg(out),
-        ]);
-        if cmd != "pack" {
-            args.extend(self.hosts.rewrite_args());
-        }
-        Command::new(env!("CARGO_BIN_EXE_kaokore"))
-            .args(&args)
-            .output()
-            .expect("run kaokore")
-    }
-
-    fn build_ok(&self, out: &Path, formats: &str) {
-        let o = self.run("build", out, formats);
-        assert!(o.status.success(), "build failed: {}", stderr(&o));
-    }
-
-    fn requests(&self) -> usize {
-        self.hosts.total_requests()
-    }
+        ])
+        .args(["--formats", formats, "--metadata"])
+        .arg(run.metadata(40))
+        .arg("--cache")
+        .arg(run.cache())
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run kaokore")
 }
 
-fn report(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+fn build_ok(run: &Run, out: &Path, formats: &str) {
+    let o = kaokore_out(run, "build", out, formats);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
 }
 
 fn record_files(dir: &Path) -> Vec<String> {
@@ -116,7 +59,7 @@ fn record_files(dir: &Path) -> Vec<String> {
 #[test]
 fn a_foreign_sha256sums_is_refused_and_nothing_is_deleted() {
     let run = Run::new();
-    run.build_ok(&run.root.join("seed"), "npz"); // fills the cache, so pack has images
+    build_ok(&run, &run.root.join("seed"), "npz"); // fills the cache, so pack has images
 
     let u = run.root.join("u");
     write(&u.join("notes.txt"), "x\n");
@@ -145,8 +88,8 @@ fn a_foreign_sha256sums_is_refused_and_nothing_is_deleted() {
     for dir in [&u, &v] {
         let before = (snapshot(dir), snapshot(&outside));
         for cmd in ["pack", "build"] {
-            let requests = run.requests();
-            let o = run.run(cmd, dir, "idx,npz,parquet");
+            let requests = run.hosts.total_requests();
+            let o = kaokore_out(&run, cmd, dir, "idx,npz,parquet");
             let e = stderr(&o);
             assert_eq!(o.status.code(), Some(2), "{cmd}: {e}");
             assert!(e.contains("not a kaokore build"), "{e}");
@@ -157,7 +100,11 @@ fn a_foreign_sha256sums_is_refused_and_nothing_is_deleted() {
             assert!(e.contains("changed nothing"), "{e}");
             assert!(e.contains("Pass --out a new or empty directory"), "{e}");
             assert!(e.contains(&path_arg(dir)), "{e}");
-            assert_eq!(run.requests(), requests, "{cmd} fetched before refusing");
+            assert_eq!(
+                run.hosts.total_requests(),
+                requests,
+                "{cmd} fetched before refusing"
+            );
             assert_eq!((snapshot(dir), snapshot(&outside)), before, "{cmd}");
         }
     }
@@ -167,7 +114,7 @@ fn a_foreign_sha256sums_is_refused_and_nothing_is_deleted() {
 fn a_rebuild_keeps_user_files_and_symlinked_folders_and_reports_what_it_removed() {
     let run = Run::new();
     let out = run.root.join("out");
-    run.build_ok(&out, "idx,npz,parquet");
+    build_ok(&run, &out, "idx,npz,parquet");
     let idx_npz: Vec<String> = record_files(&out)
         .into_iter()
         .filter(|f| f.starts_with("idx/") || f.starts_with("npz/"))
@@ -189,7 +136,7 @@ fn a_rebuild_keeps_user_files_and_symlinked_folders_and_reports_what_it_removed(
     let (user_before, elsewhere_before) = (user(&out), snapshot(&elsewhere));
     assert_eq!(user_before.len(), 3);
 
-    run.build_ok(&out, "parquet");
+    build_ok(&run, &out, "parquet");
     assert_eq!(user(&out), user_before, "the user's files are untouched");
     assert_eq!(snapshot(&elsewhere), elsewhere_before);
     assert!(
@@ -225,7 +172,7 @@ fn a_rebuild_keeps_user_files_and_symlinked_folders_and_reports_what_it_removed(
 fn a_symlinked_build_folder_is_never_written_through() {
     let run = Run::new();
     let out = run.root.join("out");
-    run.build_ok(&out, "idx,parquet");
+    build_ok(&run, &out, "idx,parquet");
     let elsewhere = run.root.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::fs::rename(out.join("idx"), elsewhere.join("idx")).unwrap();
@@ -233,17 +180,17 @@ fn a_symlinked_build_folder_is_never_written_through() {
     let before = (snapshot(&out), snapshot(&elsewhere));
 
     // Writing idx again would go through the symlink: refused before any fetch.
-    let requests = run.requests();
-    let o = run.run("build", &out, "idx,parquet");
+    let requests = run.hosts.total_requests();
+    let o = kaokore_out(&run, "build", &out, "idx,parquet");
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("idx is a symlink"), "{e}");
     assert!(e.contains("changed nothing"), "{e}");
-    assert_eq!(run.requests(), requests);
+    assert_eq!(run.hosts.total_requests(), requests);
     assert_eq!((snapshot(&out), snapshot(&elsewhere)), before);
 
     // A build without idx succeeds; the recorded idx files behind the symlink stay.
-    run.build_ok(&out, "parquet");
+    build_ok(&run, &out, "parquet");
     assert_eq!(
         snapshot(&elsewhere),
         before.1,
@@ -263,7 +210,7 @@ fn a_symlinked_build_folder_is_never_written_through() {
     std::fs::rename(out.join("README.md"), &readme).unwrap();
     symlink(&readme, out.join("README.md")).unwrap();
     let before = (snapshot(&out), snapshot(&elsewhere));
-    let o = run.run("pack", &out, "parquet");
+    let o = kaokore_out(&run, "pack", &out, "parquet");
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("README.md is a symlink"), "{e}");
@@ -280,11 +227,15 @@ fn an_unusable_out_fails_at_once_before_any_fetch() {
         (file.clone(), "pack"),
         (file.join("below"), "build"),
     ] {
-        let o = run.run(cmd, &out, "npz");
+        let o = kaokore_out(&run, cmd, &out, "npz");
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{cmd} {}: {e}", out.display());
         assert!(e.contains("is not a directory"), "{e}");
-        assert_eq!(run.requests(), 0, "{cmd} fetched before failing");
+        assert_eq!(
+            run.hosts.total_requests(),
+            0,
+            "{cmd} fetched before failing"
+        );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory\n");
 
@@ -298,11 +249,11 @@ fn an_unusable_out_fails_at_once_before_any_fetch() {
         return;
     }
     for out in [ro.clone(), ro.join("new")] {
-        let o = run.run("build", &out, "npz");
+        let o = kaokore_out(&run, "build", &out, "npz");
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{e}");
         assert!(e.contains("ermission denied"), "{e}");
-        assert_eq!(run.requests(), 0);
+        assert_eq!(run.hosts.total_requests(), 0);
     }
 }
 
@@ -343,13 +294,13 @@ fn foreign_and_untrusted_outs_are_refused_before_any_fetch() {
             write(&out.join(path), text);
         }
         let before = snapshot(&out);
-        let o = run.run("build", &out, "npz");
+        let o = kaokore_out(&run, "build", &out, "npz");
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: {e}");
         assert!(e.contains(says), "{name}: {e}");
         assert_eq!(snapshot(&out), before, "{name}");
     }
-    assert_eq!(run.requests(), 0);
+    assert_eq!(run.hosts.total_requests(), 0);
 }
 
 /// A run killed during its first build leaves only its staging and temp files: the next
@@ -364,7 +315,7 @@ fn leftovers_of_a_killed_first_build_and_empty_dirs_are_accepted() {
     );
     write(&out.join(format!("{RECORD_FILE}.tmp-999999999")), "{");
     write(&out.join(".report.json.tmp-999999999"), "{");
-    run.build_ok(&out, "npz");
+    build_ok(&run, &out, "npz");
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -377,7 +328,7 @@ fn leftovers_of_a_killed_first_build_and_empty_dirs_are_accepted() {
 
     let empty = run.root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    run.build_ok(&empty, "npz");
+    build_ok(&run, &empty, "npz");
     assert!(empty.join(RECORD_FILE).is_file());
 }
 
@@ -386,8 +337,8 @@ fn artifacts_and_record_do_not_depend_on_the_out_path() {
     let run = Run::new();
     let a = run.root.join("a");
     let b = run.root.join("deeper/other-name");
-    run.build_ok(&a, "idx,npz,parquet");
-    run.build_ok(&b, "idx,npz,parquet");
+    build_ok(&run, &a, "idx,npz,parquet");
+    build_ok(&run, &b, "idx,npz,parquet");
     for name in ["SHA256SUMS", RECORD_FILE] {
         let (x, y) = (
             std::fs::read(a.join(name)).unwrap(),
