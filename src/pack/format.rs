@@ -10,11 +10,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::PackError;
 use super::PackOptions;
 use super::read::{LabelsOrder, PixelSource, Problems, RowLabels, SplitAt};
-use super::{FormatWriter, PackError, StoredImage};
 use crate::encode::DeflateSegment;
 use crate::metadata::{Dataset, Split};
+use crate::metadata::{ImageRecord, Label};
+use crate::out::Artifact;
 use crate::out::BuildRecord;
 use crate::out::Staging;
 
@@ -217,6 +219,39 @@ pub(crate) struct CroissantEntries {
     pub file_sets: Vec<serde_json::Value>,
     /// Record sets read from its files.
     pub record_sets: Vec<serde_json::Value>,
+}
+
+/// Image bytes as stored in Parquet (or as an image file): the fetched JPEG unchanged, or
+/// the normalized pixels re-encoded.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredImage {
+    pub bytes: Vec<u8>,
+    /// `jpg` or `png`.
+    pub extension: &'static str,
+}
+
+/// One packed row, handed to every format writer in labels.csv order.
+pub(crate) struct PackedRow<'a> {
+    pub split: Split,
+    pub record: &'a ImageRecord,
+    pub label: Label,
+    /// What the pool made of the image: the payloads the chosen formats need.
+    pub payloads: Payloads,
+}
+
+/// Everything the format writers get at the end of a pack.
+pub(crate) struct FinishContext<'a> {
+    pub staging: &'a Staging,
+    /// Artifacts hashed while they were written (the rest is hashed at commit).
+    pub hashed: &'a mut Vec<Artifact>,
+}
+
+/// The writer of one output format (see [`Format::create`]): rows in, files out.
+pub(crate) trait FormatWriter {
+    /// Add one row; rows arrive in labels.csv order.
+    fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError>;
+    /// Complete the files in the staging directory; returns their relative paths.
+    fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
 }
 
 /// One output format.

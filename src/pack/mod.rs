@@ -43,6 +43,7 @@ pub use crate::layout::{CROISSANT, SHA256SUMS};
 pub use crate::out::Artifact;
 pub use crate::out::checksums::{hash_file, hash_reader, parse as parse_sums, sha256_hex};
 use crate::out::{BuildRecord, CommitError, staging};
+pub(crate) use format::{FinishContext, FormatWriter, PackedRow, StoredImage};
 pub use format::{Formats, help as format_help};
 use format::{Payload, Payloads, WriterContext};
 pub use idx::{idx_images_name, idx_labels_name};
@@ -243,24 +244,6 @@ pub struct StageSeconds {
     pub total: f64,
 }
 
-/// Image bytes as stored in Parquet (or as an image file): the fetched JPEG unchanged, or
-/// the normalized pixels re-encoded.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredImage {
-    pub bytes: Vec<u8>,
-    /// `jpg` or `png`.
-    pub extension: &'static str,
-}
-
-/// One packed row, handed to every format writer in labels.csv order.
-pub(crate) struct PackedRow<'a> {
-    pub split: Split,
-    pub record: &'a ImageRecord,
-    pub label: Label,
-    /// What the pool made of the image: the payloads the chosen formats need.
-    pub payloads: Payloads,
-}
-
 /// What the pool made of one image.
 struct Encoded {
     payloads: Payloads,
@@ -285,21 +268,6 @@ enum Outcome {
     Undecodable(String),
     Packed(Box<Encoded>),
     Failed(EncodeError),
-}
-
-/// Everything the format writers get at the end of a pack.
-pub(crate) struct FinishContext<'a> {
-    pub staging: &'a staging::Staging,
-    /// Artifacts hashed while they were written (the rest is hashed at commit).
-    pub hashed: &'a mut Vec<Artifact>,
-}
-
-/// The writer of one output format (see [`format::Format::create`]): rows in, files out.
-pub(crate) trait FormatWriter {
-    /// Add one row; rows arrive in labels.csv order.
-    fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError>;
-    /// Complete the files in the staging directory; returns their relative paths.
-    fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
 }
 
 /// Normalize, encode and pack every labelled image of `dataset` into `out`. With several
