@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use crate::config::FetchOptions;
 use crate::metadata::ImageId;
 
-pub use cache::{Cache, Lookup};
+pub use cache::{Cache, Lookup, Untrusted};
 pub(crate) use client::BODY_MEMORY;
 pub use run::OnDecoded;
 
