@@ -8,13 +8,16 @@
 //! be fetched is returned in a [`FetchSummary`] for the pipeline to report.
 //!
 //! Layout: `run` schedules (per-host queues and workers, retries), `host` is the
-//! politeness gate of one host, `client` makes one HTTP attempt and classifies its
-//! failure, `validate` decides what may be cached, `cache` stores it atomically.
+//! politeness gate of one host, `client` makes one HTTP attempt and decides the cause of
+//! its failure from the typed error, `validate` decides what may be cached, `cache`
+//! stores it atomically.
 
 mod cache;
 mod client;
 mod host;
 mod run;
+#[cfg(test)]
+mod test_server;
 mod validate;
 
 use std::path::PathBuf;
@@ -44,18 +47,21 @@ pub struct FetchFailure {
     pub url: String,
     /// The host of the original URL (lower case, no port): what a user finds in urls.txt.
     pub host: String,
-    /// What kind of failure the last attempt was, for grouping and for the verdict.
+    /// What kind of failure the last attempt was, for grouping and for the verdict; for a
+    /// request never sent because its host was given up, the host's last cause.
     pub cause: FailureCause,
     /// The HTTP status of the last attempt, if a response arrived.
     pub status: Option<u16>,
+    /// In words, for the report; nothing is decided on it.
     pub reason: String,
     /// Attempts made (0 when the URL could not be requested at all).
     pub attempts: u32,
 }
 
-/// The kind of a failure, classified from its last status and reason. A host counts as
-/// unreachable for the network kinds (DNS, refused, TLS, timeouts, other connection
-/// errors); the others are about single images.
+/// The kind of a failure, decided where it happened from the typed error (reqwest's
+/// kinds, the I/O and TLS errors beneath them, the status, the validation), never from
+/// its wording. A host counts as unreachable for the network kinds (DNS, refused, TLS,
+/// timeouts, other connection errors); the others are about single images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureCause {
@@ -213,7 +219,7 @@ pub enum FetchError {
         source: std::io::Error,
     },
     #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("fetch interrupted")]
