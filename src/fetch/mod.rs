@@ -88,53 +88,6 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
-    /// Classify a failure by its last HTTP status and its reason text (the reason of a
-    /// request never sent because its host was down names the host's last error).
-    pub fn classify(status: Option<u16>, reason: &str) -> FailureCause {
-        // A request not sent because its host was down carries the host's last error.
-        if let Some((_, last)) = reason.split_once("(last: ") {
-            return FailureCause::classify(None, last.trim_end_matches(')'));
-        }
-        // A status the reason names ("HTTP 503 ...") when the caller has none.
-        let status = status.or_else(|| {
-            reason
-                .strip_prefix("HTTP ")
-                .and_then(|r| r.get(..3))
-                .and_then(|d| d.parse().ok())
-        });
-        let lower = reason.to_ascii_lowercase();
-        let has = |needle: &str| lower.contains(needle);
-        if has("timed out") {
-            return FailureCause::Timeout;
-        }
-        if has("body cut") || has("body truncated") || has("body interrupted") {
-            return FailureCause::Cut;
-        }
-        match status {
-            Some(404 | 410) => return FailureCause::Gone,
-            Some(200) => return FailureCause::Invalid,
-            Some(_) => return FailureCause::HttpStatus,
-            None => {}
-        }
-        if has("dns error") || has("failed to lookup address") || has("name or service not known") {
-            FailureCause::Dns
-        } else if has("connection refused") || has("connection reset") {
-            FailureCause::Refused
-        } else if has("certificate") || has("tls") || has("handshake") {
-            FailureCause::Tls
-        } else if has("invalid url")
-            || has("url scheme")
-            || has("without a host")
-            || has("redirect")
-        {
-            FailureCause::BadUrl
-        } else if has("connect") || has("proxy") {
-            FailureCause::Connection
-        } else {
-            FailureCause::Other
-        }
-    }
-
     /// A few words for the console.
     pub fn describe(self) -> &'static str {
         match self {
@@ -274,44 +227,4 @@ pub fn fetch_all_until(
     run::fetch_all(requests, cache, opts, on_done, None, &|| {
         stop.load(std::sync::atomic::Ordering::Relaxed)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FailureCause::{self, *};
-
-    #[test]
-    fn causes_from_reasons() {
-        let refused = "connection failed: error sending request: client error (Connect): \
-                       tcp connect error: Connection refused (os error 111)";
-        let cases: [(Option<u16>, &str, FailureCause); 10] = [
-            (Some(404), "HTTP 404 Not Found", Gone),
-            (Some(410), "HTTP 410 Gone", Gone),
-            (Some(503), "HTTP 503 Service Unavailable", HttpStatus),
-            (None, refused, Refused),
-            (
-                None,
-                "connection failed: client error (Connect): dns error: failed to lookup \
-                 address information: Name or service not known",
-                Dns,
-            ),
-            (
-                None,
-                "connection failed: invalid peer certificate: UnknownIssuer",
-                Tls,
-            ),
-            (None, "timed out after 30s", Timeout),
-            (Some(200), "body truncated: 10 of 20 bytes", Cut),
-            (Some(200), "not an image: starts with <!DOCTYPE", Invalid),
-            (None, "unsupported URL scheme 'ftp'", BadUrl),
-        ];
-        for (status, reason, cause) in cases {
-            assert_eq!(FailureCause::classify(status, reason), cause, "{reason}");
-        }
-        // A request never sent takes the cause of its host's last error.
-        let skipped = format!("not attempted: the host failed 10 requests (last: {refused})");
-        assert_eq!(FailureCause::classify(None, &skipped), Refused);
-        let skipped = "not attempted: the host failed 10 requests (last: HTTP 500 Internal)";
-        assert_eq!(FailureCause::classify(None, skipped), HttpStatus);
-    }
 }

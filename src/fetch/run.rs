@@ -131,14 +131,14 @@ pub(super) fn fetch_all(
         let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
         let host = match host_key(&target) {
             Ok(h) => h,
-            Err(reason) => {
+            Err(e) => {
                 let failure = FetchFailure {
                     id: req.id,
                     url: req.url.clone(),
                     host: original_host(&req.url),
                     status: None,
-                    cause: FailureCause::classify(None, &reason),
-                    reason,
+                    cause: FailureCause::BadUrl,
+                    reason: e.to_string(),
                     attempts: 0,
                 };
                 tally(&mut summary, i, FetchOutcome::Failed(failure));
@@ -499,15 +499,24 @@ fn not_attempted(down: &Down) -> AttemptError {
     )
 }
 
+/// Why a URL cannot be requested at all (a [`FailureCause::BadUrl`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unrequestable {
+    #[error("invalid URL: {0}")]
+    Syntax(<reqwest::Url as std::str::FromStr>::Err),
+    #[error("unsupported URL scheme '{0}'")]
+    Scheme(String),
+    #[error("URL without a host")]
+    NoHost,
+}
+
 /// `scheme://host:port` of an http(s) URL: the unit of politeness.
-fn host_key(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+fn host_key(url: &str) -> Result<String, Unrequestable> {
+    let parsed = reqwest::Url::parse(url).map_err(Unrequestable::Syntax)?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("unsupported URL scheme '{}'", parsed.scheme()));
+        return Err(Unrequestable::Scheme(parsed.scheme().to_string()));
     }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| "URL without a host".to_string())?;
+    let host = parsed.host_str().ok_or(Unrequestable::NoHost)?;
     let port = parsed.port_or_known_default().unwrap_or(0);
     Ok(format!("{host}:{port}").to_ascii_lowercase())
 }
@@ -540,8 +549,19 @@ mod tests {
             host_key("http://127.0.0.1:8080/x").unwrap(),
             "127.0.0.1:8080"
         );
-        assert!(host_key("file:///etc/passwd").is_err());
-        assert!(host_key("ftp://example.org/x").is_err());
+        assert_eq!(
+            host_key("file:///etc/passwd"),
+            Err(Unrequestable::Scheme("file".into()))
+        );
+        assert_eq!(
+            host_key("ftp://example.org/x"),
+            Err(Unrequestable::Scheme("ftp".into()))
+        );
+        assert!(matches!(host_key("http://"), Err(Unrequestable::Syntax(_))));
+        assert!(matches!(
+            host_key("not a url"),
+            Err(Unrequestable::Syntax(_))
+        ));
     }
 
     /// Fetch `urls` once each (no retries) into a cache of their own.
