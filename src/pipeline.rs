@@ -24,7 +24,7 @@ use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
-use crate::pack::{Delivered, ImageSource, PackError, PackSummary};
+use crate::pack::{Delivered, ImageSource, PackError, PackSummary, Withheld};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stage};
 use crate::verify::VerifyReport;
@@ -89,7 +89,7 @@ struct ArrivalState {
     /// The fetcher has stopped: an image not in `done` will never come. With it, whether
     /// the fetch delivers what the build needs (the reason when not).
     finished: bool,
-    verdict: Option<Result<(), String>>,
+    verdict: Option<Result<(), Withheld>>,
     /// Pack failed: nobody waits for images any more.
     abandoned: bool,
     /// Pixels the fetcher decoded, waiting for pack, and their size in bytes.
@@ -134,7 +134,7 @@ impl<'a> Arrivals<'a> {
     }
 
     /// The fetcher has stopped, with its verdict on the build; the first call counts.
-    fn finish(&self, verdict: Result<(), String>) {
+    fn finish(&self, verdict: Result<(), Withheld>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !state.finished {
             state.finished = true;
@@ -150,8 +150,9 @@ struct FinishOnDrop<'a, 'b>(&'b Arrivals<'a>);
 
 impl Drop for FinishOnDrop<'_, '_> {
     fn drop(&mut self) {
-        self.0
-            .finish(Err("the fetcher stopped unexpectedly".into()));
+        self.0.finish(Err(Withheld::NotDelivered(
+            "the fetcher stopped unexpectedly".into(),
+        )));
     }
 }
 
@@ -190,13 +191,13 @@ impl ImageSource for Arrivals<'_> {
     }
 
     /// Wait for the fetcher's verdict: pack commits only a build that delivers.
-    fn confirm(&self) -> Result<(), String> {
+    fn confirm(&self) -> Result<(), Withheld> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         while !state.finished {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         if self.stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(Withheld::Interrupted);
         }
         state.verdict.clone().unwrap_or(Ok(()))
     }
@@ -239,18 +240,18 @@ impl ImageSource for CacheSource<'_> {
     /// The up-front count of missing entries does not hash them; entries that failed
     /// their check while pack read them are held to `--strict` and `--max-missing` here,
     /// before anything is replaced.
-    fn confirm(&self) -> Result<(), String> {
+    fn confirm(&self) -> Result<(), Withheld> {
         if self.cfg.stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+            return Err(Withheld::Interrupted);
         }
         let missing = self.undelivered.load(Ordering::Relaxed);
         let limit = self.cfg.max_missing;
         if (self.cfg.strict && missing > 0) || limit.exceeded(missing, self.requested) {
-            return Err(format!(
+            return Err(Withheld::NotDelivered(format!(
                 "{missing} of {} image(s) could not be read from the cache (--max-missing {limit}{})",
                 self.requested,
                 if self.cfg.strict { ", --strict" } else { "" }
-            ));
+            )));
         }
         Ok(())
     }
@@ -455,10 +456,10 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
                     let short = shortfalls(summary, cfg.max_missing, false);
                     match short.first() {
                         None => Ok(()),
-                        Some(first) => Err(first.to_string()),
+                        Some(first) => Err(Withheld::NotDelivered(first.to_string())),
                     }
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Withheld::NotDelivered(e.to_string())),
             };
             arrivals.finish(verdict);
             (r, fetch_started.elapsed())
@@ -676,13 +677,11 @@ mod tests {
         std::thread::scope(|s| {
             let confirm = s.spawn(|| arrivals.confirm());
             std::thread::sleep(Duration::from_millis(50));
-            arrivals.finish(Err("no image could be fetched".into()));
+            let short = || Withheld::NotDelivered("no image could be fetched".into());
+            arrivals.finish(Err(short()));
             // The first verdict counts.
             arrivals.finish(Ok(()));
-            assert_eq!(
-                confirm.join().unwrap(),
-                Err("no image could be fetched".into())
-            );
+            assert_eq!(confirm.join().unwrap(), Err(short()));
         });
 
         let arrivals = Arrivals::new(&cache, &[], &stop);
@@ -701,6 +700,6 @@ mod tests {
         arrivals.finish(Ok(()));
         assert_eq!(arrivals.confirm(), Ok(()));
         stop.store(true, Ordering::Relaxed);
-        assert_eq!(arrivals.confirm(), Err("interrupted".into()));
+        assert_eq!(arrivals.confirm(), Err(Withheld::Interrupted));
     }
 }

@@ -53,8 +53,34 @@ pub enum Lookup {
     Cached,
     /// No entry.
     Missing,
-    /// The entry did not match its record (the reason says how) and has been removed.
-    Evicted(String),
+    /// The entry did not match its record and has been removed.
+    Evicted(Untrusted),
+}
+
+/// Why an entry is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// A symlink, directory or special file, or replaced while it was opened.
+    #[error("the entry is {0}")]
+    EntryNotRegular(&'static str),
+    #[error("the entry cannot be read: {0}")]
+    EntryUnreadable(io::ErrorKind),
+    #[error("the entry holds {actual} bytes, its record says {recorded}")]
+    Length { actual: u64, recorded: u64 },
+    #[error("the entry's bytes differ from those recorded (SHA-256)")]
+    Digest,
+    #[error("the entry has no record (written by an older kaokore, or its write was interrupted)")]
+    NoRecord,
+    #[error("its record is {0}")]
+    RecordNotRegular(&'static str),
+    #[error("its record cannot be read: {0}")]
+    RecordUnreadable(io::ErrorKind),
+    /// Not the JSON of a record (the parser's words).
+    #[error("its record is not valid: {0}")]
+    RecordInvalid(String),
+    /// The record of another URL (the URL it names).
+    #[error("its record names another URL ({0})")]
+    OtherUrl(String),
 }
 
 impl Cache {
@@ -149,24 +175,22 @@ impl Cache {
     /// The entry of `url` if it matches its record: `Ok(None)` when there is no entry,
     /// `Err(why)` when there is one that must not be trusted. The bytes are returned only
     /// when `keep` (else they are hashed as they are read, in small pieces).
-    fn checked(&self, url: &str, keep: bool) -> Result<Option<Vec<u8>>, String> {
+    fn checked(&self, url: &str, keep: bool) -> Result<Option<Vec<u8>>, Untrusted> {
         let path = self.path_for(url);
+        let unreadable = |e: io::Error| Untrusted::EntryUnreadable(e.kind());
         let mut entry = match open_regular(&path) {
             Ok(file) => file,
             Err(OpenError::NotFound) => return Ok(None),
-            Err(OpenError::NotRegular(kind)) => return Err(format!("the entry is {kind}")),
-            Err(OpenError::Io(e)) => return Err(format!("the entry cannot be read: {e}")),
+            Err(OpenError::NotRegular(kind)) => return Err(Untrusted::EntryNotRegular(kind)),
+            Err(OpenError::Io(e)) => return Err(unreadable(e)),
         };
         let record = self.read_record(url)?;
-        let length = entry
-            .metadata()
-            .map_err(|e| format!("the entry cannot be read: {e}"))?
-            .len();
+        let length = entry.metadata().map_err(unreadable)?.len();
         if length != record.length {
-            return Err(format!(
-                "the entry holds {length} bytes, its record says {}",
-                record.length
-            ));
+            return Err(Untrusted::Length {
+                actual: length,
+                recorded: record.length,
+            });
         }
         let mut hasher = Sha256::new();
         let mut kept = Vec::new();
@@ -175,7 +199,7 @@ impl Cache {
             (&mut entry)
                 .take(length)
                 .read_to_end(&mut kept)
-                .map_err(|e| format!("the entry cannot be read: {e}"))?;
+                .map_err(unreadable)?;
             hasher.update(&kept);
         } else {
             let mut buf = vec![0u8; 64 << 10];
@@ -184,37 +208,33 @@ impl Cache {
                     Ok(0) => break,
                     Ok(n) => hasher.update(&buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(format!("the entry cannot be read: {e}")),
+                    Err(e) => return Err(unreadable(e)),
                 }
             }
         }
         if hex(&hasher.finalize()) != record.sha256 {
-            return Err("the entry's bytes differ from those recorded (SHA-256)".to_string());
+            return Err(Untrusted::Digest);
         }
         Ok(Some(kept))
     }
 
     /// The record of `url`'s entry, if it is one and names `url`.
-    fn read_record(&self, url: &str) -> Result<EntryRecord, String> {
+    fn read_record(&self, url: &str) -> Result<EntryRecord, Untrusted> {
         let path = self.record_path_for(url);
         let file = match open_regular(&path) {
             Ok(file) => file,
-            Err(OpenError::NotFound) => {
-                return Err("the entry has no record (written by an older kaokore, or \
-                            its write was interrupted)"
-                    .to_string());
-            }
-            Err(OpenError::NotRegular(kind)) => return Err(format!("its record is {kind}")),
-            Err(OpenError::Io(e)) => return Err(format!("its record cannot be read: {e}")),
+            Err(OpenError::NotFound) => return Err(Untrusted::NoRecord),
+            Err(OpenError::NotRegular(kind)) => return Err(Untrusted::RecordNotRegular(kind)),
+            Err(OpenError::Io(e)) => return Err(Untrusted::RecordUnreadable(e.kind())),
         };
         let mut text = Vec::new();
         file.take(MAX_RECORD_BYTES)
             .read_to_end(&mut text)
-            .map_err(|e| format!("its record cannot be read: {e}"))?;
+            .map_err(|e| Untrusted::RecordUnreadable(e.kind()))?;
         let record: EntryRecord =
-            serde_json::from_slice(&text).map_err(|e| format!("its record is not valid: {e}"))?;
+            serde_json::from_slice(&text).map_err(|e| Untrusted::RecordInvalid(e.to_string()))?;
         if record.url != url {
-            return Err(format!("its record names another URL ({})", record.url));
+            return Err(Untrusted::OtherUrl(record.url));
         }
         Ok(record)
     }
@@ -434,10 +454,10 @@ mod tests {
         (cache.lookup("u"), cache, dir)
     }
 
-    fn evicted_because(lookup: &Lookup, words: &str) {
+    fn evicted(lookup: &Lookup) -> &Untrusted {
         match lookup {
-            Lookup::Evicted(why) => assert!(why.contains(words), "{why}"),
-            other => panic!("expected an eviction ({words}), got {other:?}"),
+            Lookup::Evicted(why) => why,
+            other => panic!("expected an eviction, got {other:?}"),
         }
     }
 
@@ -455,29 +475,30 @@ mod tests {
         assert_eq!(record.sha256, sha256_hex(b"the fetched bytes"));
 
         type Damage = fn(&Cache);
-        let cases: [(&str, Damage); 6] = [
-            ("differ", |c| {
+        let length = |actual| Untrusted::Length {
+            actual,
+            recorded: 17,
+        };
+        let cases: [(Untrusted, Damage); 5] = [
+            (Untrusted::Digest, |c| {
                 fs::write(c.path_for("u"), b"the fetched bytez").unwrap()
             }),
-            ("differ", |c| {
+            (Untrusted::Digest, |c| {
                 fs::write(c.path_for("u"), b"THE FETCHED BYTES").unwrap()
             }),
-            ("holds 5 bytes", |c| {
-                fs::write(c.path_for("u"), b"the f").unwrap()
-            }),
-            ("holds 0 bytes", |c| {
-                fs::write(c.path_for("u"), b"").unwrap()
-            }),
-            ("no record", |c| {
+            (length(5), |c| fs::write(c.path_for("u"), b"the f").unwrap()),
+            (length(0), |c| fs::write(c.path_for("u"), b"").unwrap()),
+            (Untrusted::NoRecord, |c| {
                 fs::remove_file(c.record_path_for("u")).unwrap()
             }),
-            ("not valid", |c| {
-                fs::write(c.record_path_for("u"), b"").unwrap()
-            }),
         ];
+        let not_json: Damage = |c| fs::write(c.record_path_for("u"), b"").unwrap();
+        let (found, cache, _dir) = after(not_json);
+        assert!(matches!(evicted(&found), Untrusted::RecordInvalid(_)));
+        assert_eq!(cache.lookup("u"), Lookup::Missing);
         for (why, damage) in cases {
             let (found, cache, _dir) = after(damage);
-            evicted_because(&found, why);
+            assert_eq!(evicted(&found), &why);
             assert!(!cache.path_for("u").exists() && !cache.record_path_for("u").exists());
             assert_eq!(cache.lookup("u"), Lookup::Missing);
         }
@@ -487,7 +508,7 @@ mod tests {
             fs::copy(c.path_for("v"), c.path_for("u")).unwrap();
             fs::copy(c.record_path_for("v"), c.record_path_for("u")).unwrap();
         });
-        evicted_because(&found, "another URL");
+        assert_eq!(evicted(&found), &Untrusted::OtherUrl("v".into()));
         assert!(cache.contains("v"));
     }
 
@@ -515,7 +536,7 @@ mod tests {
             fs::remove_file(c.path_for("u")).unwrap();
             std::os::unix::fs::symlink(&target, c.path_for("u")).unwrap();
         });
-        evicted_because(&found, "a symlink");
+        assert_eq!(evicted(&found), &Untrusted::EntryNotRegular("a symlink"));
         assert!(fs::symlink_metadata(cache.path_for("u")).is_err());
         assert_eq!(
             fs::read(&target).unwrap(),
@@ -528,12 +549,12 @@ mod tests {
             fs::remove_file(c.record_path_for("u")).unwrap();
             std::os::unix::fs::symlink(&target, c.record_path_for("u")).unwrap();
         });
-        evicted_because(&found, "a symlink");
+        assert_eq!(evicted(&found), &Untrusted::RecordNotRegular("a symlink"));
         let (found, cache, _d) = after(|c| {
             fs::remove_file(c.path_for("u")).unwrap();
             fs::create_dir(c.path_for("u")).unwrap();
         });
-        evicted_because(&found, "a directory");
+        assert_eq!(evicted(&found), &Untrusted::EntryNotRegular("a directory"));
         assert!(!cache.path_for("u").exists());
         let fifo = std::process::Command::new("mkfifo")
             .arg(outside.path().join("probe"))
@@ -547,7 +568,10 @@ mod tests {
                     .unwrap();
                 assert!(ok.success());
             });
-            evicted_because(&found, "a special file");
+            assert_eq!(
+                evicted(&found),
+                &Untrusted::EntryNotRegular("a special file")
+            );
         }
     }
 

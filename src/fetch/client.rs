@@ -1,11 +1,16 @@
-//! One HTTP attempt: GET a URL, bounded in time and size, and classify what went wrong as
-//! transient (worth a retry) or permanent.
+//! One HTTP attempt: GET a URL, bounded in time and size, and decide what went wrong: its
+//! [`FailureCause`] and whether it is transient (worth a retry) or permanent. The cause is
+//! decided here, where the typed information is (reqwest's error kinds, the I/O, TLS and
+//! HTTP errors beneath them, the status), and travels as a value; the reason beside it is
+//! text for people only.
 //!
 //! Redirects: followed (up to 5) only while they stay on the host:port of the original
 //! request, or upgrade it from http to https on the same host; any other is refused
 //! before it is requested, so a server cannot send kaokore to another host (a cloud
 //! metadata address, a private network) or around that host's `--per-host` limit.
 
+use std::error::Error as StdError;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,12 +18,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::fetch::FetchOptions;
 
-use super::FetchError;
+use super::{FailureCause, FetchError};
 
 /// Why one attempt failed.
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptError {
+    /// What kind of failure, decided from the typed error where it happened.
+    pub cause: FailureCause,
     pub status: Option<u16>,
+    /// In words, for the report; nothing is decided on it.
     pub reason: String,
     /// Worth retrying (timeouts, connection errors, 408, 429, 5xx, cut or bad bodies).
     pub transient: bool,
@@ -29,8 +37,9 @@ pub(crate) struct AttemptError {
 }
 
 impl AttemptError {
-    fn transient(reason: impl Into<String>) -> Self {
+    pub(crate) fn transient(cause: FailureCause, reason: impl Into<String>) -> Self {
         AttemptError {
+            cause,
             status: None,
             reason: reason.into(),
             transient: true,
@@ -39,21 +48,23 @@ impl AttemptError {
         }
     }
 
-    fn permanent(reason: impl Into<String>) -> Self {
+    pub(crate) fn permanent(cause: FailureCause, reason: impl Into<String>) -> Self {
         AttemptError {
             transient: false,
-            ..Self::transient(reason)
+            ..Self::transient(cause, reason)
         }
-    }
-
-    /// A request that was never sent (its host counts as down).
-    pub(crate) fn not_attempted(reason: String) -> Self {
-        Self::transient(reason)
     }
 
     fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
+    }
+
+    fn timed_out(opts: &FetchOptions) -> Self {
+        Self::transient(
+            FailureCause::Timeout,
+            format!("timed out after {}", seconds(opts.timeout)),
+        )
     }
 }
 
@@ -73,7 +84,7 @@ pub(crate) fn build_client(opts: &FetchOptions) -> Result<reqwest::Client, Fetch
         .redirect(reqwest::redirect::Policy::custom(same_host_redirects))
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| FetchError::Client(error_chain(&e)))
+        .map_err(FetchError::Client)
 }
 
 /// Most redirects followed for one request.
@@ -174,7 +185,9 @@ impl Body {
                 .clone()
                 .acquire_many_owned(kib as u32)
                 .await
-                .map_err(|_| AttemptError::transient("the fetch is shutting down"))?;
+                .map_err(|_| {
+                    AttemptError::transient(FailureCause::Other, "the fetch is shutting down")
+                })?;
             match &mut self.reserved {
                 Some(p) => p.merge(permit),
                 None => self.reserved = Some(permit),
@@ -197,10 +210,7 @@ pub(crate) async fn download(
     // defence so that nothing in the attempt can outlive `--timeout`.
     match tokio::time::timeout(opts.timeout, download_inner(client, url, opts, budget)).await {
         Ok(result) => result,
-        Err(_) => Err(AttemptError::transient(format!(
-            "timed out after {}",
-            seconds(opts.timeout)
-        ))),
+        Err(_) => Err(AttemptError::timed_out(opts)),
     }
 }
 
@@ -214,7 +224,7 @@ async fn download_inner(
         .get(url)
         .send()
         .await
-        .map_err(|e| from_reqwest(e, opts))?;
+        .map_err(|e| send_error(e, opts))?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(status_error(status, response.headers()));
@@ -223,10 +233,13 @@ async fn download_inner(
     if let Some(len) = expected
         && len > opts.max_body_bytes
     {
-        return Err(AttemptError::permanent(format!(
-            "body of {len} bytes exceeds the limit of {} bytes",
-            opts.max_body_bytes
-        ))
+        return Err(AttemptError::permanent(
+            FailureCause::Invalid,
+            format!(
+                "body of {len} bytes exceeds the limit of {} bytes",
+                opts.max_body_bytes
+            ),
+        )
         .with_status(status));
     }
     let mut body = Body::new();
@@ -236,10 +249,10 @@ async fn download_inner(
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if (body.bytes.len() + chunk.len()) as u64 > opts.max_body_bytes {
-                    return Err(AttemptError::permanent(format!(
-                        "body exceeds the limit of {} bytes",
-                        opts.max_body_bytes
-                    ))
+                    return Err(AttemptError::permanent(
+                        FailureCause::Invalid,
+                        format!("body exceeds the limit of {} bytes", opts.max_body_bytes),
+                    )
                     .with_status(status));
                 }
                 body.reserve(chunk.len(), opts.max_body_bytes, budget)
@@ -248,26 +261,31 @@ async fn download_inner(
             }
             Ok(None) => break,
             Err(e) => {
-                let mut err = from_reqwest(e, opts).with_status(status);
-                if !err.reason.starts_with("timed out") {
-                    err.reason = format!(
-                        "body cut after {} of {} bytes: {}",
-                        body.bytes.len(),
-                        expected.map_or("?".to_string(), |n| n.to_string()),
-                        err.reason
-                    );
-                }
-                return Err(err);
+                let e = e.without_url();
+                let err = if e.is_timeout() {
+                    AttemptError::timed_out(opts)
+                } else {
+                    AttemptError::transient(
+                        FailureCause::Cut,
+                        format!(
+                            "body cut after {} of {} bytes: {}",
+                            body.bytes.len(),
+                            expected.map_or("?".to_string(), |n| n.to_string()),
+                            error_chain(&e)
+                        ),
+                    )
+                };
+                return Err(err.with_status(status));
             }
         }
     }
     if let Some(len) = expected
         && body.bytes.len() as u64 != len
     {
-        return Err(AttemptError::transient(format!(
-            "body truncated: {} of {len} bytes",
-            body.bytes.len()
-        ))
+        return Err(AttemptError::transient(
+            FailureCause::Cut,
+            format!("body truncated: {} of {len} bytes", body.bytes.len()),
+        )
         .with_status(status));
     }
     Ok(body)
@@ -287,7 +305,12 @@ fn status_error(status: u16, headers: &reqwest::header::HeaderMap) -> AttemptErr
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let cause = match status {
+        404 | 410 => FailureCause::Gone,
+        _ => FailureCause::HttpStatus,
+    };
     AttemptError {
+        cause,
         status: Some(status),
         reason,
         transient,
@@ -306,29 +329,92 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn from_reqwest(e: reqwest::Error, opts: &FetchOptions) -> AttemptError {
+/// A request that got no response.
+fn send_error(e: reqwest::Error, opts: &FetchOptions) -> AttemptError {
     let e = e.without_url();
-    if e.is_timeout() {
-        return AttemptError::transient(format!("timed out after {}", seconds(opts.timeout)));
-    }
-    if e.is_builder() {
-        return AttemptError::permanent(format!("invalid request: {}", error_chain(&e)));
-    }
-    if e.is_redirect() {
-        return AttemptError::permanent(format!("redirect refused: {}", error_chain(&e)));
-    }
-    let what = if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "body interrupted"
-    } else {
-        "request failed"
+    let cause = send_cause(&e);
+    let what = match cause {
+        FailureCause::Timeout => return AttemptError::timed_out(opts),
+        FailureCause::BadUrl if e.is_redirect() => "redirect refused",
+        FailureCause::BadUrl => "invalid request",
+        FailureCause::Cut => "body interrupted",
+        _ if e.is_connect() => "connection failed",
+        _ => "request failed",
     };
-    AttemptError::transient(format!("{what}: {}", error_chain(&e)))
+    let reason = format!("{what}: {}", error_chain(&e));
+    if cause == FailureCause::BadUrl {
+        AttemptError::permanent(cause, reason)
+    } else {
+        AttemptError::transient(cause, reason)
+    }
+}
+
+/// The cause of a request that got no response, from reqwest's kinds and the typed
+/// errors beneath them.
+fn send_cause(e: &reqwest::Error) -> FailureCause {
+    if e.is_timeout() {
+        return FailureCause::Timeout;
+    }
+    if e.is_builder() || e.is_redirect() {
+        return FailureCause::BadUrl;
+    }
+    // Resolver failures are tagged by reqwest (its `DnsError`, around the resolver's own
+    // error), whatever the resolver says.
+    if e.is_dns() {
+        return FailureCause::Dns;
+    }
+    if e.is_body() || e.is_decode() {
+        return FailureCause::Cut;
+    }
+    for source in causes(e) {
+        // tokio-rustls hands the handshake's and the certificate verifier's errors up
+        // inside an I/O error (InvalidData), found here by `causes`.
+        if source.is::<rustls::Error>() {
+            return FailureCause::Tls;
+        }
+        if let Some(io) = source.downcast_ref::<io::Error>() {
+            use io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused | ConnectionReset | ConnectionAborted => {
+                    return FailureCause::Refused;
+                }
+                TimedOut => return FailureCause::Timeout,
+                BrokenPipe | UnexpectedEof | NotConnected | NetworkUnreachable
+                | HostUnreachable | NetworkDown | AddrNotAvailable => {
+                    return FailureCause::Connection;
+                }
+                _ => {}
+            }
+        }
+        // The host accepted the connection, then closed it without a whole response.
+        if let Some(h) = source.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return FailureCause::Connection;
+        }
+    }
+    if e.is_connect() {
+        FailureCause::Connection
+    } else {
+        FailureCause::Other
+    }
+}
+
+/// `e` and its causes. An I/O error's `source` is that of the error it wraps, skipping
+/// the wrapped error itself (a `rustls::Error`, say): it is visited here.
+fn causes<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |&e: &&'a (dyn StdError + 'static)| {
+        match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        }
+    })
 }
 
 /// An error and its causes on one line, without repeats.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
@@ -348,6 +434,7 @@ fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::test_server::{Reply, closed_port, serve};
 
     #[test]
     fn retry_after_forms() {
@@ -375,5 +462,129 @@ mod tests {
         }
         assert!(status_error(429, &h).throttle && status_error(503, &h).throttle);
         assert_eq!(status_error(404, &h).reason, "HTTP 404 Not Found");
+    }
+
+    /// One attempt at `url` with a client of its own, as a fetch run makes it.
+    async fn attempt(url: &str, timeout: Duration) -> Result<Body, AttemptError> {
+        let opts = FetchOptions {
+            timeout,
+            ..FetchOptions::default()
+        };
+        let client = build_client(&opts).unwrap();
+        download(&client, url, &opts, &BodyBudget::new()).await
+    }
+
+    async fn failed(url: &str, timeout: Duration) -> AttemptError {
+        match attempt(url, timeout).await {
+            Ok(body) => panic!(
+                "{url}: {} bytes arrived, expected a failure",
+                body.bytes.len()
+            ),
+            Err(e) => e,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused() {
+        let e = failed(&format!("http://127.0.0.1:{}/a.jpg", closed_port()), LONG).await;
+        assert_eq!(e.cause, FailureCause::Refused, "{e:?}");
+        assert_eq!(e.status, None);
+        assert!(e.transient);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        // Nothing after the request; then a body that stops halfway: both are timeouts,
+        // not connection failures or cut bodies.
+        let silent = Reply {
+            bytes: Vec::new(),
+            hold: LONG,
+        };
+        let url = serve(silent);
+        let e = failed(&format!("{url}/a.jpg"), Duration::from_millis(300)).await;
+        assert_eq!(e.cause, FailureCause::Timeout, "{e:?}");
+        assert_eq!(e.status, None);
+        assert!(e.transient);
+        let stalled = serve(Reply::cut(1000, &[0xFF; 10]).then_hold(LONG));
+        let e = failed(&format!("{stalled}/a.jpg"), Duration::from_millis(300)).await;
+        assert_eq!(e.cause, FailureCause::Timeout, "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_dns() {
+        // RFC 2606: `.invalid` never resolves, and needs no network to fail.
+        let e = failed("http://kaokore-test.invalid/a.jpg", LONG).await;
+        assert_eq!(e.cause, FailureCause::Dns, "{e:?}");
+        assert!(e.transient);
+    }
+
+    #[tokio::test]
+    async fn statuses_decide_gone_and_http_errors() {
+        for (status, cause, transient) in [
+            (404, FailureCause::Gone, false),
+            (410, FailureCause::Gone, false),
+            (503, FailureCause::HttpStatus, true),
+            (403, FailureCause::HttpStatus, false),
+        ] {
+            let url = serve(Reply::status(status, b"no"));
+            let e = failed(&format!("{url}/a.jpg"), LONG).await;
+            assert_eq!(
+                (e.cause, e.status, e.transient),
+                (cause, Some(status), transient),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_announced_is_cut() {
+        let url = serve(Reply::cut(1000, &[0xFF; 10]));
+        let e = failed(&format!("{url}/a.jpg"), LONG).await;
+        assert_eq!(e.cause, FailureCause::Cut, "{e:?}");
+        assert_eq!(e.status, Some(200));
+        assert!(e.transient);
+        // Whole bodies arrive.
+        let url = serve(Reply::status(200, b"0123456789"));
+        assert_eq!(attempt(&url, LONG).await.unwrap().bytes, b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_closes_without_answering_is_a_connection_failure() {
+        let url = serve(Reply {
+            bytes: Vec::new(),
+            hold: Duration::ZERO,
+        });
+        let e = failed(&format!("{url}/a.jpg"), LONG).await;
+        assert_eq!(e.cause, FailureCause::Connection, "{e:?}");
+        assert!(e.transient);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_speaks_no_tls_is_a_tls_failure() {
+        let url = serve(Reply::status(400, b"plain HTTP").then_hold(LONG));
+        let url = url.replacen("http://", "https://", 1);
+        let e = failed(&format!("{url}/a.jpg"), LONG).await;
+        assert_eq!(e.cause, FailureCause::Tls, "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn urls_that_cannot_be_requested_and_redirects_elsewhere_are_bad_urls() {
+        let e = failed("http://", LONG).await;
+        assert_eq!(e.cause, FailureCause::BadUrl, "{e:?}");
+        assert!(!e.transient);
+        let elsewhere = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{}/b.jpg\r\n\
+             Content-Length: 0\r\n\r\n",
+            closed_port()
+        );
+        let url = serve(Reply {
+            bytes: elsewhere.into_bytes(),
+            hold: Duration::ZERO,
+        });
+        let e = failed(&format!("{url}/a.jpg"), LONG).await;
+        assert_eq!(e.cause, FailureCause::BadUrl, "{e:?}");
+        assert!(!e.transient);
     }
 }

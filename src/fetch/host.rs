@@ -1,13 +1,16 @@
 //! Politeness towards one host (host:port of the URL actually requested): at most
 //! `--per-host` requests in flight, a pause of the whole host after a 429/503 (for its
 //! `Retry-After`), fewer parallel requests for a while after being throttled, and the
-//! verdict that a host is down once it fails request after request.
+//! verdict that a host is down once it fails request after request, with the cause of
+//! its last failure.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
+
+use super::FailureCause;
 
 /// Successful responses that win back one parallel slot after a throttle.
 const SUCCESSES_PER_SLOT: u32 = 16;
@@ -36,8 +39,16 @@ struct GateState {
     successes: u32,
     /// Requests failed in a row after all retries, for transient reasons.
     failed_in_a_row: u32,
-    /// Set once the host counts as down: the reason of the last failure.
-    down: Option<String>,
+    /// Set once the host counts as down.
+    down: Option<Down>,
+}
+
+/// Why a host counts as down: its last failure, the one that made it so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Down {
+    pub cause: FailureCause,
+    /// In words, for the report.
+    pub reason: String,
 }
 
 /// A request slot of a host; releasing it honours a pending slow-down.
@@ -151,16 +162,19 @@ impl HostGate {
     }
 
     /// A request failed for a transient reason even after its retries.
-    pub(crate) fn gave_up(&self, reason: &str) {
+    pub(crate) fn gave_up(&self, cause: FailureCause, reason: &str) {
         let mut st = self.lock();
         st.failed_in_a_row += 1;
         if st.failed_in_a_row >= GIVE_UP_AFTER && st.down.is_none() {
-            st.down = Some(reason.to_string());
+            st.down = Some(Down {
+                cause,
+                reason: reason.to_string(),
+            });
         }
     }
 
     /// Why the host counts as down, if it does.
-    pub(crate) fn down(&self) -> Option<String> {
+    pub(crate) fn down(&self) -> Option<Down> {
         self.lock().down.clone()
     }
 

@@ -8,14 +8,17 @@
 //! be fetched is returned in a [`FetchSummary`] for the pipeline to report.
 //!
 //! Layout: `run` schedules (per-host queues and workers, retries), `host` is the
-//! politeness gate of one host, `client` makes one HTTP attempt and classifies its
-//! failure, `validate` decides what may be cached, `cache` stores it atomically.
+//! politeness gate of one host, `client` makes one HTTP attempt and decides the cause of
+//! its failure from the typed error, `validate` decides what may be cached, `cache`
+//! stores it atomically.
 
 mod cache;
 mod client;
 mod host;
 mod options;
 mod run;
+#[cfg(test)]
+mod test_server;
 mod validate;
 mod verdict;
 
@@ -24,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::metadata::ImageId;
 
-pub use cache::{Cache, Lookup};
+pub use cache::{Cache, Lookup, Untrusted};
 pub(crate) use client::BODY_MEMORY;
 pub use options::{FetchOptions, Rewrite};
 pub use run::OnDecoded;
@@ -47,18 +50,21 @@ pub struct FetchFailure {
     pub url: String,
     /// The host of the original URL (lower case, no port): what a user finds in urls.txt.
     pub host: String,
-    /// What kind of failure the last attempt was, for grouping and for the verdict.
+    /// What kind of failure the last attempt was, for grouping and for the verdict; for a
+    /// request never sent because its host was given up, the host's last cause.
     pub cause: FailureCause,
     /// The HTTP status of the last attempt, if a response arrived.
     pub status: Option<u16>,
+    /// In words, for the report; nothing is decided on it.
     pub reason: String,
     /// Attempts made (0 when the URL could not be requested at all).
     pub attempts: u32,
 }
 
-/// The kind of a failure, classified from its last status and reason. A host counts as
-/// unreachable for the network kinds (DNS, refused, TLS, timeouts, other connection
-/// errors); the others are about single images.
+/// The kind of a failure, decided where it happened from the typed error (reqwest's
+/// kinds, the I/O and TLS errors beneath them, the status, the validation), never from
+/// its wording. A host counts as unreachable for the network kinds (DNS, refused, TLS,
+/// timeouts, other connection errors); the others are about single images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureCause {
@@ -85,53 +91,6 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
-    /// Classify a failure by its last HTTP status and its reason text (the reason of a
-    /// request never sent because its host was down names the host's last error).
-    pub fn classify(status: Option<u16>, reason: &str) -> FailureCause {
-        // A request not sent because its host was down carries the host's last error.
-        if let Some((_, last)) = reason.split_once("(last: ") {
-            return FailureCause::classify(None, last.trim_end_matches(')'));
-        }
-        // A status the reason names ("HTTP 503 ...") when the caller has none.
-        let status = status.or_else(|| {
-            reason
-                .strip_prefix("HTTP ")
-                .and_then(|r| r.get(..3))
-                .and_then(|d| d.parse().ok())
-        });
-        let lower = reason.to_ascii_lowercase();
-        let has = |needle: &str| lower.contains(needle);
-        if has("timed out") {
-            return FailureCause::Timeout;
-        }
-        if has("body cut") || has("body truncated") || has("body interrupted") {
-            return FailureCause::Cut;
-        }
-        match status {
-            Some(404 | 410) => return FailureCause::Gone,
-            Some(200) => return FailureCause::Invalid,
-            Some(_) => return FailureCause::HttpStatus,
-            None => {}
-        }
-        if has("dns error") || has("failed to lookup address") || has("name or service not known") {
-            FailureCause::Dns
-        } else if has("connection refused") || has("connection reset") {
-            FailureCause::Refused
-        } else if has("certificate") || has("tls") || has("handshake") {
-            FailureCause::Tls
-        } else if has("invalid url")
-            || has("url scheme")
-            || has("without a host")
-            || has("redirect")
-        {
-            FailureCause::BadUrl
-        } else if has("connect") || has("proxy") {
-            FailureCause::Connection
-        } else {
-            FailureCause::Other
-        }
-    }
-
     /// A few words for the console.
     pub fn describe(self) -> &'static str {
         match self {
@@ -216,7 +175,7 @@ pub enum FetchError {
         source: std::io::Error,
     },
     #[error("cannot set up the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("fetch interrupted")]
@@ -271,44 +230,4 @@ pub fn fetch_all_until(
     run::fetch_all(requests, cache, opts, on_done, None, &|| {
         stop.load(std::sync::atomic::Ordering::Relaxed)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FailureCause::{self, *};
-
-    #[test]
-    fn causes_from_reasons() {
-        let refused = "connection failed: error sending request: client error (Connect): \
-                       tcp connect error: Connection refused (os error 111)";
-        let cases: [(Option<u16>, &str, FailureCause); 10] = [
-            (Some(404), "HTTP 404 Not Found", Gone),
-            (Some(410), "HTTP 410 Gone", Gone),
-            (Some(503), "HTTP 503 Service Unavailable", HttpStatus),
-            (None, refused, Refused),
-            (
-                None,
-                "connection failed: client error (Connect): dns error: failed to lookup \
-                 address information: Name or service not known",
-                Dns,
-            ),
-            (
-                None,
-                "connection failed: invalid peer certificate: UnknownIssuer",
-                Tls,
-            ),
-            (None, "timed out after 30s", Timeout),
-            (Some(200), "body truncated: 10 of 20 bytes", Cut),
-            (Some(200), "not an image: starts with <!DOCTYPE", Invalid),
-            (None, "unsupported URL scheme 'ftp'", BadUrl),
-        ];
-        for (status, reason, cause) in cases {
-            assert_eq!(FailureCause::classify(status, reason), cause, "{reason}");
-        }
-        // A request never sent takes the cause of its host's last error.
-        let skipped = format!("not attempted: the host failed 10 requests (last: {refused})");
-        assert_eq!(FailureCause::classify(None, &skipped), Refused);
-        let skipped = "not attempted: the host failed 10 requests (last: HTTP 500 Internal)";
-        assert_eq!(FailureCause::classify(None, skipped), HttpStatus);
-    }
 }

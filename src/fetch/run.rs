@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::fetch::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError, Body, BodyBudget};
-use super::host::{GIVE_UP_AFTER, HostGate, Slot};
+use super::host::{Down, GIVE_UP_AFTER, HostGate, Slot};
 use super::validate::{self, DecodeGate, Invalid};
 use super::{
     Cache, FailureCause, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary,
@@ -131,14 +131,14 @@ pub(super) fn fetch_all(
         let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
         let host = match host_key(&target) {
             Ok(h) => h,
-            Err(reason) => {
+            Err(e) => {
                 let failure = FetchFailure {
                     id: req.id,
                     url: req.url.clone(),
                     host: original_host(&req.url),
                     status: None,
-                    cause: FailureCause::classify(None, &reason),
-                    reason,
+                    cause: FailureCause::BadUrl,
+                    reason: e.to_string(),
                     attempts: 0,
                 };
                 tally(&mut summary, i, FetchOutcome::Failed(failure));
@@ -196,7 +196,7 @@ pub(super) fn fetch_all(
                                 url: requests[i].url.clone(),
                                 host: original_host(&requests[i].url),
                                 status: e.status,
-                                cause: FailureCause::classify(e.status, &e.reason),
+                                cause: e.cause,
                                 reason: e.reason.clone(),
                                 attempts: *attempts,
                             };
@@ -249,7 +249,7 @@ impl HostTally {
 /// The hosts given up: those the gate declared down, and those that never delivered a
 /// single image because they could not be reached (too few requests for the gate's count,
 /// but as unreachable).
-fn given_up(hosts: &[String], tallies: &[HostTally], down: &[Option<String>]) -> Vec<HostGivenUp> {
+fn given_up(hosts: &[String], tallies: &[HostTally], down: &[Option<Down>]) -> Vec<HostGivenUp> {
     let mut out: Vec<HostGivenUp> = hosts
         .iter()
         .zip(tallies)
@@ -260,7 +260,7 @@ fn given_up(hosts: &[String], tallies: &[HostTally], down: &[Option<String>]) ->
                 return None;
             }
             let (cause, last_error) = match (down, &t.last) {
-                (Some(reason), _) => (FailureCause::classify(None, reason), reason.clone()),
+                (Some(down), _) => (down.cause, down.reason.clone()),
                 (None, Some((cause, reason))) => (*cause, reason.clone()),
                 (None, None) => (FailureCause::Other, String::new()),
             };
@@ -297,7 +297,7 @@ fn download_jobs(
     stop: &dyn Fn() -> bool,
     keep_decoded: bool,
     mut done: impl FnMut(&[Job], usize, JobResult),
-) -> Result<Vec<Option<String>>, FetchError> {
+) -> Result<Vec<Option<Down>>, FetchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kaokore-fetch")
@@ -338,13 +338,9 @@ fn download_jobs(
                     // start in the given order (the slots are handed out fairly).
                     let slot = queue.gate.acquire().await;
                     let Some(j) = queue.next() else { break };
-                    if let Some(last) = queue.gate.down() {
+                    if let Some(down) = queue.gate.down() {
                         drop(slot);
-                        let reason = format!(
-                            "not attempted: the host failed {GIVE_UP_AFTER} requests in a \
-                             row after retries (last: {last})"
-                        );
-                        let result = JobResult::Failed(AttemptError::not_attempted(reason), 0);
+                        let result = JobResult::Failed(not_attempted(&down), 0);
                         if tx.send(Message::Done(j, result)).is_err() {
                             break;
                         }
@@ -439,7 +435,7 @@ async fn fetch_job<'g>(
             return Ok(JobResult::Failed(e, attempts));
         }
         if attempts > opts.retries || gate.down().is_some() {
-            gate.gave_up(&e.reason);
+            gate.gave_up(e.cause, &e.reason);
             return Ok(JobResult::Failed(e, attempts));
         }
         tokio::time::sleep(wait).await;
@@ -481,25 +477,46 @@ async fn store_validated(
         Ok(Err(broken)) => return Err(broken),
         Err(e) => Invalid::Undecodable(format!("validation did not finish: {e}")),
     };
-    let transient = matches!(invalid, Invalid::Undecodable(_));
     Ok(Err(AttemptError {
+        cause: invalid.cause(),
         status: Some(200),
         reason: invalid.to_string(),
-        transient,
+        transient: invalid.is_transient(),
         throttle: false,
         retry_after: None,
     }))
 }
 
+/// A request not sent because its host is down: it fails with the host's last cause.
+fn not_attempted(down: &Down) -> AttemptError {
+    AttemptError::transient(
+        down.cause,
+        format!(
+            "not attempted: the host failed {GIVE_UP_AFTER} requests in a row after retries \
+             (last: {})",
+            down.reason
+        ),
+    )
+}
+
+/// Why a URL cannot be requested at all (a [`FailureCause::BadUrl`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Unrequestable {
+    #[error("invalid URL: {0}")]
+    Syntax(<reqwest::Url as std::str::FromStr>::Err),
+    #[error("unsupported URL scheme '{0}'")]
+    Scheme(String),
+    #[error("URL without a host")]
+    NoHost,
+}
+
 /// `scheme://host:port` of an http(s) URL: the unit of politeness.
-fn host_key(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+fn host_key(url: &str) -> Result<String, Unrequestable> {
+    let parsed = reqwest::Url::parse(url).map_err(Unrequestable::Syntax)?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("unsupported URL scheme '{}'", parsed.scheme()));
+        return Err(Unrequestable::Scheme(parsed.scheme().to_string()));
     }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| "URL without a host".to_string())?;
+    let host = parsed.host_str().ok_or(Unrequestable::NoHost)?;
     let port = parsed.port_or_known_default().unwrap_or(0);
     Ok(format!("{host}:{port}").to_ascii_lowercase())
 }
@@ -515,6 +532,8 @@ fn jitter_seed(url: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::test_server::{Reply, closed_port, serve};
+    use crate::metadata::ImageId;
 
     #[test]
     fn host_keys() {
@@ -530,7 +549,94 @@ mod tests {
             host_key("http://127.0.0.1:8080/x").unwrap(),
             "127.0.0.1:8080"
         );
-        assert!(host_key("file:///etc/passwd").is_err());
-        assert!(host_key("ftp://example.org/x").is_err());
+        assert_eq!(
+            host_key("file:///etc/passwd"),
+            Err(Unrequestable::Scheme("file".into()))
+        );
+        assert_eq!(
+            host_key("ftp://example.org/x"),
+            Err(Unrequestable::Scheme("ftp".into()))
+        );
+        assert!(matches!(host_key("http://"), Err(Unrequestable::Syntax(_))));
+        assert!(matches!(
+            host_key("not a url"),
+            Err(Unrequestable::Syntax(_))
+        ));
+    }
+
+    /// Fetch `urls` once each (no retries) into a cache of their own.
+    fn fetch(urls: &[String]) -> FetchSummary {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let requests: Vec<FetchRequest> = urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| FetchRequest {
+                id: ImageId(i as u32),
+                url: url.clone(),
+            })
+            .collect();
+        let opts = FetchOptions {
+            retries: 0,
+            per_host: 1,
+            ..FetchOptions::default()
+        };
+        fetch_all(&requests, &cache, &opts, &|_, _| {}, None, &|| false).unwrap()
+    }
+
+    fn jpeg() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8, y as u8, 9]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn validation_decides_invalid_and_cut_bodies() {
+        let html = serve(Reply::status(200, b"<!DOCTYPE html><html>busy</html>"));
+        let good = jpeg();
+        // Cut in its scan, and sent whole as its server has it: only the JPEG itself
+        // shows the cut.
+        let sos = good.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let cut = serve(Reply::status(200, &good[..(sos + good.len()) / 2]));
+        let whole = serve(Reply::status(200, &good));
+        let s = fetch(&[format!("{html}/a.jpg"), format!("{cut}/b.jpg"), whole]);
+        assert_eq!(s.downloaded, 1, "{s:?}");
+        let causes: Vec<_> = s.failures.iter().map(|f| (f.cause, f.status)).collect();
+        assert_eq!(
+            causes,
+            [
+                (FailureCause::Invalid, Some(200)),
+                (FailureCause::Cut, Some(200))
+            ]
+        );
+    }
+
+    #[test]
+    fn requests_skipped_for_a_host_given_up_carry_its_last_cause() {
+        let erring = serve(Reply::status(500, b"busy"));
+        let refusing = format!("http://127.0.0.1:{}", closed_port());
+        for (base, cause) in [
+            (erring, FailureCause::HttpStatus),
+            (refusing, FailureCause::Refused),
+        ] {
+            let urls: Vec<String> = (0..40).map(|i| format!("{base}/{i}.jpg")).collect();
+            let s = fetch(&urls);
+            assert_eq!(s.failures.len(), 40);
+            let (skipped, sent): (Vec<_>, Vec<_>) =
+                s.failures.iter().partition(|f| f.attempts == 0);
+            assert!(sent.len() >= GIVE_UP_AFTER as usize, "{}", sent.len());
+            assert!(skipped.len() >= 20, "{} skipped", skipped.len());
+            assert!(sent.iter().all(|f| f.cause == cause), "{sent:?}");
+            assert!(
+                skipped
+                    .iter()
+                    .all(|f| f.cause == cause && f.status.is_none()),
+                "{skipped:?}"
+            );
+            assert_eq!(s.hosts_given_up.len(), 1);
+            assert_eq!(s.hosts_given_up[0].cause, cause);
+            assert_eq!(s.hosts_given_up[0].images, 40);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The gate in front of the cache: a body is stored only if it is an image of sane
 //! dimensions that decodes completely. An HTML error page served with status 200, a
-//! truncated or corrupt JPEG never becomes a cache entry.
+//! truncated or corrupt JPEG never becomes a cache entry. Why a body was refused is a
+//! value ([`Invalid`]), and so is the [`FailureCause`] it makes.
 //!
 //! Validation decodes with pack's decoder and pack's pixel limit
 //! ([`decode::MAX_DECODED_BYTES`]), so what is cached can be packed; and a
@@ -13,6 +14,8 @@ use image::DynamicImage;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::decode::{self, DecodeError, DecodedSize};
+
+use super::FailureCause;
 
 /// Memory for the pixels of the validation decodes running at once: two images at the
 /// pixel limit, or many ordinary ones (a 256 x 256 JPEG needs 192 KiB).
@@ -28,6 +31,26 @@ pub(crate) enum Invalid {
     BadDimensions { width: u32, height: u32 },
     /// An image whose pixels exceed the limit (from its header): not retried either.
     TooLarge(String),
+    /// A JPEG without its end-of-image marker: its body was cut short (or its server
+    /// holds a cut file). Retried, as a cut transfer is.
+    Cut,
+}
+
+impl Invalid {
+    /// The kind of failure this refusal makes.
+    pub(crate) fn cause(&self) -> FailureCause {
+        match self {
+            Invalid::Cut => FailureCause::Cut,
+            Invalid::Undecodable(_) | Invalid::BadDimensions { .. } | Invalid::TooLarge(_) => {
+                FailureCause::Invalid
+            }
+        }
+    }
+
+    /// Worth another attempt: servers under load do serve error pages and cut responses.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, Invalid::Undecodable(_) | Invalid::Cut)
+    }
 }
 
 impl std::fmt::Display for Invalid {
@@ -38,6 +61,7 @@ impl std::fmt::Display for Invalid {
                 write!(f, "image dimensions {width}x{height} out of bounds")
             }
             Invalid::TooLarge(why) => write!(f, "refused: {why}"),
+            Invalid::Cut => write!(f, "not a decodable image: {}", DecodeError::CutShort),
         }
     }
 }
@@ -73,6 +97,7 @@ pub(crate) fn check_image(bytes: &[u8], max_edge: u32) -> Result<Option<DynamicI
             Invalid::TooLarge(e.to_string())
         }
         DecodeError::Jpeg(why) => Invalid::Undecodable(format!("corrupt JPEG: {why}")),
+        DecodeError::CutShort => Invalid::Cut,
         other => Invalid::Undecodable(other.to_string()),
     })?;
     Ok((decoded.source.format == decode::SourceFormat::Jpeg).then_some(decoded.image))
@@ -172,6 +197,16 @@ mod tests {
         assert!(
             matches!(check_image(html, 100), Err(Invalid::Undecodable(m)) if m.contains("HTML"))
         );
+        // What the body is decides the cause: an HTML page is not an image, a JPEG without
+        // its end is a cut one.
+        assert_eq!(
+            check_image(html, 100).unwrap_err().cause(),
+            FailureCause::Invalid
+        );
+        assert_eq!(
+            check_image(&good, 35).unwrap_err().cause(),
+            FailureCause::Invalid
+        );
         assert!(check_image(&good[..good.len() / 2], 100).is_err());
         // Cut after the header: the default decoder would fill the rest with grey.
         let sos = good.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
@@ -207,10 +242,9 @@ mod tests {
         let sos = good.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
         for cut in [sos + 30, (sos + good.len()) / 2, good.len() - 2] {
             let mut cut_short = good[..cut].to_vec();
-            assert!(
-                matches!(check_image(&cut_short, 100), Err(Invalid::Undecodable(m)) if m.contains("cut short")),
-                "cut at {cut}"
-            );
+            let refused = check_image(&cut_short, 100).unwrap_err();
+            assert_eq!(refused, Invalid::Cut, "cut at {cut}");
+            assert_eq!(refused.cause(), FailureCause::Cut);
             cut_short.extend(std::iter::repeat_n(0u8, 4096));
             assert!(
                 check_image(&cut_short, 100).is_err(),

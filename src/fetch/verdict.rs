@@ -216,15 +216,16 @@ pub fn shortfalls(summary: &FetchSummary, limit: MaxMissing, strict: bool) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::FailureCause::{Gone, Refused, Timeout};
     use crate::metadata::ImageId;
 
-    fn failure(id: u32, host: &str, status: Option<u16>, reason: &str) -> FetchFailure {
+    fn failure(id: u32, host: &str, cause: FailureCause, reason: &str) -> FetchFailure {
         FetchFailure {
             id: ImageId(id),
             url: format!("https://{host}/{id}.jpg"),
             host: host.to_string(),
-            status,
-            cause: FailureCause::classify(status, reason),
+            status: (cause == Gone).then_some(404),
+            cause,
             reason: reason.to_string(),
             attempts: 1,
         }
@@ -233,10 +234,10 @@ mod tests {
     #[test]
     fn failures_group_by_host_and_cause() {
         let mut failures: Vec<FetchFailure> = (0..300)
-            .map(|i| failure(300 - i, "a.example", Some(404), "HTTP 404 Not Found"))
+            .map(|i| failure(300 - i, "a.example", Gone, "HTTP 404 Not Found"))
             .collect();
-        failures.push(failure(7, "b.example", None, "timed out after 30s"));
-        failures.push(failure(8, "a.example", None, "timed out after 30s"));
+        failures.push(failure(7, "b.example", Timeout, "timed out after 30s"));
+        failures.push(failure(8, "a.example", Timeout, "timed out after 30s"));
         let groups = group_failures(&failures);
         assert_eq!(groups.len(), 3);
         assert_eq!(groups[0].images, 300);
@@ -257,7 +258,7 @@ mod tests {
             ..FetchSummary::default()
         };
         summary.failures = (0..10)
-            .map(|i| failure(i, "a.example", Some(404), "HTTP 404 Not Found"))
+            .map(|i| failure(i, "a.example", Gone, "HTTP 404 Not Found"))
             .collect();
         // 1% gone: delivers, unless --strict.
         assert!(shortfalls(&summary, MaxMissing::default(), false).is_empty());
@@ -276,7 +277,7 @@ mod tests {
                 failure(
                     i,
                     "a.example",
-                    None,
+                    Refused,
                     "connection failed: Connection refused",
                 )
             })

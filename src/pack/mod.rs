@@ -68,9 +68,20 @@ pub trait ImageSource: Sync {
     /// Every image was asked for; the source's last word before anything in the output
     /// directory is replaced. An error abandons the pack and leaves `out` as it was (a
     /// build whose fetch cannot deliver, an interrupted run).
-    fn confirm(&self) -> Result<(), String> {
+    fn confirm(&self) -> Result<(), Withheld> {
         Ok(())
     }
+}
+
+/// Why a source withheld its confirmation ([`ImageSource::confirm`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Withheld {
+    #[error("interrupted")]
+    Interrupted,
+    /// The source cannot deliver the build; in the words of whoever decided it (a fetch
+    /// short of images, a cache that could not give them).
+    #[error("{0}")]
+    NotDelivered(String),
 }
 
 /// An image file as a source delivers it.
@@ -124,7 +135,7 @@ pub enum PackError {
     Commit(#[from] CommitError),
     /// The source withheld its confirmation ([`ImageSource::confirm`]): nothing written.
     #[error("not written: {0}")]
-    Withheld(String),
+    Withheld(Withheld),
     /// `--strict` and some images did not decode: nothing written.
     #[error(
         "{} image(s) could not be decoded (--strict), e.g. {}: {}",
