@@ -52,7 +52,7 @@ pub struct NotDelivered {
     pub failed: usize,
     /// Where the report of the run was written, or why it could not be (`None`: no
     /// report for this command).
-    pub report: Option<Result<PathBuf, String>>,
+    pub report: Option<Result<PathBuf, crate::report::ReportError>>,
 }
 
 impl NotDelivered {

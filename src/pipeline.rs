@@ -5,7 +5,7 @@
 //! `verify` re-reading what pack wrote.
 //!
 //! A build replaces what is in `--out` only if it delivers: a fetch with a shortfall
-//! ([`crate::report::shortfalls`]), a failed pack or an interruption (`cfg.stop`) leaves
+//! ([`crate::fetch::shortfalls`]), a failed pack or an interruption (`cfg.stop`) leaves
 //! `--out` as it was, and each side stops the other within seconds.
 
 use std::collections::HashMap;
@@ -538,7 +538,7 @@ fn not_delivered(
         shortfalls: short,
         groups: group_failures(&report.failures),
         failed: report.failures.len(),
-        report: Some(written.map_err(|e| e.to_string())),
+        report: Some(written),
     }))
 }
 
