@@ -18,16 +18,36 @@ use crate::config::BuildConfig;
 use crate::error::{Error, NotDelivered};
 use image::DynamicImage;
 
+use crate::decode::{self, DecodeError, Decoded};
 use crate::fetch::{Cache, FetchError, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
 use crate::fetch::{Shortfall, group_failures, shortfalls};
 use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
-use crate::pack::{Delivered, ImageSource, PackError, PackSummary, Withheld};
+use crate::normalize;
+use crate::pack::{Delivered, ImageChain, ImageSource, PackError, PackSummary, Withheld};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stage};
 use crate::verify::VerifyReport;
+
+/// The stages each image goes through between fetch and encode, in order: decode (or
+/// take the pixels the fetcher's validation decoded), convert to 8-bit RGB, resize to each
+/// size. Pack runs it on its pool, then encodes what the formats need.
+pub const IMAGE_CHAIN: ImageChain = ImageChain {
+    decode: decode_delivered,
+    to_rgb: normalize::to_rgb,
+    resize: normalize::resize,
+};
+
+/// A delivered file's pixels: those the fetcher decoded when it validated the file, else
+/// decoded now.
+fn decode_delivered(bytes: &[u8], decoded: Option<DynamicImage>) -> Result<Decoded, DecodeError> {
+    match decoded {
+        Some(image) => Ok(Decoded::jpeg(bytes, image)),
+        None => decode::decode(bytes),
+    }
+}
 
 /// Parse the embedded files of `version`, or an upstream-layout directory.
 pub fn load_dataset(version: DatasetVersion, dir: Option<&Path>) -> Result<Dataset, Error> {
@@ -621,7 +641,7 @@ fn pack_with(
     cfg: &BuildConfig,
     progress: &Progress,
 ) -> Result<Vec<PackSummary>, PackError> {
-    crate::pack::pack_sizes(dataset, source, &cfg.pack, &cfg.out, progress)
+    crate::pack::pack_sizes(dataset, source, &IMAGE_CHAIN, &cfg.pack, &cfg.out, progress)
 }
 
 /// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.

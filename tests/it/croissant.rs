@@ -18,6 +18,7 @@ fn build(inline: &InlineDataset, formats: &str, jobs: usize, out: &Path) {
     pack::pack(
         &inline.dataset,
         &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, jobs, formats),
         out,
         &Progress::hidden("pack", 0),

@@ -25,6 +25,7 @@ fn build(formats: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     pack::pack(
         &inline.dataset,
         &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 2, formats),
         &out,
         &Progress::hidden("pack", 0),
@@ -496,6 +497,7 @@ fn an_empty_split_is_packed_and_verifies() {
     let summary = pack::pack(
         &inline.dataset,
         &MapSource::new(inline.files),
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &Progress::hidden("pack", 0),
@@ -530,6 +532,7 @@ fn an_output_path_that_is_a_file_is_an_error() {
     let err = pack::pack(
         &inline.dataset,
         &MapSource::new(inline.files),
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 1, "npz"),
         &out,
         &Progress::hidden("pack", 0),

@@ -24,6 +24,7 @@ fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::
     pack::pack(
         &inline.dataset,
         &MapSource::jittery(inline.files, 3, jobs as u64),
+        &kaokore::pipeline::IMAGE_CHAIN,
         &opts,
         out,
         &Progress::hidden("pack", 0),
@@ -451,6 +452,7 @@ fn an_empty_split_has_one_empty_shard_that_verifies() {
     pack::pack(
         &inline.dataset,
         &MapSource::new(inline.files),
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 2, "npz,webdataset"),
         &out,
         &Progress::hidden("pack", 0),

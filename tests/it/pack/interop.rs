@@ -68,6 +68,7 @@ fn numpy_and_pyarrow_read_the_artifacts() {
     pack::pack(
         &inline.dataset,
         &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &Progress::hidden("pack", 0),

@@ -36,7 +36,15 @@ fn run(
 ) -> PackSummary {
     let source = MapSource::new(inline.files.clone());
     let progress = Progress::hidden("pack", inline.dataset.labelled.len() as u64);
-    pack::pack(&inline.dataset, &source, opts, out, &progress).expect("pack succeeds")
+    pack::pack(
+        &inline.dataset,
+        &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
+        opts,
+        out,
+        &progress,
+    )
+    .expect("pack succeeds")
 }
 
 fn gunzip(path: &std::path::Path) -> Vec<u8> {
@@ -479,6 +487,7 @@ fn output_is_identical_for_any_thread_count_and_arrival_order() {
         pack::pack(
             &inline.dataset,
             &source,
+            &kaokore::pipeline::IMAGE_CHAIN,
             &options(S, jobs, "idx,npz,parquet,images,mnist"),
             &out,
             &progress,
@@ -535,6 +544,7 @@ fn a_failed_pack_leaves_no_artifact() {
     let err = pack::pack(
         &inline.dataset,
         &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(S, 2, "idx,npz,parquet"),
         &out,
         &progress,

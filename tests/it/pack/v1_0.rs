@@ -81,6 +81,7 @@ fn whole_version_1_0_real_metadata_packs_and_verifies() {
     let summary = pack::pack(
         &dataset,
         &source,
+        &kaokore::pipeline::IMAGE_CHAIN,
         &options(size, 2, "idx,npz,parquet"),
         &out,
         &progress,

@@ -1,0 +1,216 @@
+//! The pack scheduler: it hands the labelled images to the pool in fixed chunks and takes
+//! the outcomes back in labels.csv order, feeding each row to every format's writer. Output
+//! therefore does not depend on the number of threads or the order images arrive in, and
+//! memory stays bounded by the chunks in flight.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::format::{FinishContext, FormatWriter, PackedRow, WriterContext};
+use super::produce::{self, ImageChain, Outcome};
+use super::summary::{PackSummary, Tally, Undecodable};
+use super::{Artifact, ImageSource, PackError, PackOptions};
+use crate::metadata::{Dataset, ImageRecord};
+use crate::out::Staging;
+use crate::progress::Progress;
+
+/// Images handed to the pool at once. Large enough to keep every thread busy, small
+/// enough that two chunks in flight stay a few tens of MiB.
+const CHUNK_ROWS: usize = 64;
+
+/// Chunks in flight at once: the pool works on the next while the current one is written.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Feed `records` to the pool chunk by chunk and hand the outcomes to `sink` in order.
+pub(crate) fn run_chunks(
+    pool: &rayon::ThreadPool,
+    records: &[&ImageRecord],
+    source: &dyn ImageSource,
+    chain: &ImageChain,
+    opts: &PackOptions,
+    sinks: &mut [RowSink<'_>],
+) -> Result<(), PackError> {
+    let abort = AtomicBool::new(false);
+    let needs = produce::needs(&opts.formats);
+    let needs = &needs[..];
+    let sizes: Vec<u32> = sinks.iter().map(|s| s.summary.size).collect();
+    let sizes = &sizes[..];
+    // One outcome per size, in `sinks` order.
+    let work = |record: &&ImageRecord| -> Vec<Outcome> {
+        if abort.load(Ordering::Relaxed) {
+            // The pack failed; nothing will be written.
+            return sizes.iter().map(|_| Outcome::Missing).collect();
+        }
+        match source.image(record) {
+            None => sizes.iter().map(|_| Outcome::Missing).collect(),
+            Some(delivered) => produce::produce(chain, delivered, sizes, needs),
+        }
+    };
+    let work = &work;
+    pool.in_place_scope(|scope| {
+        let mut chunks = records.chunks(CHUNK_ROWS);
+        let mut pending = VecDeque::new();
+        let mut write_all = || -> Result<(), PackError> {
+            loop {
+                while pending.len() < CHUNKS_IN_FLIGHT {
+                    let Some(chunk) = chunks.next() else { break };
+                    let (tx, rx) = mpsc::sync_channel::<Vec<Vec<Outcome>>>(1);
+                    scope.spawn(move |_| {
+                        let _ = tx.send(chunk.par_iter().map(work).collect());
+                    });
+                    pending.push_back((chunk, rx));
+                }
+                let Some((chunk, rx)) = pending.pop_front() else {
+                    return Ok(());
+                };
+                let waited = Instant::now();
+                let outcomes = rx.recv().map_err(|_| PackError::Pool {
+                    jobs: opts.jobs,
+                    message: "a worker stopped without a result".into(),
+                })?;
+                sinks[0].summary.seconds.waiting += waited.elapsed().as_secs_f64();
+                for (record, per_size) in chunk.iter().zip(outcomes) {
+                    for (sink, outcome) in sinks.iter_mut().zip(per_size) {
+                        sink.accept(record, outcome)?;
+                    }
+                }
+            }
+        };
+        let result = write_all();
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+            // Chunks in flight may wait for images: let them return at once.
+            source.abandon();
+        }
+        result
+    })
+}
+
+/// The writing side of a pack: format writers and counts, fed in row order.
+pub(crate) struct RowSink<'a> {
+    staging: &'a Staging,
+    /// Each chosen format's writer, with its name (its timer in the summary).
+    writers: Vec<(&'static str, Box<dyn FormatWriter>)>,
+    tally: Tally,
+    pub summary: PackSummary,
+    progress: &'a Progress,
+}
+
+impl<'a> RowSink<'a> {
+    pub fn new(
+        staging: &'a Staging,
+        dataset: &Dataset,
+        opts: &PackOptions,
+        progress: &'a Progress,
+    ) -> Result<RowSink<'a>, PackError> {
+        let mut expected = [0u64; 3];
+        for label in dataset.packable().filter_map(|r| r.label) {
+            expected[label.split.index()] += 1;
+        }
+        let ctx = WriterContext {
+            staging,
+            dataset,
+            opts,
+            expected,
+        };
+        let writers = opts
+            .formats
+            .iter()
+            .map(|f| Ok((f.name(), f.create(&ctx)?)))
+            .collect::<Result<_, PackError>>()?;
+        Ok(RowSink {
+            staging,
+            writers,
+            tally: Tally::new(dataset),
+            summary: PackSummary {
+                size: opts.size,
+                ..PackSummary::default()
+            },
+            progress,
+        })
+    }
+
+    /// Add `t`'s time since it started to format `name`'s timer.
+    fn time(&mut self, name: &str, t: Instant) {
+        *self
+            .summary
+            .seconds
+            .formats
+            .entry(name.to_string())
+            .or_default() += t.elapsed().as_secs_f64();
+    }
+
+    /// Take the outcome of one record, the next in labels.csv order.
+    fn accept(&mut self, record: &ImageRecord, outcome: Outcome) -> Result<(), PackError> {
+        let Some(label) = record.label else {
+            return Ok(()); // packable records are labelled
+        };
+        let encoded = match outcome {
+            Outcome::Missing => {
+                self.summary.missing.push(record.id);
+                self.progress.advance(true);
+                return Ok(());
+            }
+            Outcome::Undecodable(e) => {
+                self.summary.undecodable.push(Undecodable {
+                    id: record.id,
+                    reason: e,
+                });
+                self.progress.advance(true);
+                return Ok(());
+            }
+            Outcome::Failed(source) => {
+                return Err(PackError::Encode {
+                    id: record.id,
+                    source,
+                });
+            }
+            Outcome::Packed(encoded) => *encoded,
+        };
+        self.tally.add(record, label, &encoded, &mut self.summary);
+        let row = PackedRow {
+            split: label.split,
+            record,
+            label,
+            payloads: encoded.payloads,
+        };
+        if let Some(segment) = row.payloads.rgb.as_ref() {
+            self.summary.pixel_bytes += segment.len;
+            self.summary.pixel_deflate_bytes += segment.data.len() as u64;
+        }
+        for k in 0..self.writers.len() {
+            let t = Instant::now();
+            self.writers[k].1.write_row(&row)?;
+            self.time(self.writers[k].0, t);
+        }
+        self.progress.advance(false);
+        Ok(())
+    }
+
+    /// Complete every format's files; returns the summary so far, the files written and
+    /// those of them already hashed.
+    pub fn finish(mut self) -> Result<(PackSummary, Vec<String>, Vec<Artifact>), PackError> {
+        let mut produced = Vec::new();
+        let mut hashed = Vec::new();
+        let mut ctx = FinishContext {
+            staging: self.staging,
+            hashed: &mut hashed,
+        };
+        for (name, w) in self.writers {
+            let t = Instant::now();
+            produced.extend(w.finish(&mut ctx)?);
+            *self
+                .summary
+                .seconds
+                .formats
+                .entry(name.to_string())
+                .or_default() += t.elapsed().as_secs_f64();
+        }
+        self.tally.finish(&mut self.summary);
+        Ok((self.summary, produced, hashed))
+    }
+}
