@@ -18,7 +18,7 @@ stacked into one numpy array (the ordinary, memory-hungry way). Then:
            image bytes uncompressed: the original file when it is an S x S RGB
            JPEG, otherwise the normalized pixels as PNG
 and SHA256SUMS over what was written. The output layout and schemas are those of
-SPEC.md, so `scripts/interop_check.py` can read it (the dataset card is a stub).
+a kaokore build (README, "What you get"), so `scripts/interop_check.py` can read it (the dataset card is a stub).
 
 It exists to be measured against `kaokore pack` (scripts/bench_pack.sh). It is
 written plainly, neither tuned nor deliberately slow.

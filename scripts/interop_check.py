@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Real-clients test of a `kaokore build` output directory (see SPEC.md, "Output directory").
+"""Real-clients test of a `kaokore build` output directory (the layout README.md describes under "What you get").
 
     python scripts/interop_check.py OUT_DIR [--metadata-labels PATH] [--formats idx,npz,parquet]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a small fake `kaokore build` output directory that follows SPEC.md.
+"""Write a small fake `kaokore build` output directory laid out as README.md describes under "What you get".
 
     python scripts/make_fake_output.py OUT_DIR [--size 32] [--train 130] [--dev 7] [--test 6]
                                                [--corrupt KIND]

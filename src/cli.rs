@@ -160,7 +160,7 @@ impl Args for FormatArgs {
                     clap::Arg::new(o.flag)
                         .long(o.flag)
                         .value_name(o.value_name)
-                        .help(o.help)
+                        .help(kaokore::pack::format::option_help(o))
                         .default_value(o.default)
                         .value_parser(o.parse),
                 )

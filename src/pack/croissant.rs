@@ -207,7 +207,7 @@ fn encoding_format(opts: &PackOptions, path: &str) -> &'static str {
         })
     });
     if let Some(format) = owner {
-        return format.encoding_format();
+        return format.encoding_format(path);
     }
     match path.rsplit_once('.').map_or("", |(_, ext)| ext) {
         "csv" => "text/csv",

@@ -56,8 +56,8 @@ impl FormatOption {
 pub const SHARD_SIZE: FormatOption = FormatOption {
     flag: "shard-size",
     value_name: "SIZE",
-    help: "Largest shard of a sharded format (webdataset): bytes, or a number with KB, MB or \
-           GB (powers of 1000). A split's next shard starts before the sample that would pass it",
+    help: "Largest shard: bytes, or a number with KB, MB or GB (powers of 1000). A split's \
+           next shard starts before the sample that would pass it",
     default: "1GB",
     parse: parse_byte_size,
 };
@@ -73,6 +73,16 @@ pub fn options() -> Vec<&'static FormatOption> {
         }
     }
     all
+}
+
+/// An option's help, with the formats that read it (from the registry).
+pub fn option_help(option: &FormatOption) -> String {
+    let users: Vec<&str> = REGISTRY
+        .iter()
+        .filter(|f| f.options().iter().any(|o| o.flag == option.flag))
+        .map(|f| f.name())
+        .collect();
+    format!("{} [read by: {}]", option.help, users.join(", "))
 }
 
 /// Parse a size in bytes: a number, or a number with `KB`, `MB` or `GB` (powers of 1000;
@@ -296,8 +306,8 @@ pub(crate) trait Format: Sync {
     fn options(&self) -> &'static [&'static FormatOption] {
         &[]
     }
-    /// The MIME type of its files in croissant.json.
-    fn encoding_format(&self) -> &'static str {
+    /// The MIME type of its file `path` in croissant.json.
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/octet-stream"
     }
     /// Its part of the card's list of changes made to the images.
@@ -498,10 +508,22 @@ mod tests {
         let f: Formats = "webdataset,images".parse().unwrap();
         assert_eq!(f.names(), ["images", "webdataset"]);
         assert!(f.need(Payload::JpegFile) && !f.need(Payload::RgbPixels));
+        let known: Vec<&str> = REGISTRY.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            &known[..6],
+            ["idx", "npz", "parquet", "images", "webdataset", "mnist"]
+        );
         assert_eq!(
             "npz,tiff".parse::<Formats>().unwrap_err(),
-            "unknown format 'tiff' (expected idx, npz, parquet, images, webdataset, mnist)"
+            format!("unknown format 'tiff' (expected {})", known.join(", "))
         );
+        // A shared option's help names the formats that read it.
+        let help = option_help(&SHARD_SIZE);
+        assert!(
+            help.starts_with(SHARD_SIZE.help) && help.contains("webdataset"),
+            "{help}"
+        );
+        assert!(!option_help(&crate::pack::parquet::ROW_GROUP_ROWS).contains("webdataset"));
         assert!("".parse::<Formats>().is_err());
         assert_eq!(Formats::default().to_string(), "idx,npz,parquet");
     }

@@ -63,7 +63,7 @@ impl Format for Idx {
         IDX.card_rows(size)
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/gzip"
     }
 

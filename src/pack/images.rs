@@ -76,7 +76,7 @@ impl Format for Images {
         Some(rows.into_iter().map(|(_, id)| id).collect())
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "image/jpeg"
     }
 

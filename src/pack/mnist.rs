@@ -53,7 +53,7 @@ impl Format for Mnist {
         MNIST.card_rows(size)
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/gzip"
     }
 

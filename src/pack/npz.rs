@@ -76,7 +76,7 @@ impl Format for Npz {
             .collect()
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/zip" // an npz is a zip archive of .npy members
     }
 

@@ -94,7 +94,7 @@ impl Format for Parquet {
         &[&ROW_GROUP_ROWS]
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/x-parquet"
     }
 

@@ -88,7 +88,7 @@ impl Format for WebDataset {
         &[&SHARD_SIZE]
     }
 
-    fn encoding_format(&self) -> &'static str {
+    fn encoding_format(&self, _path: &str) -> &'static str {
         "application/x-tar"
     }
 
