@@ -4,11 +4,12 @@
     python scripts/interop_check.py OUT_DIR [--metadata-labels PATH] [--formats idx,npz,parquet]
 
 Reads every artifact with the libraries users load it with (idx2numpy, numpy,
-pyarrow, pandas, polars, DuckDB, Hugging Face `datasets`, mlcroissant, Pillow)
-and checks that they agree with each other and with labels.csv: among them,
+pyarrow, pandas, polars, DuckDB, Hugging Face `datasets`, mlcroissant, Pillow,
+and with `tfds` TensorFlow Datasets and tf.data) and checks that they agree with each other and with labels.csv: among them,
 `mlcroissant validate` of croissant.json, its records, and
 `datasets.load_dataset(OUT)` with no other argument (the card's YAML header). Every check prints one
-line (`ok` / `FAIL` with the reason); the last line is `N passed, N failed`.
+line (`ok` / `FAIL` with the reason / `skip` with why it cannot run here); the
+last line is `N passed, N failed` (`, N skipped` when any was).
 Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
 
 --metadata-labels PATH   the labels.csv the build was made from (e.g. the
@@ -17,7 +18,10 @@ Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
 --formats LIST           formats the build was asked for (default idx,npz,parquet;
                          add `images` to check images_S/, `webdataset` to read the
                          shards with the webdataset package and `datasets`, `mnist`
-                         to check mnist/); checks of formats not listed are skipped.
+                         to check mnist/, `tfds` to read tfds/ with TensorFlow
+                         Datasets and tf.data: skipped, and said so, when
+                         tensorflow and tensorflow_datasets do not import); checks
+                         of formats not listed are not run.
 
     python scripts/interop_check.py --self-test
 
@@ -26,7 +30,8 @@ asserts that a clean one passes and that each kind of corruption fails exactly
 the checks that should catch it.
 
 Memory: one split at a time; the npz images of the split are the reference
-(plus the idx images while comparing them); Parquet is streamed by row group.
+(plus the idx images while comparing them); Parquet is streamed by row group,
+TFRecords record by record.
 """
 
 from __future__ import annotations
@@ -108,6 +113,10 @@ ARTIFACT_NAMES = {
 
 class Fail(Exception):
     """A check's assertion failed; the message says what and where."""
+
+
+class Skip(Exception):
+    """A check cannot run here (its client is not installed); the message says why."""
 
 
 def need(cond: bool, msg: str) -> None:
@@ -1200,6 +1209,205 @@ def check_mnist_gray(ctx: Ctx, sd: SplitData) -> None:
             need(False, f"row {i} (image {int(sd.ids()[i]):08d}): gray differs from Pillow's convert('L'): {first_diff(images[i], want)}")
 
 
+# --------------------------------------------------------------------------- tfds (TensorFlow)
+
+# what TFDS calls each split (`dev` is `validation`, as in datasets)
+TFDS_SPLIT = {"train": "train", "dev": "validation", "test": "test"}
+# TensorFlow decodes JPEG with its own IDCT settings: besides the mean (as for Pillow), the
+# largest difference of one value from kaokore's decoder is bounded
+JPEG_TF_MAX_ABS_DIFF = 32
+TF_SKIPPED = "tensorflow-cpu/tensorflow-datasets not installed (scripts/setup_venv.sh --tf)"
+
+
+def tf_modules():
+    """(tensorflow, tensorflow_datasets), or None when they do not import."""
+    if "tf" not in _TF:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TFDS_DATA_DIR", str(_TMP / "tfds-data"))
+        try:
+            import tensorflow as tf
+            import tensorflow_datasets as tfds
+
+            from absl import logging as absl_logging
+
+            absl_logging.set_verbosity(absl_logging.ERROR)
+            tf.get_logger().setLevel("ERROR")
+            _TF["tf"] = (tf, tfds)
+        except Exception:  # noqa: BLE001 - not installed, or an install that cannot import
+            _TF["tf"] = None
+    return _TF["tf"]
+
+
+_TF: dict = {}
+
+
+def _tfds_dir(ctx: Ctx) -> Path:
+    """OUT/tfds/kaokore/X.Y.Z: the one version directory of the build."""
+    dirs = sorted(p for p in (ctx.out / "tfds" / "kaokore").glob("*") if p.is_dir())
+    need(len(dirs) == 1 and re.fullmatch(r"\d+\.\d+\.\d+", dirs[0].name) is not None,
+         f"tfds/kaokore/ holds {[d.name for d in dirs]}, expected one X.Y.Z directory")
+    return dirs[0]
+
+
+def _tfds_builder(ctx: Ctx):
+    if "builder" not in ctx.tags_cache:
+        _, tfds = tf_modules()
+        ctx.tags_cache["builder"] = tfds.builder_from_directory(str(_tfds_dir(ctx)))
+    return ctx.tags_cache["builder"]
+
+
+def _tfds_shards(ctx: Ctx, split: str) -> list[Path]:
+    """kaokore-{split}.tfrecord-NNNNN-of-MMMMM, numbered from 00000 without a gap."""
+    name = TFDS_SPLIT[split]
+    shards = sorted(_tfds_dir(ctx).glob(f"kaokore-{name}.tfrecord-*"))
+    total = len(shards)
+    need([f.name for f in shards] == [f"kaokore-{name}.tfrecord-{k:05d}-of-{total:05d}" for k in range(total)],
+         f"tfds shards of {name} are {[f.name for f in shards]}, expected kaokore-{name}.tfrecord-00000-of-{total:05d} onwards")
+    return shards
+
+
+def _tf_compare_image(where: str, data: bytes, img: np.ndarray, ref: np.ndarray, stats: dict) -> None:
+    """A decoded image against its npz row: exact for a stored PNG, within TensorFlow's JPEG
+    decoding differences for a stored JPEG (the fetched file, which kaokore decoded itself)."""
+    need(img.shape == ref.shape and img.dtype == np.uint8, f"{where}: image is {img.dtype} {img.shape}, expected uint8 {ref.shape}")
+    diff = np.abs(img.astype(np.int16) - ref.astype(np.int16))
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        need(int(diff.max()) == 0, f"{where}: PNG pixels differ from npz: " + first_diff(img, ref))
+        stats["png"] += 1
+    else:
+        need(data[:3] == b"\xff\xd8\xff", f"{where}: image bytes are neither PNG nor JPEG")
+        mx, mean = int(diff.max()), float(diff.mean())
+        need(mx <= JPEG_TF_MAX_ABS_DIFF and mean < JPEG_MAX_MEAN_ABS_DIFF,
+             f"{where}: JPEG decodes {mx} max / {mean:.2f} mean abs difference from npz (limits {JPEG_TF_MAX_ABS_DIFF} / {JPEG_MAX_MEAN_ABS_DIFF})")
+        stats["jpg"] += 1
+        stats["max"] = max(stats["max"], mx)
+        stats["mean"] = max(stats["mean"], mean)
+
+
+def check_tfds_info(ctx: Ctx, present: list[str]) -> None:
+    """tfds.builder_from_directory(OUT/tfds/kaokore/X.Y.Z): name, version, features (Image
+    (S, S, 3) uint8, ClassLabel names), the splits with rows (an empty one is not listed),
+    licence and citation, and every file of the directory in SHA256SUMS."""
+    if tf_modules() is None:
+        raise Skip(TF_SKIPPED)
+    b = _tfds_builder(ctx)
+    d = _tfds_dir(ctx)
+    need(b.info.name == "kaokore" and str(b.info.version) == d.name, f"builder is {b.info.name} {b.info.version}, directory {d.name}")
+    fe = b.info.features
+    need(fe["gender"].names == GENDER_NAMES, f"features['gender'].names is {fe['gender'].names}")
+    need(fe["status"].names == STATUS_NAMES, f"features['status'].names is {fe['status'].names}")
+    shape = tuple(fe["image"].shape)
+    need(len(shape) == 3 and shape[0] == shape[1] and shape[2] == 3 and fe["image"].np_dtype == np.uint8,
+         f"features['image'] is {fe['image']!r}, expected Image((S, S, 3), uint8)")
+    ctx.set_S(shape[0], "tfds features.json")
+    want = {TFDS_SPLIT[s]: len(ctx.labels()[s]) for s in SPLITS}
+    got = {name: info.num_examples for name, info in b.info.splits.items()}
+    for s in SPLITS:
+        n = len(SplitData(ctx.out, s).ids()) if s in present and "npz" in ctx.formats else None
+        if n == 0:
+            need(TFDS_SPLIT[s] not in got, f"tfds lists the empty split {TFDS_SPLIT[s]}")
+        elif n is not None:
+            need(got.get(TFDS_SPLIT[s]) == n, f"tfds split {TFDS_SPLIT[s]} has {got.get(TFDS_SPLIT[s])} examples, npz has {n}")
+    need(set(got) <= set(want), f"tfds splits {sorted(got)}")
+    need(b.info.disable_shuffling, "dataset_info.json does not mark the labels.csv order (disableShuffling)")
+    need("CC BY-SA 4.0" in b.info.redistribution_info.license and DOI in b.info.redistribution_info.license,
+         f"redistribution_info.license is {b.info.redistribution_info.license!r}")
+    need("KaoKore" in b.info.citation and ATTRIBUTION in b.info.description, "citation or description lacks KaoKore's attribution")
+    listed = {line[66:] for line in (ctx.out / "SHA256SUMS").read_text(encoding="utf-8").splitlines() if line.strip()}
+    files = sorted(str(f.relative_to(ctx.out)) for f in d.iterdir())
+    need(files and all(f in listed for f in files), f"tfds files not in SHA256SUMS: {[f for f in files if f not in listed]}")
+    print(f"     note: tfds {b.info.full_name}: splits {got}")
+
+
+def check_tfds_builder(ctx: Ctx, sd: SplitData) -> None:
+    """builder.as_dataset(split=...): every example in order, image (S, S, 3) uint8 equal to
+    the npz row (exact for a stored PNG, within TensorFlow's JPEG decoding for a stored
+    JPEG), image_id and labels equal to the npz's, class names from the features."""
+    if tf_modules() is None:
+        raise Skip(TF_SKIPPED)
+    tf, tfds = tf_modules()
+    b = _tfds_builder(ctx)
+    name = TFDS_SPLIT[sd.split]
+    ids, lab, ref = sd.ids(), sd.npz_labels(), sd.npz_images()
+    if len(ids) == 0:
+        need(name not in b.info.splits, f"tfds lists the empty split {name}")
+        print(f"     note: {sd.split} is empty: not a tfds split (TFDS reads no empty split)")
+        return
+    decoded = b.as_dataset(split=name)
+    raw = b.as_dataset(split=name, decoders={"image": tfds.decode.SkipDecoding()})
+    gender_names = b.info.features["gender"].names
+    stats = {"png": 0, "jpg": 0, "max": 0, "mean": 0.0}
+    k = 0
+    for ex, rex in zip(decoded.as_numpy_iterator(), raw.as_numpy_iterator()):
+        need(k < len(ids), f"tfds {name}: more examples than the npz ({len(ids)})")
+        where = f"tfds {name}[{k}] (image_id {int(ids[k])})"
+        need(int(ex["image_id"]) == int(ids[k]) == int(rex["image_id"]), f"{where}: image_id {int(ex['image_id'])}")
+        need((int(ex["gender"]), int(ex["status"])) == (int(lab["gender"][k]), int(lab["status"][k])),
+             f"{where}: gender/status {int(ex['gender'])}/{int(ex['status'])}, npz has {int(lab['gender'][k])}/{int(lab['status'][k])}")
+        need(gender_names[int(ex["gender"])] == GENDER_NAMES[int(lab["gender"][k])], f"{where}: gender name")
+        _tf_compare_image(where, bytes(rex["image"]), ex["image"], ref[k], stats)
+        k += 1
+    need(k == len(ids), f"tfds {name}: {k} examples, npz has {len(ids)}")
+    print(f"     note: tfds {name}: {k} examples; {stats['png']} PNG exact, {stats['jpg']} JPEG "
+          f"(worst max abs diff {stats['max']}, worst mean {stats['mean']:.3f})")
+
+
+def check_tfds_tfdata(ctx: Ctx, sd: SplitData) -> None:
+    """Plain tf.data.TFRecordDataset over the split's shards and tf.io.parse_single_example
+    read the same records: ids, labels, metadata (url, original_tags), the image bytes equal
+    to Parquet's when it was built, decoded by tf.io.decode_image as the npz row."""
+    if tf_modules() is None:
+        raise Skip(TF_SKIPPED)
+    tf, _ = tf_modules()
+    ids, lab, ref = sd.ids(), sd.npz_labels(), sd.npz_images()
+    shards = _tfds_shards(ctx, sd.split)
+    if len(ids) == 0:
+        need(not shards, f"the empty split {sd.split} has shards {[f.name for f in shards]}")
+        return
+    text = tf.io.FixedLenFeature([], tf.string)
+    spec = {
+        "image": text,
+        "image_id": tf.io.FixedLenFeature([], tf.int64),
+        "gender": tf.io.FixedLenFeature([], tf.int64),
+        "status": tf.io.FixedLenFeature([], tf.int64),
+        "year_from": tf.io.FixedLenFeature([], tf.int64),
+        "year_to": tf.io.FixedLenFeature([], tf.int64),
+        "tags": tf.io.RaggedFeature(tf.string),
+        **{k: text for k in ("url", "provider", "source_title", "source_id", "orientation", "era", "holder", "original_tags")},
+    }
+    parquet_images = None
+    if "parquet" in ctx.formats:
+        parquet_images = (
+            row["bytes"]
+            for f in sd.parquet_files()
+            for batch in pq.ParquetFile(f).iter_batches(columns=["image"], batch_size=64)
+            for row in batch.column("image").to_pylist()
+        )
+    tags_line = _original_tags(ctx)
+    ds = tf.data.TFRecordDataset([str(f) for f in shards]).map(lambda r: tf.io.parse_single_example(r, spec))
+    stats = {"png": 0, "jpg": 0, "max": 0, "mean": 0.0}
+    k = 0
+    for ex in ds.as_numpy_iterator():
+        need(k < len(ids), f"tf.data {sd.split}: more records than the npz ({len(ids)})")
+        iid = int(ids[k])
+        where = f"tf.data {sd.split}[{k}] (image_id {iid})"
+        need(int(ex["image_id"]) == iid, f"{where}: image_id {int(ex['image_id'])}")
+        need((int(ex["gender"]), int(ex["status"])) == (int(lab["gender"][k]), int(lab["status"][k])), f"{where}: labels differ from npz")
+        need(ex["url"].decode().startswith(("http://", "https://")), f"{where}: url {ex['url']!r}")
+        if tags_line is not None and iid in tags_line:
+            need(ex["original_tags"].decode().rstrip() == tags_line[iid], f"{where}: original_tags is not the line of original_tags.txt")
+        need(all(isinstance(t, bytes) for t in ex["tags"]), f"{where}: tags are {ex['tags']!r}")
+        data = bytes(ex["image"])
+        if parquet_images is not None:
+            need(data == next(parquet_images, None), f"{where}: image bytes differ from Parquet's")
+        img = tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+        _tf_compare_image(where, data, img, ref[k], stats)
+        k += 1
+    need(k == len(ids), f"tf.data {sd.split}: {k} records, npz has {len(ids)}")
+    print(f"     note: tf.data {sd.split}: {k} records in {len(shards)} shard(s)"
+          + (", image bytes = Parquet's" if parquet_images is not None else ""))
+
+
 PER_SPLIT = [
     ("idx", "idx_headers", check_idx_headers),
     ("idx", "idx_idx2numpy", check_idx_idx2numpy),
@@ -1221,6 +1429,8 @@ PER_SPLIT = [
     ("mnist+npz", "mnist_torchvision", check_mnist_torchvision),
     ("mnist+npz", "mnist_idx2numpy", check_mnist_idx2numpy),
     ("mnist+npz", "mnist_gray", check_mnist_gray),
+    ("tfds+npz", "tfds_builder", check_tfds_builder),
+    ("tfds+npz", "tfds_tfdata", check_tfds_tfdata),
 ]
 GLOBAL = [
     ("parquet", "datasets_splits", check_datasets_splits),
@@ -1234,6 +1444,7 @@ GLOBAL = [
     ("", "report_json", check_report),
     ("images", "images_dir", check_images_dir),
     ("webdataset", "webdataset_sums", check_webdataset_sums),
+    ("tfds", "tfds_info", check_tfds_info),
 ]
 
 
@@ -1298,19 +1509,22 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
         print(f"interop_check: {out} is not a directory", file=sys.stderr)
         return 2
     formats = {f.strip() for f in args.formats.split(",") if f.strip()}
-    unknown = formats - {"idx", "npz", "parquet", "images", "webdataset", "mnist"}
+    unknown = formats - {"idx", "npz", "parquet", "images", "webdataset", "mnist", "tfds"}
     if unknown:
         print(f"interop_check: unknown formats {sorted(unknown)}", file=sys.stderr)
         return 2
     ctx = Ctx(out, args.metadata_labels or out / "labels.csv", formats)
 
-    passed = failed = 0
+    passed = failed = skipped = 0
 
     def run(name: str, fn, *a) -> None:
-        nonlocal passed, failed
+        nonlocal passed, failed, skipped
         t0 = time.monotonic()
         try:
             fn(*a)
+        except Skip as e:
+            skipped += 1
+            print(f"skip {name}: {e}", flush=True)
         except Fail as e:
             failed += 1
             print(f"FAIL {name}: {e}", flush=True)
@@ -1355,7 +1569,7 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
 
     if cleanup:
         shutil.rmtree(_TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 

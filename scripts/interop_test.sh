@@ -3,10 +3,12 @@
 # split and class, the three hosts, grayscale images) at 256 against the fixture IIIF servers,
 # verify it, then load every artifact with numpy, idx2numpy, pandas, polars, pyarrow, DuckDB
 # and Hugging Face datasets, its WebDataset shards (5 MB, so train has two) with the
-# webdataset package and datasets, and its mnist/ files as torchvision's MNIST readers and
-# idx2numpy read them (scripts/interop_check.py). Installs the Python packages
-# into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all builds all
-# of 1.0; FORMATS=LIST changes the formats.
+# webdataset package and datasets, its mnist/ files as torchvision's MNIST readers and
+# idx2numpy read them, and, when tensorflow and tensorflow_datasets import in the venv
+# (scripts/setup_venv.sh --tf), its tfds/ directory (5 MB shards too) with
+# tfds.builder_from_directory and tf.data (scripts/interop_check.py). Installs the Python
+# packages into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all
+# builds all of 1.0; FORMATS=LIST changes the formats.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/fixture.sh
@@ -16,8 +18,15 @@ source scripts/lib/small_metadata.sh
 
 venv="${VENV:-.venv}"
 lines="${LINES:-800}"
-formats="${FORMATS:-idx,npz,parquet,webdataset,mnist}"
 bash scripts/setup_venv.sh "$venv" >/dev/null
+formats="${FORMATS:-idx,npz,parquet,webdataset,mnist}"
+if [[ -z "${FORMATS:-}" ]]; then
+  if TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -c 'import tensorflow, tensorflow_datasets' >/dev/null 2>&1; then
+    formats+=",tfds"
+  else
+    echo "interop: SKIPPED the TensorFlow step: tensorflow-cpu/tensorflow-datasets not installed (scripts/setup_venv.sh --tf)" >&2
+  fi
+fi
 
 cargo build --quiet --bin kaokore --example iiif_fixture
 target="${CARGO_TARGET_DIR:-target}"

@@ -5,18 +5,24 @@
 #   scripts/test.sh          Rust tests on small metadata sets and fixture images, then the
 #                            real-clients test on a fixture build of part of KaoKore 1.0
 #   scripts/test.sh --full   the same, then the whole-version runs (every URL of 1.3 fetched,
-#                            all of 1.0 built, packed and verified): what CI runs
+#                            all of 1.0 built, packed and verified)
+#   scripts/test.sh --tf     also install TensorFlow and TensorFlow Datasets into the venv
+#                            (scripts/requirements-tf.txt, large), so the real-clients test
+#                            reads the tfds format with them; CI runs --full --tf
 #
 # Needs a Rust toolchain and a C compiler. The real-clients tests also need Python 3.9+ with
-# its venv module and PyPI the first time; without them they are skipped, and this says so.
+# its venv module and PyPI the first time; without them they are skipped, and this says so
+# (as it says when the venv has no TensorFlow, whose step is then skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 full=0
+tf=()
 for arg in "$@"; do
     case "$arg" in
         --full) full=1 ;;
-        -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --tf) tf=(--tf) ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,7 +39,7 @@ done
 
 venv="${VENV:-.venv}"
 if [[ -n "$python" ]]; then
-    PYTHON="$python" bash scripts/setup_venv.sh "$venv"
+    PYTHON="$python" bash scripts/setup_venv.sh "${tf[@]}" "$venv"
     KAOKORE_PYTHON="$(cd "$venv/bin" && pwd)/python"
     export KAOKORE_PYTHON
 else
@@ -66,6 +72,9 @@ fi
 if [[ -n "$python" ]]; then
     "$venv/bin/python" scripts/interop_check.py --self-test
     VENV="$venv" bash scripts/interop_test.sh
+    if ! TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -c 'import tensorflow, tensorflow_datasets' >/dev/null 2>&1; then
+        skipped+=("the TensorFlow step of the real-clients test (tfds read with tfds and tf.data): tensorflow-cpu/tensorflow-datasets not installed (scripts/test.sh --tf installs them)")
+    fi
 fi
 
 for s in "${skipped[@]}"; do

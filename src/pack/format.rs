@@ -30,6 +30,7 @@ pub(crate) const REGISTRY: &[&dyn Format] = &[
     &super::images::Images,
     &super::webdataset::WebDataset,
     &super::mnist::Mnist,
+    &super::tfds::Tfds,
 ];
 
 /// An option a format declares: its command-line flag, help and default, and how its value

@@ -24,6 +24,7 @@ pub mod read;
 mod schedule;
 mod stream;
 mod summary;
+pub mod tfds;
 pub mod webdataset;
 mod zip;
 

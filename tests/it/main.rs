@@ -14,5 +14,6 @@ mod multi_size;
 #[cfg(unix)]
 mod out_ownership;
 mod pack;
+mod tfds;
 mod verify;
 mod webdataset;

@@ -391,7 +391,15 @@ fn webdataset_is_a_registered_format_with_its_own_timer() {
         .collect();
     assert_eq!(
         listed,
-        ["idx", "npz", "parquet", "images", "webdataset", "mnist"]
+        [
+            "idx",
+            "npz",
+            "parquet",
+            "images",
+            "webdataset",
+            "mnist",
+            "tfds"
+        ]
     );
     let dir = tempfile::tempdir().unwrap();
     let summary = pack_into(&dir.path().join("out"), 2, "mnist,webdataset", 8_000);
