@@ -28,9 +28,10 @@ if [[ -z "${FORMATS:-}" ]]; then
   fi
 fi
 
-cargo build --quiet --bin kaokore --example iiif_fixture
+# The release build: the one README builds first and the tests use.
+cargo build --release --quiet --bin kaokore --example iiif_fixture
 target="${CARGO_TARGET_DIR:-target}"
-bin="$target/debug/kaokore"
+bin="$target/release/kaokore"
 
 work="$(mktemp -d)"
 fixture_pid=""
@@ -40,7 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_fixture "$target/debug/examples/iiif_fixture" "$work/fixture.out" --hosts 3 --gray-one-in 25
+start_fixture "$target/release/examples/iiif_fixture" "$work/fixture.out" --hosts 3 --gray-one-in 25
 
 metadata=(--dataset-version 1.0)
 labels=data/kaokore-metadata/v1.0/labels.csv

@@ -55,17 +55,19 @@ fi
 
 # cargo-nextest runs each test in its own process, side by side (about twice as fast
 # here); plain cargo test runs the same tests when it is not installed. --workspace takes
-# in the fixture server's crate (fixture/) too.
+# in the fixture server's crate (fixture/) too. The tests build in the release profile:
+# they reuse what `cargo build --release` (README's first command) compiled, and the
+# binary they drive is the one users run.
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --all-targets
+    cargo nextest run --release --workspace --all-targets
     if [[ $full -eq 1 ]]; then
         # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
-        cargo nextest run --workspace --all-targets --run-ignored only whole_version_
+        cargo nextest run --release --workspace --all-targets --run-ignored only whole_version_
     fi
 else
-    cargo test --workspace --all-targets
+    cargo test --release --workspace --all-targets
     if [[ $full -eq 1 ]]; then
-        cargo test --workspace --all-targets -- --ignored whole_version_
+        cargo test --release --workspace --all-targets -- --ignored whole_version_
     fi
 fi
 

@@ -1,8 +1,10 @@
 //! kaokore: turn the KaoKore dataset (IIIF image URLs + expert labels, published by CODH)
-//! into machine-learning release artifacts: MNIST-style idx, NumPy npz and Parquet.
+//! into machine-learning release artifacts: MNIST-style idx, NumPy npz and Parquet by
+//! default, and every other format of the registry ([`pack::format`]) on request.
 //!
 //! The pipeline is `metadata -> fetch -> normalize -> encode -> pack -> verify`; each stage
-//! is one module, and [`pipeline`] is the only place that knows their order.
+//! is one module, and [`pipeline`] is the only place that knows their order. The modules
+//! form layers (README, "Code layout"): each imports only from its own layer or below.
 
 pub mod config;
 pub mod decode;

@@ -101,7 +101,7 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
     let _ = writeln!(
         s,
         "{total} labelled images in three splits; rows are in `labels.csv` order in every \
-         format, so row i of the idx, npz and Parquet files of a split is the same image.\n"
+         format, so row i of every format's files of a split is the same image.\n"
     );
     let names = &dataset.class_names;
     let mut header = String::from("| split | images |");
