@@ -11,14 +11,16 @@ use kaokore::{DatasetVersion, Formats, Rewrite};
 #[command(
     name = "kaokore",
     version,
-    about = "Build machine-learning artifacts (idx, npz, Parquet) from the KaoKore dataset",
+    about = "Build machine-learning release artifacts from the KaoKore dataset",
     long_about = "Build machine-learning artifacts from the KaoKore dataset: face crops from \
 Japanese picture scrolls and picture books, published by CODH (ROIS-DS Center for Open Data \
 in the Humanities) as IIIF image URLs with expert labels (gender, social status) and \
 train/dev/test splits.\n\n\
 The upstream metadata of versions 1.0 to 1.3 is built in. `kaokore build` fetches the images \
-politely into a cache, normalizes them to S x S RGB and writes MNIST-style idx, NumPy npz and \
-Parquet files with a dataset card, checksums and a build report.\n\n\
+politely into a cache, normalizes them to S x S RGB and writes the artifacts --formats asks for: \
+idx, npz and Parquet files by default; WebDataset shards, MNIST-style gray files, image files \
+and the others `kaokore build --help` lists on request. Each build comes with a dataset card, \
+checksums and a build report.\n\n\
 KaoKore is licensed CC BY-SA 4.0: \"KaoKore Dataset\" (collected by CODH from multiple \
 organizations), doi:10.20676/00000353. Upstream asks that derived datasets including the \
 image data are not redistributed: the artifacts are for your own use.",
@@ -69,9 +71,11 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Re-check a built output directory: checksums, and that idx, npz and Parquet agree.
+    /// Re-check a built output directory: checksums, and that every format's files agree
+    /// row by row.
     ///
-    /// Exits 1 on any disagreement.
+    /// Exits 0 when the directory is good, 1 on any problem (a disagreement, a missing or
+    /// unlisted artifact), 2 when DIR is not a directory.
     Verify {
         /// The output directory of a build.
         dir: PathBuf,
@@ -205,7 +209,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub jobs: JobsArg,
 
-    /// Fail (exit 1) if any image could not be fetched.
+    /// Fail (exit 1, --out left as it was) if any image could not be fetched or decoded.
     #[arg(long)]
     pub strict: bool,
 
