@@ -4,6 +4,7 @@
 
 mod cli;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -250,8 +251,32 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
                 print!("{}", info.to_text());
             }
         }
+        Command::Completions { shell } => {
+            if let Err(code) = print_stdout(&cli::completions(shell)) {
+                return Ok(code);
+            }
+        }
+        Command::Man => {
+            if let Err(code) = print_stdout(&cli::man_page()) {
+                return Ok(code);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write `bytes` to stdout; `Err` holds the exit status when it cannot be written. A
+/// reader that stopped early (`kaokore man | head`) is not a failure.
+fn print_stdout(bytes: &[u8]) -> Result<(), ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
 }
 
 /// The images left out, by host and cause (even with --quiet: they are warnings), and
