@@ -87,13 +87,19 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long)]
         quiet: bool,
+        /// Print what was checked and every problem found as one JSON document on stdout,
+        /// instead of lines on stderr (its shape is in README.md); the exit status is the
+        /// same.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what a dataset version holds: counts per split and label, hosts, size
     /// requests, metadata warnings and how much of it the cache already has.
     Info {
         #[command(flatten)]
         dataset: DatasetArgs,
-        /// Print the figures as JSON instead of text.
+        /// Print the figures as one JSON document instead of text (its shape is in
+        /// README.md).
         #[arg(long)]
         json: bool,
     },
