@@ -4,7 +4,8 @@
 # verify it, then load every artifact with numpy, idx2numpy, pandas, polars, pyarrow, DuckDB
 # and Hugging Face datasets, its WebDataset shards (5 MB, so train has two) with the
 # webdataset package and datasets, and its mnist/ files as torchvision's MNIST readers and
-# idx2numpy read them (scripts/interop_check.py). Installs the Python packages
+# idx2numpy read them, and parse `kaokore verify --json` and `kaokore info --json` with
+# Python's json (scripts/interop_check.py). Installs the Python packages
 # into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all builds all
 # of 1.0; FORMATS=LIST changes the formats.
 set -euo pipefail
@@ -47,4 +48,5 @@ echo "interop: building KaoKore 1.0 (${lines} urls.txt lines) at 256 against the
 "$bin" verify "$work/out"
 
 echo "interop: reading it with the Python clients"
-"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels" --formats "$formats"
+"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels" --formats "$formats" \
+  --kaokore "$bin"
