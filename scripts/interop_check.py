@@ -22,6 +22,13 @@ Exit status 0 when nothing failed, 1 otherwise (2 for bad usage).
                          Datasets and tf.data: skipped, and said so, when
                          tensorflow and tensorflow_datasets do not import); checks
                          of formats not listed are not run.
+--kaokore BIN            the kaokore binary that made OUT_DIR: also parse
+                         `BIN verify --json OUT_DIR` and `BIN info --json` with
+                         Python's json and check them against SHA256SUMS,
+                         report.json and labels.csv. info is of the build's
+                         version, from the directory of --metadata-labels when it
+                         holds a urls.txt, else from the built-in metadata (then
+                         OUT_DIR must be a build of the built-in metadata).
 
     python scripts/interop_check.py --self-test
 
@@ -46,6 +53,7 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -206,10 +214,11 @@ class SplitData:
 
 
 class Ctx:
-    def __init__(self, out: Path, labels_ref: Path, formats: set[str]):
+    def __init__(self, out: Path, labels_ref: Path, formats: set[str], kaokore: str | None = None):
         self.out = out
         self.labels_ref = labels_ref
         self.formats = formats
+        self.kaokore = kaokore  # the binary, for the checks of its JSON output
         self._labels = None
         self._report = None
         self._hf = None
@@ -1128,6 +1137,76 @@ def check_report(ctx: Ctx, present: list[str]) -> None:
     need(isinstance(rep, dict), "report.json is not a JSON object")
 
 
+def _kaokore_json(ctx: Ctx, args: list[str]) -> tuple[int, dict]:
+    """Run `kaokore ARGS`; its exit status and its stdout, which must be one JSON object
+    with `"schema": 1` (README, "Machine-readable output")."""
+    p = subprocess.run([ctx.kaokore, *args], capture_output=True, timeout=600)
+    where = "kaokore " + " ".join(args[:2])
+    try:
+        doc = json.loads(p.stdout.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Fail(f"{where}: stdout is not one JSON document ({e}); exit {p.returncode}, stderr {p.stderr[-500:]!r}") from e
+    need(isinstance(doc, dict), f"{where}: not a JSON object")
+    need(doc.get("schema") == 1, f"{where}: schema {doc.get('schema')!r}, expected 1")
+    return p.returncode, doc
+
+
+def check_verify_json(ctx: Ctx, present: list[str]) -> None:
+    """`kaokore verify --json OUT`: exit 0, ok, no problem, every SHA256SUMS line checksummed,
+    the rows report.json says were packed."""
+    rc, doc = _kaokore_json(ctx, ["verify", "--json", str(ctx.out)])
+    need(rc == 0, f"exit {rc}, problems {doc.get('problems')!r:.500}")
+    need(doc.get("ok") is True and doc.get("problems") == [], f"ok {doc.get('ok')!r}, problems {doc.get('problems')!r:.500}")
+    checks = doc.get("checks")
+    need(isinstance(checks, dict), f"checks is {checks!r}")
+    sums = [ln for ln in (ctx.out / "SHA256SUMS").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    need(checks.get("checksums") == len(sums), f"checks.checksums {checks.get('checksums')!r}, SHA256SUMS has {len(sums)} lines")
+    rows = checks.get("rows")
+    packed = ctx.report()["counts"]["packed"]
+    need(isinstance(rows, dict) and list(rows) == list(SPLITS), f"checks.rows {rows!r}, expected the splits {SPLITS}")
+    for sp in SPLITS:
+        need(rows[sp] == packed.get(sp, 0), f"checks.rows.{sp} {rows[sp]!r}, report.json packed {packed.get(sp, 0)}")
+    pixel_rows = checks.get("pixel_rows")
+    need(isinstance(pixel_rows, int) and 0 < pixel_rows <= sum(rows.values()), f"checks.pixel_rows {pixel_rows!r} of {sum(rows.values())} rows")
+    need(isinstance(doc.get("extra_files"), list) and isinstance(doc.get("extra_files_count"), int), "extra_files or extra_files_count missing")
+
+
+INFO_KEYS = {
+    "schema", "version", "source", "lines", "urls", "blank_lines", "labelled", "labelled_without_url",
+    "unlabelled_urls", "splits", "hosts", "providers", "size_requests", "warnings", "cache",
+}
+
+
+def check_info_json(ctx: Ctx, present: list[str]) -> None:
+    """`kaokore info --json` of the build's version and metadata: the counts of labels.csv
+    per split and class, and those report.json has."""
+    rep = ctx.report()
+    args = ["info", "--json", "--dataset-version", rep["dataset_version"], "--cache", str(_TMP / "no-cache")]
+    meta = ctx.labels_ref.parent
+    if ctx.labels_ref != ctx.out / "labels.csv" and (meta / "urls.txt").is_file():
+        args += ["--metadata", str(meta)]
+    rc, info = _kaokore_json(ctx, args)
+    need(rc == 0, f"exit {rc}")
+    need(INFO_KEYS <= set(info), f"keys missing: {sorted(INFO_KEYS - set(info))}")
+    need(info["version"] == rep["dataset_version"], f"version {info['version']!r}, report.json says {rep['dataset_version']!r}")
+    need(info["cache"] is None, f"cache {info['cache']!r} for a cache directory that does not exist")
+    counts = rep["counts"]
+    for key in ("urls", "blank_lines", "labelled", "labelled_without_url"):
+        need(info[key] == counts[key], f"{key} {info[key]!r}, report.json says {counts[key]!r}")
+    need(list(info["splits"]) == list(SPLITS), f"splits {list(info['splits'])}, expected {list(SPLITS)}")
+    labels = ctx.labels()
+    for sp in SPLITS:
+        s = info["splits"][sp]
+        rows = labels[sp]
+        need(s["images"] == len(rows), f"splits.{sp}.images {s['images']}, labels.csv has {len(rows)}")
+        for key, names, col in (("gender", GENDER_NAMES, 1), ("status", STATUS_NAMES, 2)):
+            want = {names[c]: n for c in range(len(names)) if (n := sum(1 for r in rows if r[col] == c))}
+            need(s[key] == want, f"splits.{sp}.{key} {s[key]}, labels.csv has {want}")
+        packed = counts["packed"].get(sp, 0)
+        need(packed <= s["with_url"] <= s["images"], f"splits.{sp}: with_url {s['with_url']}, images {s['images']}, packed {packed}")
+    need(sum(info["hosts"].values()) == info["urls"], f"hosts {info['hosts']} do not add up to {info['urls']} URLs")
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -1445,6 +1524,8 @@ GLOBAL = [
     ("images", "images_dir", check_images_dir),
     ("webdataset", "webdataset_sums", check_webdataset_sums),
     ("tfds", "tfds_info", check_tfds_info),
+    ("kaokore", "verify_json", check_verify_json),
+    ("kaokore", "info_json", check_info_json),
 ]
 
 
@@ -1503,6 +1584,7 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
     ap.add_argument("out", type=Path, help="output directory of `kaokore build` (or --self-test alone)")
     ap.add_argument("--metadata-labels", type=Path, help="labels.csv the build was made from (default OUT/labels.csv)")
     ap.add_argument("--formats", default="idx,npz,parquet", help="formats to check (default idx,npz,parquet)")
+    ap.add_argument("--kaokore", help="the kaokore binary: also check `verify --json` and `info --json`")
     args = ap.parse_args(argv)
     out = args.out
     if not out.is_dir():
@@ -1513,7 +1595,7 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
     if unknown:
         print(f"interop_check: unknown formats {sorted(unknown)}", file=sys.stderr)
         return 2
-    ctx = Ctx(out, args.metadata_labels or out / "labels.csv", formats)
+    ctx = Ctx(out, args.metadata_labels or out / "labels.csv", formats, args.kaokore)
 
     passed = failed = skipped = 0
 
@@ -1555,7 +1637,8 @@ def main(argv: list[str] | None = None, cleanup: bool = True) -> int:
     run("splits_present", splits_check)
 
     def runnable(req: str) -> bool:
-        return all(r in formats for r in req.split("+") if r)
+        # `kaokore`: the checks that run the binary, when it is given.
+        return all(r in formats or (r == "kaokore" and ctx.kaokore) for r in req.split("+") if r)
 
     for sp in present:
         sd = SplitData(out, sp)

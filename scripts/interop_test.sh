@@ -6,7 +6,8 @@
 # webdataset package and datasets, its mnist/ files as torchvision's MNIST readers and
 # idx2numpy read them, and, when tensorflow and tensorflow_datasets import in the venv
 # (scripts/setup_venv.sh --tf), its tfds/ directory (5 MB shards too) with
-# tfds.builder_from_directory and tf.data (scripts/interop_check.py). Installs the Python
+# tfds.builder_from_directory and tf.data; it also parses `kaokore verify --json` and
+# `kaokore info --json` with Python's json (scripts/interop_check.py). Installs the Python
 # packages into a venv (scripts/setup_venv.sh) first. LINES=N changes the part; LINES=all
 # builds all of 1.0; FORMATS=LIST changes the formats.
 set -euo pipefail
@@ -57,4 +58,5 @@ echo "interop: building KaoKore 1.0 (${lines} urls.txt lines) at 256 against the
 "$bin" verify "$work/out"
 
 echo "interop: reading it with the Python clients"
-"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels" --formats "$formats"
+"$venv/bin/python" scripts/interop_check.py "$work/out" --metadata-labels "$labels" --formats "$formats" \
+  --kaokore "$bin"

@@ -1,9 +1,14 @@
-//! The command line: every subcommand and option, documented where it is declared.
-//! `main.rs` turns a parsed `Cli` into library calls; nothing here does any work.
+//! The command line: every subcommand and option, documented where it is declared, and
+//! the man page and shell completions generated from these same definitions, so that they
+//! cannot drift from `--help`. `main.rs` turns a parsed `Cli` into library calls and prints
+//! what they return; nothing here touches a dataset, the network or a file.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_mangen::Man;
+use clap_mangen::roff::Roff;
 use kaokore::config::MaxMissing;
 use kaokore::{DatasetVersion, Formats, Rewrite};
 
@@ -11,14 +16,16 @@ use kaokore::{DatasetVersion, Formats, Rewrite};
 #[command(
     name = "kaokore",
     version,
-    about = "Build machine-learning artifacts (idx, npz, Parquet) from the KaoKore dataset",
+    about = "Build machine-learning release artifacts from the KaoKore dataset",
     long_about = "Build machine-learning artifacts from the KaoKore dataset: face crops from \
 Japanese picture scrolls and picture books, published by CODH (ROIS-DS Center for Open Data \
 in the Humanities) as IIIF image URLs with expert labels (gender, social status) and \
 train/dev/test splits.\n\n\
 The upstream metadata of versions 1.0 to 1.3 is built in. `kaokore build` fetches the images \
-politely into a cache, normalizes them to S x S RGB and writes MNIST-style idx, NumPy npz and \
-Parquet files with a dataset card, checksums and a build report.\n\n\
+politely into a cache, normalizes them to S x S RGB and writes the artifacts --formats asks for: \
+idx, npz and Parquet files by default; WebDataset shards, MNIST-style gray files, image files \
+and the others `kaokore build --help` lists on request. Each build comes with a dataset card, \
+checksums and a build report.\n\n\
 KaoKore is licensed CC BY-SA 4.0: \"KaoKore Dataset\" (collected by CODH from multiple \
 organizations), doi:10.20676/00000353. Upstream asks that derived datasets including the \
 image data are not redistributed: the artifacts are for your own use.",
@@ -69,25 +76,47 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Re-check a built output directory: checksums, and that idx, npz and Parquet agree.
+    /// Re-check a built output directory: checksums, and that every format's files agree
+    /// row by row.
     ///
-    /// Exits 1 on any disagreement.
+    /// Exits 0 when the directory is good, 1 on any problem (a disagreement, a missing or
+    /// unlisted artifact), 2 when DIR is not a directory.
     Verify {
         /// The output directory of a build.
         dir: PathBuf,
         /// Print nothing but errors.
         #[arg(long)]
         quiet: bool,
+        /// Print what was checked and every problem found as one JSON document on stdout,
+        /// instead of lines on stderr (its shape is in README.md); the exit status is the
+        /// same.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what a dataset version holds: counts per split and label, hosts, size
     /// requests, metadata warnings and how much of it the cache already has.
     Info {
         #[command(flatten)]
         dataset: DatasetArgs,
-        /// Print the figures as JSON instead of text.
+        /// Print the figures as one JSON document instead of text (its shape is in
+        /// README.md).
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script for kaokore to stdout.
+    ///
+    /// For example `kaokore completions bash > ~/.local/share/bash-completion/completions/kaokore`
+    /// or `kaokore completions zsh > ~/.zfunc/_kaokore`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print kaokore's man page (roff) to stdout: every command and option.
+    ///
+    /// For example `kaokore man > ~/.local/share/man/man1/kaokore.1`, or read it at once
+    /// with `kaokore man | man -l -`.
+    Man,
 }
 
 /// Which dataset, and where its images are cached.
@@ -205,7 +234,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub jobs: JobsArg,
 
-    /// Fail (exit 1) if any image could not be fetched.
+    /// Fail (exit 1, --out left as it was) if any image could not be fetched or decoded.
     #[arg(long)]
     pub strict: bool,
 
@@ -232,13 +261,133 @@ pub struct JobsArg {
     pub jobs: Option<u32>,
 }
 
+/// The completion script of `shell` for every command and option above, the formats' own
+/// options included.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kaokore", &mut script);
+    script
+}
+
+/// The man page (roff) of every command and option above, in one page: kaokore's name,
+/// synopsis, description and options, then under COMMANDS each command's synopsis,
+/// description and options, then the version. clap_mangen alone writes a page per
+/// command; it renders each section here, and the page is put together from them.
+pub fn man_page() -> Vec<u8> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let top = Man::new(cmd.clone());
+    let mut page = rendered(|w| top.render_title(w));
+    page += &section(|w| top.render_name_section(w));
+    page += &section(|w| top.render_synopsis_section(w));
+    page += &section(|w| top.render_description_section(w));
+    page += &section(|w| top.render_options_section(w));
+    page += &Roff::new().control("SH", ["COMMANDS"]).to_roff();
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_bin_name().unwrap_or_else(|| sub.get_name());
+        page += &Roff::new().control("SS", [name]).to_roff();
+        // Headings of its own would end the COMMANDS section: its options go under its name.
+        let man = Man::new(sub.clone().mut_args(|a| a.help_heading(None)));
+        page += &without_heading(&section(|w| man.render_synopsis_section(w)));
+        page += &Roff::new().control("PP", []).to_roff();
+        page += &without_heading(&section(|w| man.render_description_section(w)));
+        page += &without_heading(&section(|w| man.render_options_section(w)));
+    }
+    page += &section(|w| top.render_version_section(w));
+    page.into_bytes()
+}
+
+/// What a clap_mangen renderer writes (into memory, which cannot fail).
+fn rendered(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> String {
+    let mut roff = Vec::new();
+    render(&mut roff).expect("writing to memory");
+    String::from_utf8(roff).expect("roff of UTF-8 text is UTF-8")
+}
+
+/// A rendered section without the preamble every rendering starts with: the page has it
+/// once, at the top.
+fn section(render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> String {
+    let roff = rendered(render);
+    let preamble = Roff::new().render();
+    roff.strip_prefix(&preamble).unwrap_or(&roff).to_string()
+}
+
+/// A section's lines without its `.SH` heading (text lines never start with a dot: roff
+/// escapes them).
+fn without_heading(roff: &str) -> String {
+    roff.lines()
+        .filter(|line| !line.starts_with(".SH"))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every command and every long option, walked from the definitions (the formats'
+    /// options from the registry included), is in the man page and the completions.
+    #[test]
+    fn man_page_and_completions_name_every_option() {
+        let man = String::from_utf8(man_page()).unwrap();
+        // roff escapes the dashes of an option.
+        let man = man.replace("\\-", "-");
+        let scripts: Vec<(clap_complete::Shell, String)> = [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+            clap_complete::Shell::PowerShell,
+            clap_complete::Shell::Elvish,
+        ]
+        .into_iter()
+        .map(|shell| (shell, String::from_utf8(completions(shell)).unwrap()))
+        .collect();
+        let cmd = Cli::command();
+        let mut longs = 0;
+        for sub in cmd.get_subcommands() {
+            assert!(
+                man.contains(&format!(".SS \"kaokore {}\"", sub.get_name())),
+                "man: no section for {}",
+                sub.get_name()
+            );
+            for long in sub.get_arguments().filter_map(|a| a.get_long()) {
+                longs += 1;
+                assert!(man.contains(&format!("--{long}")), "man: no --{long}");
+                for (shell, script) in &scripts {
+                    // fish names an option without its dashes (`-l shard-size`).
+                    let written = match shell {
+                        clap_complete::Shell::Fish => format!("-l {long}"),
+                        _ => format!("--{long}"),
+                    };
+                    assert!(script.contains(&written), "{shell}: no {written}");
+                }
+            }
+            for (shell, script) in &scripts {
+                assert!(
+                    script.contains(sub.get_name()),
+                    "{shell}: no {}",
+                    sub.get_name()
+                );
+            }
+        }
+        assert!(longs > 20, "only {longs} long options");
+        for option in kaokore::pack::format::options() {
+            assert!(
+                man.contains(&format!("--{}", option.flag)),
+                "man: no --{}",
+                option.flag
+            );
+        }
+        assert_eq!(man.matches(".TH ").count(), 1);
+        assert_eq!(
+            man.matches(&Roff::new().render()).count(),
+            1,
+            "one preamble"
+        );
     }
 }

@@ -1,9 +1,13 @@
 //! The `kaokore` binary: parse the command line, call the library, print errors and set
 //! the exit status (0 success, 1 runtime failure, 2 bad usage or input, 130 / 143 stopped
-//! by SIGINT / SIGTERM after cleaning up).
+//! by SIGINT / SIGTERM after cleaning up). The JSON of `info --json` and `verify --json`
+//! is shaped here (README, "Machine-readable output").
 
 mod cli;
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -13,7 +17,10 @@ use clap::Parser;
 use cli::{Cli, Command, DatasetArgs, NetworkArgs, OutputArgs, RunArgs};
 use kaokore::error::NotDelivered;
 use kaokore::fetch::{FailureGroup, Shortfall, group_failures};
-use kaokore::{BuildConfig, Error, FetchOptions, PackOptions, pipeline};
+use kaokore::info::{DatasetInfo, SplitInfo};
+use kaokore::verify::VerifyReport;
+use kaokore::{BuildConfig, Error, FetchOptions, PackOptions, Split, pipeline};
+use serde::{Serialize, Serializer};
 
 /// Failure groups (host and cause) printed at the end of a run; report.json has them all.
 const MAX_GROUP_LINES: usize = 8;
@@ -204,8 +211,18 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
             let report = pipeline::pack(&cfg)?;
             summarize(&report, &cfg);
         }
-        Command::Verify { dir, quiet } => {
+        Command::Verify { dir, quiet, json } => {
             let report = pipeline::verify(&dir)?;
+            let code = if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+            if json {
+                return Ok(print_json(&VerifyJson::of(&dir, &report))
+                    .err()
+                    .unwrap_or(code));
+            }
             for problem in &report.problems {
                 eprintln!("{}: {problem}", dir.display());
             }
@@ -218,7 +235,7 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
                     report.problems.len(),
                     dir.display()
                 );
-                return Ok(ExitCode::from(1));
+                return Ok(code);
             }
             if !quiet {
                 let rows: Vec<String> = report
@@ -241,17 +258,204 @@ fn run(cli: Cli, stop: &Arc<AtomicBool>) -> Result<ExitCode, Error> {
                 .clone()
                 .unwrap_or_else(kaokore::default_cache_dir);
             let info = pipeline::info(&data, &cache)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&info).expect("info serializes")
-                );
+            let written = if json {
+                print_json(&InfoJson::of(&info))
             } else {
-                print!("{}", info.to_text());
+                print_stdout(info.to_text().as_bytes())
+            };
+            if let Err(code) = written {
+                return Ok(code);
+            }
+        }
+        Command::Completions { shell } => {
+            if let Err(code) = print_stdout(&cli::completions(shell)) {
+                return Ok(code);
+            }
+        }
+        Command::Man => {
+            if let Err(code) = print_stdout(&cli::man_page()) {
+                return Ok(code);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Write `bytes` to stdout; `Err` holds the exit status when it cannot be written. A
+/// reader that stopped early (`kaokore man | head`) is not a failure.
+fn print_stdout(bytes: &[u8]) -> Result<(), ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// One JSON document, and a newline, on stdout.
+fn print_json(doc: &impl Serialize) -> Result<(), ExitCode> {
+    let mut text = serde_json::to_vec_pretty(doc).expect("the JSON shapes serialize");
+    text.push(b'\n');
+    print_stdout(&text)
+}
+
+/// The version of the shapes below, the `schema` key of each document. Keys may be added
+/// within a version; a key removed, renamed or changed in meaning is a new version.
+const JSON_SCHEMA: u32 = 1;
+
+/// `kaokore info --json`. Each key is named here, not derived from the library's types,
+/// so that a change inside the library cannot change the documented shape unnoticed.
+#[derive(Serialize)]
+struct InfoJson<'a> {
+    schema: u32,
+    version: &'a str,
+    source: &'a str,
+    lines: usize,
+    urls: usize,
+    blank_lines: usize,
+    labelled: usize,
+    labelled_without_url: usize,
+    unlabelled_urls: usize,
+    splits: Splits<'a>,
+    hosts: &'a BTreeMap<String, usize>,
+    providers: &'a BTreeMap<String, usize>,
+    size_requests: &'a BTreeMap<String, usize>,
+    warnings: &'a BTreeMap<String, usize>,
+    /// `null` when the cache directory does not exist.
+    cache: Option<CacheJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SplitJson<'a> {
+    images: usize,
+    with_url: usize,
+    gender: &'a BTreeMap<String, usize>,
+    status: &'a BTreeMap<String, usize>,
+}
+
+#[derive(Serialize)]
+struct CacheJson<'a> {
+    dir: &'a str,
+    urls_cached: usize,
+    packable: usize,
+    packable_cached: usize,
+}
+
+/// The splits of `info` as an object in split order (train, dev, test), not sorted.
+struct Splits<'a>(&'a BTreeMap<String, SplitInfo>);
+
+impl Serialize for Splits<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(Split::ALL.into_iter().filter_map(|split| {
+            let info = self.0.get(split.name())?;
+            Some((
+                split.name(),
+                SplitJson {
+                    images: info.images,
+                    with_url: info.with_url,
+                    gender: &info.gender,
+                    status: &info.status,
+                },
+            ))
+        }))
+    }
+}
+
+impl<'a> InfoJson<'a> {
+    fn of(info: &'a DatasetInfo) -> InfoJson<'a> {
+        InfoJson {
+            schema: JSON_SCHEMA,
+            version: &info.version,
+            source: &info.source,
+            lines: info.lines,
+            urls: info.urls,
+            blank_lines: info.blank_lines,
+            labelled: info.labelled,
+            labelled_without_url: info.labelled_without_url,
+            unlabelled_urls: info.unlabelled_urls,
+            splits: Splits(&info.splits),
+            hosts: &info.hosts,
+            providers: &info.providers,
+            size_requests: &info.size_requests,
+            warnings: &info.warnings,
+            cache: info.cache.as_ref().map(|c| CacheJson {
+                dir: &c.dir,
+                urls_cached: c.urls_cached,
+                packable: c.packable,
+                packable_cached: c.packable_cached,
+            }),
+        }
+    }
+}
+
+/// `kaokore verify --json`, from the public figures of the verify report.
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    schema: u32,
+    dir: String,
+    ok: bool,
+    checks: ChecksJson<'a>,
+    problems: Vec<ProblemJson<'a>>,
+    extra_files: &'a [String],
+    extra_files_count: usize,
+}
+
+/// What was checked, and how much of it.
+#[derive(Serialize)]
+struct ChecksJson<'a> {
+    /// Files whose SHA-256 matched their SHA256SUMS line.
+    checksums: usize,
+    /// Rows checked to agree across the formats, per split.
+    rows: Rows<'a>,
+    /// Of them, rows whose pixels were compared.
+    pixel_rows: u64,
+}
+
+#[derive(Serialize)]
+struct ProblemJson<'a> {
+    /// `null` when the problem is with the directory as a whole.
+    file: Option<&'a str>,
+    /// `null` when the problem is with the file as a whole.
+    row: Option<u64>,
+    reason: &'a str,
+}
+
+/// Rows per split as an object in split order.
+struct Rows<'a>(&'a [(Split, u64)]);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(split, n)| (split.name(), n)))
+    }
+}
+
+impl<'a> VerifyJson<'a> {
+    fn of(dir: &Path, report: &'a VerifyReport) -> VerifyJson<'a> {
+        VerifyJson {
+            schema: JSON_SCHEMA,
+            dir: dir.display().to_string(),
+            ok: report.is_ok(),
+            checks: ChecksJson {
+                checksums: report.checksummed,
+                rows: Rows(&report.rows),
+                pixel_rows: report.pixel_rows_compared,
+            },
+            problems: report
+                .problems
+                .iter()
+                .map(|p| ProblemJson {
+                    file: Some(p.file.as_str()).filter(|f| !f.is_empty()),
+                    row: p.row,
+                    reason: &p.message,
+                })
+                .collect(),
+            extra_files: &report.extra_files,
+            extra_files_count: report.extra_files_count,
+        }
+    }
 }
 
 /// The images left out, by host and cause (even with --quiet: they are warnings), and

@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod cli_docs;
 mod cli_input_errors;
 mod croissant;
 mod fetch;
