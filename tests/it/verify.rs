@@ -13,7 +13,7 @@ use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
 
 use crate::support::inline::*;
-use crate::support::{kaokore_verify, stderr};
+use crate::support::{Run, kaokore_verify, stderr};
 
 const S: u32 = 32;
 
@@ -537,4 +537,40 @@ fn an_output_path_that_is_a_file_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("out"), "{err}");
     assert!(verify(&out).is_err());
+}
+
+#[test]
+fn a_labels_csv_the_build_accepts_verifies_whatever_its_column_order() {
+    // Once a failure: verify read labels.csv with a parser of its own, which knew only
+    // `image,gender,status,set` in that order.
+    let run = Run::new();
+    let meta = run.metadata(30);
+    let labels = std::fs::read_to_string(meta.join("labels.csv")).unwrap();
+    let mut lines = labels.lines();
+    assert_eq!(lines.next(), Some("image,gender,status,set"));
+    let mut reordered = String::from("set , note,status, image,gender\n");
+    for line in lines {
+        let [image, gender, status, set] = line.split(',').collect::<Vec<_>>()[..] else {
+            panic!("{line}");
+        };
+        reordered.push_str(&format!(" {set},mine , {status} ,{image} , {gender}\n"));
+    }
+    std::fs::write(meta.join("labels.csv"), reordered).unwrap();
+    let out = run.out();
+    // idx states no ids and images names its files by id: both read labels.csv's order.
+    let o = run
+        .kaokore("build")
+        .args(["--quiet", "--dataset-version", "1.0", "--size", "16"])
+        .args(["--jobs", "2", "--formats", "idx,npz,images", "--metadata"])
+        .arg(&meta)
+        .arg("--cache")
+        .arg(run.cache())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(messages(&out), Vec::<String>::new());
+    let v = kaokore_verify(&out);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
 }
