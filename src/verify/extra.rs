@@ -3,7 +3,6 @@
 //! staging directory is named once, not walked.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::Path;
 
 use super::VerifyReport;
@@ -14,43 +13,24 @@ pub(super) const MAX_EXTRA_LISTED: usize = 20;
 /// Directory entries looked at when searching for files of the user's.
 const MAX_ENTRIES_WALKED: usize = 200_000;
 
-/// List the files no build writes (without following symlinks) into `report`.
+/// List the files no build writes (without following symlinks: a symlink is named, as a
+/// file of the user's) into `report`.
 pub(super) fn find(dir: &Path, expected: &BTreeSet<String>, report: &mut VerifyReport) {
     let mut extra = Vec::new();
-    let mut pending = vec![(dir.to_path_buf(), String::new())];
-    let mut walked = 0;
-    while let Some((path, relative)) = pending.pop() {
-        let Ok(entries) = fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            walked += 1;
-            if walked > MAX_ENTRIES_WALKED {
-                break;
+    crate::fs::walk(dir, MAX_ENTRIES_WALKED, |entry| {
+        let inside = &entry.relative;
+        if entry.kind.is_dir() {
+            let staging = !inside.contains('/') && inside.starts_with(STAGING_PREFIX);
+            if staging {
+                extra.push(format!("{inside}/"));
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let inside = if relative.is_empty() {
-                name
-            } else {
-                format!("{relative}/{name}")
-            };
-            // `file_type` of a directory entry does not follow a symlink.
-            match entry.file_type() {
-                Ok(kind)
-                    if kind.is_dir()
-                        && relative.is_empty()
-                        && inside.starts_with(STAGING_PREFIX) =>
-                {
-                    extra.push(format!("{inside}/"));
-                }
-                Ok(kind) if kind.is_dir() => pending.push((entry.path(), inside)),
-                _ if expected.contains(&inside)
-                    || inside == RECORD_FILE
-                    || inside == REPORT_FILE => {}
-                _ => extra.push(inside),
-            }
+            return !staging;
         }
-    }
+        if !expected.contains(inside) && inside != RECORD_FILE && inside != REPORT_FILE {
+            extra.push(inside.clone());
+        }
+        false
+    });
     extra.sort();
     report.extra_files_count = extra.len();
     extra.truncate(MAX_EXTRA_LISTED);
@@ -60,6 +40,7 @@ pub(super) fn find(dir: &Path, expected: &BTreeSet<String>, report: &mut VerifyR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn expected() -> BTreeSet<String> {
         ["SHA256SUMS", "idx/a.gz"]
