@@ -68,13 +68,7 @@ pub(super) fn check(
         }
     }
     // Formats with a file per image describe them with one FileSet.
-    let per_image: Vec<String> = expected
-        .formats
-        .iter()
-        .filter(|f| !f.file_objects())
-        .flat_map(|f| f.dirs(expected.size))
-        .map(|d| format!("{d}/"))
-        .collect();
+    let per_image = expected.per_image_dirs();
     for f in &expected.files {
         if f != name
             && f != SHA256SUMS

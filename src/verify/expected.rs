@@ -1,16 +1,26 @@
 //! What a build must hold, from its record alone: the files its formats, splits and size
 //! call for (which the record must list, and only those, with report.json), its formats
-//! in registry order, and the rows of each split. Without a record that can be trusted,
-//! nothing says what the directory should hold, and verify stops.
+//! in registry order, the rows of each split (at most [`MAX_IMAGES`] in all, checked
+//! before anything counts through them), and how large a file of it can be at most.
+//! Without a record that can be trusted, nothing says what the directory should hold,
+//! and verify stops.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use super::VerifyReport;
 use crate::layout::{RECORD_FILE, REPORT_FILE};
-use crate::metadata::Split;
+use crate::metadata::{MAX_IMAGES, MAX_METADATA_BYTES, Split};
 use crate::out::{BuildRecord, RecordError};
 use crate::pack::format::{self, Format};
+
+/// Bytes of one row in any artifact, beyond its image: labels, ids, a tar header, a zip
+/// entry, a Parquet page header.
+const ROW_SLACK: u64 = 64 << 10;
+/// Bytes of an artifact that do not grow with its rows: the metadata text it may carry
+/// (the four copied files, each at most [`MAX_METADATA_BYTES`], escaped at most six
+/// times as JSON) and its headers, footers and directories.
+const FILE_SLACK: u64 = 4 * 6 * MAX_METADATA_BYTES + (64 << 20);
 
 /// What the build's record promises.
 pub(super) struct Expected {
@@ -54,6 +64,19 @@ impl Expected {
                 return None;
             }
         };
+        // Image ids are urls.txt's line numbers: no build has more rows than it has lines.
+        let total = record
+            .rows
+            .values()
+            .fold(0u64, |total, &n| total.saturating_add(n));
+        if total > MAX_IMAGES as u64 {
+            report.problem(
+                RECORD_FILE,
+                None,
+                format!("{total} rows in all: more than the {MAX_IMAGES} images of any metadata"),
+            );
+            return None;
+        }
         // The record lists what the build wrote: exactly the expected files and report.json.
         let listed: BTreeSet<&str> = record.files.iter().map(String::as_str).collect();
         for f in &files {
@@ -89,6 +112,39 @@ impl Expected {
             size: record.size,
             rows,
         })
+    }
+}
+
+impl Expected {
+    /// The directories (with a trailing `/`) of the formats that write a file per image.
+    pub fn per_image_dirs(&self) -> Vec<String> {
+        self.formats
+            .iter()
+            .filter(|f| !f.file_objects())
+            .flat_map(|f| f.dirs(self.size))
+            .map(|d| format!("{d}/"))
+            .collect()
+    }
+
+    /// The most bytes the file `path` of this build can have, generously: a file per
+    /// image holds one row, any other file at most every row of the build. A larger file
+    /// cannot be right, and is reported without being read.
+    pub fn largest_file(&self, path: &str) -> u64 {
+        // A row's image is the fetched file kept as it is (fetch never holds a larger
+        // body) or its S x S RGB pixels, raw or encoded (deflate, PNG, JPEG: none makes
+        // them eight times larger).
+        let pixels = 3 * u64::from(self.size) * u64::from(self.size);
+        let row = crate::fetch::BODY_MEMORY
+            .max(8 * pixels)
+            .saturating_add(ROW_SLACK);
+        if self.per_image_dirs().iter().any(|d| path.starts_with(d)) {
+            return row;
+        }
+        let rows = self
+            .rows
+            .values()
+            .fold(0u64, |total, &n| total.saturating_add(n));
+        rows.saturating_mul(row).saturating_add(FILE_SLACK)
     }
 }
 
@@ -138,6 +194,27 @@ mod tests {
             problems(&report),
             [".kaokore-build.json: unknown format 'tiff'"]
         );
+        // Counts no metadata can have are refused before anything counts through them.
+        r = record();
+        r.rows.insert("dev".into(), u64::MAX);
+        r.write(dir.path()).unwrap();
+        let mut report = VerifyReport::default();
+        assert!(Expected::read(dir.path(), &mut report).is_none());
+        assert_eq!(
+            problems(&report),
+            [format!(
+                ".kaokore-build.json: {} rows in all: more than the 1000000 images of any metadata",
+                u64::MAX
+            )]
+        );
+        // Four rows in the other splits: a million in all is the most.
+        let mut r = record();
+        r.rows.insert("dev".into(), 1_000_000 - 4);
+        r.write(dir.path()).unwrap();
+        assert!(Expected::read(dir.path(), &mut VerifyReport::default()).is_some());
+        r.rows.insert("dev".into(), 1_000_000 - 3);
+        r.write(dir.path()).unwrap();
+        assert!(Expected::read(dir.path(), &mut VerifyReport::default()).is_none());
         std::fs::write(dir.path().join(RECORD_FILE), "[]").unwrap();
         let mut report = VerifyReport::default();
         assert!(Expected::read(dir.path(), &mut report).is_none());
@@ -145,6 +222,33 @@ mod tests {
             problems(&report)[0].starts_with(".kaokore-build.json: not a build record"),
             "{:?}",
             problems(&report)
+        );
+    }
+
+    #[test]
+    fn files_are_bounded_by_rows_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = record();
+        r.formats = vec!["npz".into(), "images".into()];
+        r.size = 64;
+        r.files.push("images_64/00000001.jpg".into());
+        r.write(dir.path()).unwrap();
+        let expected = Expected::read(dir.path(), &mut VerifyReport::default()).unwrap();
+        assert_eq!(expected.per_image_dirs(), ["images_64/"]);
+        let image = expected.largest_file("images_64/00000001.jpg");
+        assert_eq!(image, crate::fetch::BODY_MEMORY + ROW_SLACK);
+        // Five rows in all.
+        let npz = expected.largest_file("npz/kaokore-train-imgs.npz");
+        assert_eq!(npz, 5 * image + FILE_SLACK);
+        // A large size: its pixels, not a fetched file, bound a row.
+        r.size = 8192;
+        r.files.retain(|f| !f.starts_with("images_"));
+        r.files.push("images_8192/00000001.jpg".into());
+        r.write(dir.path()).unwrap();
+        let expected = Expected::read(dir.path(), &mut VerifyReport::default()).unwrap();
+        assert_eq!(
+            expected.largest_file("images_8192/00000001.jpg"),
+            8 * 3 * 8192 * 8192 + ROW_SLACK
         );
     }
 }

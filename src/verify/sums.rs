@@ -1,8 +1,13 @@
 //! SHA256SUMS against the files: every artifact the record expects is listed once and
 //! matches its checksum, recomputed here, and no line names a file the build does not
 //! write. The checksums computed are handed on to the croissant.json check.
+//!
+//! The work is bounded by the build, not by what the list says: each artifact is hashed
+//! at most once, and only up to the largest size it can have (a larger file is reported
+//! unread); lines are remembered in a set; lines naming other files are listed up to a
+//! limit, then counted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -11,7 +16,7 @@ use super::expected::Expected;
 use crate::layout::SHA256SUMS;
 use crate::out::is_plain_relative;
 use crate::pack;
-use crate::pack::read::{length, open_artifact};
+use crate::pack::read::{MAX_PROBLEMS_PER_FILE, length, open_artifact};
 
 /// A SHA256SUMS is about 100 bytes a line; with `images`, a line per image.
 const MAX_SUMS_BYTES: u64 = 64 << 20;
@@ -41,7 +46,8 @@ pub(super) fn check(
             String::new()
         }
     };
-    let mut listed = BTreeSet::new();
+    let mut listed = HashSet::new();
+    let mut unknown = 0;
     for (hash, path) in pack::parse_sums(&text) {
         if !is_plain_relative(&path) {
             report.problem(SHA256SUMS, None, format!("unsafe path '{path}'"));
@@ -52,17 +58,20 @@ pub(super) fn check(
             continue;
         }
         if path == SHA256SUMS || !expected.files.contains(&path) {
-            report.problem(
-                &path,
-                None,
-                "listed in SHA256SUMS, but the build's record has no such artifact",
-            );
+            // Each names a file of its own: the cap on problems per file does not apply.
+            unknown += 1;
+            if unknown <= MAX_PROBLEMS_PER_FILE {
+                report.problem(
+                    &path,
+                    None,
+                    "listed in SHA256SUMS, but the build's record has no such artifact",
+                );
+            }
             continue;
         }
-        match open_artifact(dir, &path)
-            .and_then(|f| pack::hash_reader(f).map_err(|e| format!("cannot read: {e}")))
-        {
-            Ok((_, actual)) => {
+        let largest = expected.largest_file(&path);
+        match open_artifact(dir, &path).and_then(|f| hash_within(f, largest)) {
+            Ok(actual) => {
                 if actual == hash {
                     report.checksummed += 1;
                 } else {
@@ -77,6 +86,16 @@ pub(super) fn check(
             Err(e) => report.problem(&path, None, e),
         }
     }
+    if unknown > MAX_PROBLEMS_PER_FILE {
+        report.problem(
+            SHA256SUMS,
+            None,
+            format!(
+                "{} more lines list files the build's record has no such artifact for",
+                unknown - MAX_PROBLEMS_PER_FILE
+            ),
+        );
+    }
     for f in expected.files.iter().filter(|f| *f != SHA256SUMS) {
         if !listed.contains(f) {
             match open_artifact(dir, f) {
@@ -86,6 +105,27 @@ pub(super) fn check(
         }
     }
     hashes
+}
+
+/// The SHA-256 of `file`, unless it is larger than `largest` bytes: then it is not read
+/// (nor beyond that, should it grow while being read).
+fn hash_within(file: std::fs::File, largest: u64) -> Result<String, String> {
+    let len = length(&file)?;
+    let too_large = |len: u64| {
+        format!(
+            "{len} bytes, more than any file of a build of its rows and size can have \
+             ({largest}): not read"
+        )
+    };
+    if len > largest {
+        return Err(too_large(len));
+    }
+    let (read, hash) = pack::hash_reader(file.take(largest.saturating_add(1)))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if read > largest {
+        return Err(too_large(read));
+    }
+    Ok(hash)
 }
 
 #[cfg(test)]
@@ -192,5 +232,60 @@ pub(super) mod tests {
                 "d/b.txt: not listed in SHA256SUMS"
             ]
         );
+    }
+
+    #[test]
+    fn a_file_larger_than_the_build_can_have_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        write_with_sums(dir.path(), &FILES);
+        let expected = expecting(&FILES);
+        let largest = expected.largest_file("a.txt");
+        // Sparse: nothing is written, and nothing must be read.
+        let a = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("a.txt"))
+            .unwrap();
+        a.set_len(largest + 1).unwrap();
+        let mut report = VerifyReport::default();
+        let hashes = check(dir.path(), &expected, &mut report);
+        assert_eq!(
+            problems(&report),
+            [format!(
+                "a.txt: {} bytes, more than any file of a build of its rows and size can have \
+                 ({largest}): not read",
+                largest + 1
+            )]
+        );
+        assert!(!hashes.contains_key("a.txt"));
+    }
+
+    #[test]
+    fn a_huge_list_costs_a_line_each_and_a_hash_per_artifact() {
+        // Lines that repeat an artifact and lines that name files of no build: each file is
+        // hashed once, and what is reported stays short. A scan of the lines seen so far
+        // for each line would take 2 x 10^10 steps here (700,000 lines of a hostile list
+        // take a fraction of a second in a release build).
+        let dir = tempfile::tempdir().unwrap();
+        write_with_sums(dir.path(), &FILES);
+        let mut sums = std::fs::read_to_string(dir.path().join(SHA256SUMS)).unwrap();
+        let repeat = sums.lines().next().unwrap().to_string();
+        let zero = "0".repeat(64);
+        for i in 0..100_000 {
+            sums.push_str(&format!("{repeat}\n{zero}  x{i}\n"));
+        }
+        std::fs::write(dir.path().join(SHA256SUMS), sums).unwrap();
+        let mut report = VerifyReport::default();
+        check(dir.path(), &expecting(&FILES), &mut report);
+        assert_eq!(report.checksummed, 2);
+        let m = problems(&report);
+        let on_sums = m.iter().filter(|p| p.starts_with("SHA256SUMS: ")).count();
+        assert_eq!(m.len() - on_sums, MAX_PROBLEMS_PER_FILE, "{:?}", &m[..3]);
+        // The repeats are one problem, reported once.
+        assert_eq!(on_sums, 2, "{:?}", &m[..3]);
+        assert!(m.contains(&"SHA256SUMS: lists a.txt twice".to_string()));
+        assert!(m.contains(
+            &"SHA256SUMS: 99900 more lines list files the build's record has no such artifact for"
+                .to_string()
+        ));
     }
 }
