@@ -574,3 +574,32 @@ fn a_labels_csv_the_build_accepts_verifies_whatever_its_column_order() {
     let v = kaokore_verify(&out);
     assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_size_directory_is_not_followed() {
+    // Once "ok": a size directory that is a link to another build verified that build.
+    let inline = inline_dataset(12, S, &ALL_KINDS);
+    let source = MapSource::new(inline.files);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(S, 2, "npz");
+    opts.sizes = vec![S, 48];
+    let [out, other] = [dir.path().join("out"), dir.path().join("other")];
+    for path in [&out, &other] {
+        pack::pack_sizes(
+            &inline.dataset,
+            &source,
+            &opts,
+            path,
+            &Progress::hidden("pack", 0),
+        )
+        .unwrap();
+    }
+    assert_eq!(messages(&out), Vec::<String>::new());
+    std::fs::remove_dir_all(out.join("size-48")).unwrap();
+    std::os::unix::fs::symlink(other.join("size-48"), out.join("size-48")).unwrap();
+    // Named once: the files the record lists in it are not each a problem too.
+    assert_eq!(messages(&out), ["size-48: is a symlink: not followed"]);
+    let o = kaokore_verify(&out);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
