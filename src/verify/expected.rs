@@ -12,7 +12,7 @@ use super::VerifyReport;
 use crate::layout::{RECORD_FILE, REPORT_FILE};
 use crate::metadata::{MAX_IMAGES, MAX_METADATA_BYTES, Split};
 use crate::out::{BuildRecord, RecordError};
-use crate::pack::format::{self, Format};
+use crate::pack::format::{self, Format, Payload};
 
 /// Bytes of one row in any artifact, beyond its image: labels, ids, a tar header, a zip
 /// entry, a Parquet page header.
@@ -126,18 +126,23 @@ impl Expected {
             .collect()
     }
 
-    /// The most bytes the file `path` of this build can have, generously: a file per
-    /// image holds one row, any other file at most every row of the build. A larger file
-    /// cannot be right, and is reported without being read.
+    /// The most bytes the file `path` of this build can have, generously: a file of a
+    /// format holds at most every row of the build (a file per image, one), each of the
+    /// size its payload can have, and any file the metadata text it may carry. A larger
+    /// file cannot be right, and is reported without being read.
     pub fn largest_file(&self, path: &str) -> u64 {
-        // A row's image is the fetched file kept as it is (fetch never holds a larger
-        // body) or its S x S RGB pixels, raw or encoded (deflate, PNG, JPEG: none makes
-        // them eight times larger).
-        let pixels = 3 * u64::from(self.size) * u64::from(self.size);
-        let row = crate::fetch::BODY_MEMORY
-            .max(8 * pixels)
-            .saturating_add(ROW_SLACK);
-        if self.per_image_dirs().iter().any(|d| path.starts_with(d)) {
+        let owner = self.formats.iter().find(|f| {
+            f.dirs(self.size).iter().any(|d| {
+                path.strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+        });
+        // The card, croissant.json, the copied metadata: text of their own.
+        let Some(format) = owner else {
+            return FILE_SLACK;
+        };
+        let row = row_bytes(format.needs(), self.size);
+        if !format.file_objects() {
             return row;
         }
         let rows = self
@@ -146,6 +151,23 @@ impl Expected {
             .fold(0u64, |total, &n| total.saturating_add(n));
         rows.saturating_mul(row).saturating_add(FILE_SLACK)
     }
+}
+
+/// The most bytes one row of an artifact made of `needs` can take at edge `size`. Pixels
+/// (RGB or gray) are deflated, which never doubles them; an image file is the fetched
+/// file kept as it is (fetch never holds a larger body) or its pixels encoded (PNG,
+/// JPEG: never eight times larger).
+fn row_bytes(needs: &[Payload], size: u32) -> u64 {
+    let pixels = 3 * u64::from(size) * u64::from(size);
+    let files = needs
+        .iter()
+        .any(|p| matches!(p, Payload::LosslessFile | Payload::JpegFile));
+    let image = if files {
+        crate::fetch::BODY_MEMORY.max(8 * pixels)
+    } else {
+        2 * pixels
+    };
+    image.saturating_add(ROW_SLACK)
 }
 
 #[cfg(test)]
@@ -235,12 +257,17 @@ mod tests {
         r.write(dir.path()).unwrap();
         let expected = Expected::read(dir.path(), &mut VerifyReport::default()).unwrap();
         assert_eq!(expected.per_image_dirs(), ["images_64/"]);
-        let image = expected.largest_file("images_64/00000001.jpg");
-        assert_eq!(image, crate::fetch::BODY_MEMORY + ROW_SLACK);
-        // Five rows in all.
-        let npz = expected.largest_file("npz/kaokore-train-imgs.npz");
-        assert_eq!(npz, 5 * image + FILE_SLACK);
-        // A large size: its pixels, not a fetched file, bound a row.
+        // A file per image: one fetched file at most.
+        let image = crate::fetch::BODY_MEMORY + ROW_SLACK;
+        assert_eq!(expected.largest_file("images_64/00000001.jpg"), image);
+        // Pixels only, deflated: five rows in all.
+        let pixels = 2 * 3 * 64 * 64 + ROW_SLACK;
+        assert_eq!(
+            expected.largest_file("npz/kaokore-train-imgs.npz"),
+            5 * pixels + FILE_SLACK
+        );
+        assert_eq!(expected.largest_file("labels.csv"), FILE_SLACK);
+        // A large size: its pixels, not a fetched file, bound an image.
         r.size = 8192;
         r.files.retain(|f| !f.starts_with("images_"));
         r.files.push("images_8192/00000001.jpg".into());

@@ -603,3 +603,22 @@ fn a_symlinked_size_directory_is_not_followed() {
     let o = kaokore_verify(&out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+#[test]
+fn an_artifact_larger_than_its_rows_allow_is_reported_unread() {
+    // A 20 GB sparse file where the train images go: the record's rows and size say that
+    // no such npz can be right, so it is not hashed (minutes of zeros) first.
+    let (_dir, out) = build("idx,npz");
+    let name = pack::npz_images_name(Split::Train);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(&name))
+        .unwrap();
+    file.set_len(20 << 30).unwrap();
+    let m = messages_within(&out, 60);
+    let prefix = format!(
+        "{name}: {} bytes, more than any file of a build of its rows and size can have (",
+        20u64 << 30
+    );
+    assert!(m.iter().any(|p| p.starts_with(&prefix)), "{m:?}");
+}
