@@ -102,7 +102,7 @@ pub(super) fn check(
             SHA256SUMS,
             None,
             format!(
-                "{} more lines list files the build's record has no such artifact for",
+                "{} more lines name files that are not artifacts of the build's record",
                 unknown - MAX_PROBLEMS_PER_FILE
             ),
         );
@@ -122,19 +122,19 @@ pub(super) fn check(
 /// (nor beyond that, should it grow while being read).
 fn hash_within(file: std::fs::File, largest: u64) -> Result<String, String> {
     let len = length(&file)?;
-    let too_large = |len: u64| {
-        format!(
+    if len > largest {
+        return Err(format!(
             "{len} bytes, more than any file of a build of its rows and size can have \
              ({largest}): not read"
-        )
-    };
-    if len > largest {
-        return Err(too_large(len));
+        ));
     }
     let (read, hash) = pack::hash_reader(file.take(largest.saturating_add(1)))
         .map_err(|e| format!("cannot read: {e}"))?;
     if read > largest {
-        return Err(too_large(read));
+        return Err(format!(
+            "grew past {largest} bytes, the most any file of a build of its rows and size \
+             can have, while being read"
+        ));
     }
     Ok(hash)
 }
@@ -295,7 +295,7 @@ pub(super) mod tests {
         assert_eq!(on_sums, 2, "{:?}", &m[..3]);
         assert!(m.contains(&"SHA256SUMS: lists a.txt twice".to_string()));
         assert!(m.contains(
-            &"SHA256SUMS: 99900 more lines list files the build's record has no such artifact for"
+            &"SHA256SUMS: 99900 more lines name files that are not artifacts of the build's record"
                 .to_string()
         ));
     }
