@@ -10,7 +10,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::metadata::{MAX_METADATA_BYTES, Split, without_bom};
+use crate::metadata::{
+    CLASS_NAMES_EN_FILE, ClassNames, LABELS_FILE, MAX_METADATA_BYTES, MetadataError, Split,
+    parse_labels_csv,
+};
 
 /// Stop listing row problems of one file after this many: the rest is noise.
 pub const MAX_ROW_PROBLEMS_PER_FILE: usize = 20;
@@ -285,51 +288,114 @@ impl PixelSource for StreamedPixels {
 }
 
 /// labels.csv as copied into the build: the order of its rows, and each row's labels.
+/// It is read with the build's own parser ([`parse_labels_csv`], with the class names of
+/// the labels.metadata.en.txt copied beside it), so whatever labels.csv the build accepted
+/// (columns in any order, more columns, padded fields) reads back the same.
 pub struct LabelsOrder {
     /// Image id -> (line, gender, status, split).
     pub rows: HashMap<u32, (u64, u8, u8, Split)>,
 }
 
 impl LabelsOrder {
+    /// `None` when labels.csv or its class names cannot be read: a missing or unreadable
+    /// file is reported with the expected files, one that does not parse here (once,
+    /// with its line).
     pub fn read(dir: &Path, report: &mut Problems) -> Option<LabelsOrder> {
-        // A missing or unreadable labels.csv is reported with the expected files.
-        let file = open_artifact(dir, "labels.csv").ok()?;
-        let mut text = String::new();
-        if length(&file).ok()? > MAX_METADATA_BYTES
-            || file
-                .take(MAX_METADATA_BYTES)
-                .read_to_string(&mut text)
-                .is_err()
-        {
-            report.problem("labels.csv", None, "too large or not UTF-8 text");
-            return None;
-        }
-        let mut rows = HashMap::new();
-        for (i, line) in without_bom(&text).lines().enumerate().skip(1) {
-            let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
-            let [image, gender, status, set] = fields[..] else {
-                continue;
-            };
-            let id = image
-                .strip_suffix(".jpg")
-                .and_then(|d| d.parse::<u32>().ok());
-            let split = match set.trim() {
-                "train" => Split::Train,
-                "dev" => Split::Dev,
-                "test" => Split::Test,
-                _ => continue,
-            };
-            match (id, gender.trim().parse::<u8>(), status.trim().parse::<u8>()) {
-                (Some(id), Ok(g), Ok(s)) => {
-                    rows.insert(id, (i as u64 + 1, g, s, split));
-                }
-                _ => report.problem(
-                    "labels.csv",
-                    Some(i as u64 + 1),
-                    format!("unreadable line '{line}'"),
-                ),
+        let labels = metadata_text(dir, LABELS_FILE, report)?;
+        let names = metadata_text(dir, CLASS_NAMES_EN_FILE, report)?;
+        let parsed = ClassNames::parse(&names, CLASS_NAMES_EN_FILE)
+            .and_then(|classes| parse_labels_csv(&labels, &classes));
+        let rows = match parsed {
+            Ok(rows) => rows,
+            Err(MetadataError::Invalid {
+                file,
+                line,
+                message,
+            }) => {
+                report.problem(&file, None, format!("line {line}: {message}"));
+                return None;
             }
-        }
+            Err(e) => {
+                report.problem(LABELS_FILE, None, e.to_string());
+                return None;
+            }
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let l = r.label;
+                (r.id.0, (r.line as u64, l.gender, l.status, l.split))
+            })
+            .collect();
         Some(LabelsOrder { rows })
+    }
+}
+
+/// The text of a copied metadata file of the build, at most [`MAX_METADATA_BYTES`] (as
+/// the build read it); `None` when it is missing (reported elsewhere) or not text.
+fn metadata_text(dir: &Path, name: &str, report: &mut Problems) -> Option<String> {
+    let file = open_artifact(dir, name).ok()?;
+    let mut text = String::new();
+    if length(&file).ok()? > MAX_METADATA_BYTES
+        || file
+            .take(MAX_METADATA_BYTES)
+            .read_to_string(&mut text)
+            .is_err()
+    {
+        report.problem(name, None, "too large or not UTF-8 text");
+        return None;
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{DatasetVersion, MetadataFiles};
+
+    /// A build directory holding only `labels` as labels.csv, beside the real class names.
+    fn with_labels(labels: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let en = MetadataFiles::embedded(DatasetVersion::V1_3).class_names_en;
+        std::fs::write(dir.path().join(CLASS_NAMES_EN_FILE), en).unwrap();
+        std::fs::write(dir.path().join(LABELS_FILE), labels).unwrap();
+        dir
+    }
+
+    #[test]
+    fn labels_order_reads_what_the_build_accepts() {
+        // Columns reordered, one more column, padded fields, CRLF and a blank line: the
+        // build accepts it, so verify reads it the same.
+        let dir = with_labels(
+            "set , note, status,image ,gender\r\n\
+             dev, x , 3 , 00000007.jpg ,1\r\n\
+             \r\n\
+             train,,0,00000002.jpg,0\r\n",
+        );
+        let mut problems = Problems::default();
+        let order = LabelsOrder::read(dir.path(), &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(order.rows.len(), 2);
+        assert_eq!(order.rows[&7], (2, 1, 3, Split::Dev));
+        assert_eq!(order.rows[&2], (4, 0, 0, Split::Train));
+    }
+
+    #[test]
+    fn labels_order_reports_the_first_bad_line_once() {
+        let dir = with_labels(
+            "image,gender,status,set\n00000001.jpg,0,1,train\n00000002.jpg,0,9,dev\nbad\n",
+        );
+        let mut problems = Problems::default();
+        assert!(LabelsOrder::read(dir.path(), &mut problems).is_none());
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["labels.csv: line 3: status 9 out of range (0..3)"]);
+        // Its class names are the build's too.
+        std::fs::write(dir.path().join(CLASS_NAMES_EN_FILE), "gender\n").unwrap();
+        let mut problems = Problems::default();
+        assert!(LabelsOrder::read(dir.path(), &mut problems).is_none());
+        assert_eq!(
+            problems[0].to_string(),
+            "labels.metadata.en.txt: line 2: missing the line of class counts"
+        );
     }
 }

@@ -13,7 +13,7 @@ use ndarray::{Array1, Array4};
 use ndarray_npy::{NpzReader, NpzWriter};
 
 use crate::support::inline::*;
-use crate::support::{kaokore_verify, stderr};
+use crate::support::{Run, kaokore_verify, stderr};
 
 const S: u32 = 32;
 
@@ -540,4 +540,88 @@ fn an_output_path_that_is_a_file_is_an_error() {
     .unwrap_err();
     assert!(err.to_string().contains("out"), "{err}");
     assert!(verify(&out).is_err());
+}
+
+#[test]
+fn a_labels_csv_the_build_accepts_verifies_whatever_its_column_order() {
+    // Once a failure: verify read labels.csv with a parser of its own, which knew only
+    // `image,gender,status,set` in that order.
+    let run = Run::new();
+    let meta = run.metadata(30);
+    let labels = std::fs::read_to_string(meta.join("labels.csv")).unwrap();
+    let mut lines = labels.lines();
+    assert_eq!(lines.next(), Some("image,gender,status,set"));
+    let mut reordered = String::from("set , note,status, image,gender\n");
+    for line in lines {
+        let [image, gender, status, set] = line.split(',').collect::<Vec<_>>()[..] else {
+            panic!("{line}");
+        };
+        reordered.push_str(&format!(" {set},mine , {status} ,{image} , {gender}\n"));
+    }
+    std::fs::write(meta.join("labels.csv"), reordered).unwrap();
+    let out = run.out();
+    // idx states no ids and images names its files by id: both read labels.csv's order.
+    let o = run
+        .kaokore("build")
+        .args(["--quiet", "--dataset-version", "1.0", "--size", "16"])
+        .args(["--jobs", "2", "--formats", "idx,npz,images", "--metadata"])
+        .arg(&meta)
+        .arg("--cache")
+        .arg(run.cache())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(messages(&out), Vec::<String>::new());
+    let v = kaokore_verify(&out);
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_size_directory_is_not_followed() {
+    // Once "ok": a size directory that is a link to another build verified that build.
+    let inline = inline_dataset(12, S, &ALL_KINDS);
+    let source = MapSource::new(inline.files);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(S, 2, "npz");
+    opts.sizes = vec![S, 48];
+    let [out, other] = [dir.path().join("out"), dir.path().join("other")];
+    for path in [&out, &other] {
+        pack::pack_sizes(
+            &inline.dataset,
+            &source,
+            &opts,
+            path,
+            &Progress::hidden("pack", 0),
+        )
+        .unwrap();
+    }
+    assert_eq!(messages(&out), Vec::<String>::new());
+    std::fs::remove_dir_all(out.join("size-48")).unwrap();
+    std::os::unix::fs::symlink(other.join("size-48"), out.join("size-48")).unwrap();
+    // Named once: the files the record lists in it are not each a problem too.
+    assert_eq!(messages(&out), ["size-48: is a symlink: not followed"]);
+    let o = kaokore_verify(&out);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn an_artifact_larger_than_its_rows_allow_is_reported_unread() {
+    // A 20 GB sparse file where the train images go: the record's rows and size say that
+    // no such npz can be right, so it is not hashed (minutes of zeros) first.
+    let (_dir, out) = build("idx,npz");
+    let name = pack::npz_images_name(Split::Train);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(&name))
+        .unwrap();
+    file.set_len(20 << 30).unwrap();
+    let m = messages_within(&out, 60);
+    let prefix = format!(
+        "{name}: {} bytes, more than any file of a build of its rows and size can have (",
+        20u64 << 30
+    );
+    assert!(m.iter().any(|p| p.starts_with(&prefix)), "{m:?}");
 }
