@@ -5,12 +5,12 @@
 //! they hash the same on every build.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::PackOptions;
-use super::format::{CardChange, CardContext, CardRow, Snippet};
+use super::format::{CardChange, CardContext, CardRow, FileSink, Snippet};
 use super::{PackError, PackSummary};
 use crate::metadata::{Dataset, Split};
-use crate::out::Staging;
 
 pub use crate::layout::{CARD as README, CONTENT_PROVIDERS};
 
@@ -26,17 +26,20 @@ pub(crate) const BIBTEX: &str = "@inproceedings{tian2020kaokore,
 }
 ";
 
-/// Write the card, the provider list and the copied metadata; returns their paths.
-pub fn write(
-    staging: &Staging,
+/// Write the card, the provider list and the copied metadata into `sink`; returns their
+/// paths.
+pub(crate) fn write(
+    sink: &dyn FileSink,
     dataset: &Dataset,
     opts: &PackOptions,
     summary: &PackSummary,
 ) -> Result<Vec<String>, PackError> {
     let mut produced = Vec::new();
     let mut put = |name: &str, text: &str| -> Result<(), PackError> {
-        let path = staging.path(name)?;
-        std::fs::write(&path, text).map_err(PackError::io(&path))?;
+        let mut file = sink.create(name)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(PackError::io(name))?;
         produced.push(name.to_string());
         Ok(())
     };

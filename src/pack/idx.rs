@@ -6,7 +6,6 @@
 //! (see [`super::stream`]). [`IdxLayout`] is shared with the grayscale `mnist` format,
 //! which differs only in names and in storing one channel.
 
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 
 use flate2::{Compression, GzBuilder};
@@ -88,7 +87,7 @@ impl Format for Idx {
         })
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(IdxWriter::create(&IDX, ctx)?))
     }
 
@@ -309,7 +308,7 @@ impl IdxWriter {
         let size = ctx.opts.size;
         let open = |split: Split| {
             let header = layout.header(ctx.expected[split.index()], size);
-            ImagesFile::create(ctx.staging, (layout.images)(split), &header, |mut out| {
+            ImagesFile::create(ctx.sink, (layout.images)(split), &header, |mut out| {
                 out.write_all(&GZIP_HEADER)?;
                 Ok(out)
             })
@@ -355,11 +354,11 @@ impl FormatWriter for IdxWriter {
 
             for (label, values) in LABELS.into_iter().zip([gender, status]) {
                 let name = (layout.labels)(split, label);
-                let path = ctx.staging.path(&name)?;
+                let file = ctx.sink.create(&name)?;
                 let mut bytes = vec![0, 0, 8, 1];
                 bytes.extend_from_slice(&(n as u32).to_be_bytes());
                 bytes.extend_from_slice(values);
-                write_gzip(&path, &bytes).map_err(PackError::io(&path))?;
+                write_gzip(file, &bytes).map_err(PackError::io(&name))?;
                 produced.push(name);
             }
         }
@@ -368,12 +367,11 @@ impl FormatWriter for IdxWriter {
 }
 
 /// A small gzip file with a fixed header (no name, zero mtime).
-fn write_gzip(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file = File::create(path)?;
+fn write_gzip(out: impl Write, bytes: &[u8]) -> std::io::Result<()> {
     let mut gz = GzBuilder::new()
         .mtime(0)
         .operating_system(0xff)
-        .write(file, Compression::best());
+        .write(out, Compression::best());
     gz.write_all(bytes)?;
-    gz.finish().map(drop)
+    gz.finish()?.flush()
 }

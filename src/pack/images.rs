@@ -2,11 +2,13 @@
 //! the size in the directory name). The fetched file when it already is an S x S RGB JPEG,
 //! else a JPEG of the normalized pixels.
 
+use std::io::Write;
+
 use serde_json::json;
 
 use super::croissant::{field, sourced};
 use super::format::{
-    CardChange, CardContext, CardRow, CroissantEntries, Format, Payload, WriterContext,
+    CardChange, CardContext, CardRow, CroissantEntries, FileSink, Format, Payload, WriterContext,
 };
 use super::read::{Channels, LabelsOrder, PixelSource, Problems, RowRead, SplitAt};
 use super::{FinishContext, FormatWriter, PackError, PackedRow};
@@ -150,34 +152,31 @@ impl Format for Images {
         }))
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
-        let dir = images_dir_name(ctx.opts.size);
-        let root = ctx.staging.path(&format!("{dir}/.keep"))?;
-        let root = root
-            .parent()
-            .ok_or(PackError::Internal("image directory has no parent"))?
-            .to_path_buf();
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(ImageFilesWriter {
-            dir,
-            root,
+            sink: ctx.sink,
+            dir: images_dir_name(ctx.opts.size),
             produced: Vec::new(),
         }))
     }
 }
 
-struct ImageFilesWriter {
+/// Writes each row's file as it arrives.
+struct ImageFilesWriter<'a> {
+    sink: &'a dyn FileSink,
     dir: String,
-    root: std::path::PathBuf,
     produced: Vec<String>,
 }
 
-impl FormatWriter for ImageFilesWriter {
+impl FormatWriter for ImageFilesWriter<'_> {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
         let bytes = row.payloads.jpeg()?;
-        let name = row.record.id.file_name();
-        let path = self.root.join(&name);
-        std::fs::write(&path, bytes).map_err(PackError::io(&path))?;
-        self.produced.push(format!("{}/{name}", self.dir));
+        let name = format!("{}/{}", self.dir, row.record.id.file_name());
+        let mut file = self.sink.create(&name)?;
+        file.write_all(bytes)
+            .and_then(|()| file.flush())
+            .map_err(PackError::io(&name))?;
+        self.produced.push(name);
         Ok(())
     }
 

@@ -57,7 +57,7 @@ impl Format for Mnist {
         "application/gzip"
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(IdxWriter::create(&MNIST, ctx)?))
     }
 

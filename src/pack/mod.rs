@@ -547,7 +547,7 @@ fn run_chunks(
 struct RowSink<'a> {
     staging: &'a staging::Staging,
     /// Each chosen format's writer, with its name (its timer in the summary).
-    writers: Vec<(&'static str, Box<dyn FormatWriter>)>,
+    writers: Vec<(&'static str, Box<dyn FormatWriter + 'a>)>,
     tally: Tally,
     summary: PackSummary,
     progress: &'a Progress,
@@ -556,8 +556,8 @@ struct RowSink<'a> {
 impl<'a> RowSink<'a> {
     fn new(
         staging: &'a staging::Staging,
-        dataset: &Dataset,
-        opts: &PackOptions,
+        dataset: &'a Dataset,
+        opts: &'a PackOptions,
         progress: &'a Progress,
     ) -> Result<RowSink<'a>, PackError> {
         let mut expected = [0u64; 3];
@@ -565,7 +565,7 @@ impl<'a> RowSink<'a> {
             expected[label.split.index()] += 1;
         }
         let ctx = WriterContext {
-            staging,
+            sink: staging,
             dataset,
             opts,
             expected,
@@ -650,7 +650,7 @@ impl<'a> RowSink<'a> {
         let mut produced = Vec::new();
         let mut hashed = Vec::new();
         let mut ctx = FinishContext {
-            staging: self.staging,
+            sink: self.staging,
             hashed: &mut hashed,
         };
         for (name, w) in self.writers {

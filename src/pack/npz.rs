@@ -6,7 +6,7 @@
 //! CRC-32 and sizes follow the data (see [`super::zip`]).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ndarray::Array1;
@@ -96,7 +96,7 @@ impl Format for Npz {
         })
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(NpzWriter::create(ctx)?))
     }
 
@@ -157,7 +157,7 @@ impl NpzWriter {
         let size = u64::from(ctx.opts.size);
         let open = |split: Split| {
             let header = npy_header_u8(&[ctx.expected[split.index()], size, size, 3]);
-            ImagesFile::create(ctx.staging, npz_images_name(split), &header, |out| {
+            ImagesFile::create(ctx.sink, npz_images_name(split), &header, |out| {
                 let mut zip = ZipWriter::new(out);
                 zip.begin_streamed("arr_0.npy", Method::Deflated)?;
                 Ok(zip)
@@ -197,23 +197,23 @@ impl FormatWriter for NpzWriter {
             })?);
 
             let name = npz_labels_name(split);
-            let path = ctx.staging.path(&name)?;
+            let file = ctx.sink.create(&name)?;
             let members = [
                 ("gender.npy", npy_bytes(&Array1::from(gender.clone()))),
                 ("status.npy", npy_bytes(&Array1::from(status.clone()))),
                 ("image_id.npy", npy_bytes(&Array1::from(ids.clone()))),
             ];
             let write = || -> std::io::Result<()> {
-                let mut zip = ZipWriter::new(BufWriter::new(File::create(&path)?));
+                let mut zip = ZipWriter::new(BufWriter::new(file));
                 for (member, npy) in members {
                     let npy = npy?;
                     let segment = deflate_segment(&npy, 6).map_err(std::io::Error::other)?;
                     zip.deflated_member(member, &segment)?;
                 }
                 let out = zip.finish()?;
-                out.into_inner().map_err(|e| e.into_error()).map(drop)
+                out.into_inner().map_err(|e| e.into_error())?.flush()
             };
-            write().map_err(PackError::io(&path))?;
+            write().map_err(PackError::io(&name))?;
             produced.push(name);
         }
         Ok(produced)

@@ -7,8 +7,7 @@
 //! held in memory; image bytes are stored uncompressed and without dictionary (they are
 //! already compressed), the other columns with zstd.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
@@ -29,8 +28,8 @@ use super::PackOptions;
 use super::card;
 use super::croissant::{field, references, sourced};
 use super::format::{
-    CardChange, CardContext, CardRow, CroissantEntries, Format, FormatOption, Payload, Snippet,
-    WriterContext,
+    CardChange, CardContext, CardRow, CroissantEntries, FileSink, Format, FormatOption, Payload,
+    Snippet, WriteSeek, WriterContext,
 };
 use super::read::{
     Channels, HEADER_SLACK, PixelSource, Problems, RowLabels, RowRead, SplitAt, length,
@@ -139,9 +138,9 @@ impl Format for Parquet {
         Some(hub_yaml(ctx.dataset))
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(ParquetWriter::create(
-            ctx.staging,
+            ctx.sink,
             ctx.dataset,
             ctx.opts,
         )?))
@@ -453,7 +452,7 @@ struct SplitFile {
     name: String,
     /// The Arrow schema with this file's `huggingface` and `kaokore` metadata.
     schema: SchemaRef,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ArrowWriter<BufWriter<Box<dyn WriteSeek>>>,
     rows: Vec<Row>,
 }
 
@@ -464,7 +463,7 @@ pub(crate) struct ParquetWriter {
 
 impl ParquetWriter {
     pub fn create(
-        staging: &super::staging::Staging,
+        sink: &dyn FileSink,
         dataset: &Dataset,
         opts: &PackOptions,
     ) -> Result<ParquetWriter, PackError> {
@@ -473,7 +472,7 @@ impl ParquetWriter {
         let mut splits = Vec::new();
         for split in Split::ALL {
             let name = parquet_name(split);
-            let path = staging.path(&name)?;
+            let file = sink.create(&name)?;
             let kaokore = kaokore_metadata(dataset, opts, split);
             // The same keys go into the file's key-value metadata (read by Spark, DuckDB,
             // parquet-rs) and into the embedded Arrow schema, whose metadata is what
@@ -496,7 +495,6 @@ impl ParquetWriter {
                     KeyValue::new("kaokore".into(), kaokore.clone()),
                 ]))
                 .build();
-            let file = File::create(&path).map_err(PackError::io(&path))?;
             let writer = ArrowWriter::try_new(
                 BufWriter::with_capacity(1 << 20, file),
                 schema.clone(),
@@ -651,7 +649,7 @@ impl FormatWriter for ParquetWriter {
         for mut split in self.splits {
             split.flush()?;
             let name = split.name.clone();
-            let file = split
+            let mut file = split
                 .writer
                 .into_inner()
                 .map_err(|e| PackError::Parquet {
@@ -663,8 +661,8 @@ impl FormatWriter for ParquetWriter {
                     path: name.clone(),
                     message: e.error().to_string(),
                 })?;
-            // Flushed; not synced to disk (see the staging module).
-            drop(file);
+            // Flushed; not synced to disk.
+            file.flush().map_err(PackError::io(&name))?;
             produced.push(name);
         }
         Ok(produced)

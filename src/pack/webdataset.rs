@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use super::format::{CardRow, Format, FormatOption, Payload, SHARD_SIZE, WriterContext};
+use super::format::{CardRow, FileSink, Format, FormatOption, Payload, SHARD_SIZE, WriterContext};
 use super::read::{
     Channels, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, Problems, RowLabels, RowRead, SplitAt,
     open_artifact,
@@ -92,9 +92,9 @@ impl Format for WebDataset {
         "application/x-tar"
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(WebDatasetWriter::create(
-            ctx.staging,
+            ctx.sink,
             &ctx.dataset.class_names,
             ctx.opts.option(&SHARD_SIZE),
         )?))
@@ -278,27 +278,24 @@ fn sample_json(row: &PackedRow<'_>, names: &ClassNames) -> Vec<u8> {
 /// The shard of a split being written.
 struct Shard {
     name: String,
-    path: PathBuf,
     tar: TarWriter<HashingFile>,
     samples: u64,
 }
 
 impl Shard {
-    fn create(root: &std::path::Path, split: Split, number: u32) -> Result<Shard, PackError> {
+    fn create(sink: &dyn FileSink, split: Split, number: u32) -> Result<Shard, PackError> {
         let name = shard_name(split, number);
-        let path = root.join(name.rsplit('/').next().unwrap_or(&name));
-        let file = HashingFile::create(&path).map_err(PackError::io(&path))?;
+        let file = HashingFile::new(sink.create(&name)?);
         Ok(Shard {
             name,
-            path,
             tar: TarWriter::new(file),
             samples: 0,
         })
     }
 
     fn close(self) -> Result<Artifact, PackError> {
-        let close = || self.tar.finish()?.finish(None);
-        let (bytes, sha256) = close().map_err(PackError::io(&self.path))?;
+        let close = || self.tar.finish()?.finish();
+        let (bytes, sha256) = close().map_err(PackError::io(&self.name))?;
         Ok(Artifact {
             path: self.name,
             bytes,
@@ -309,8 +306,8 @@ impl Shard {
 
 /// Writes the shards of the three splits; a split's next shard starts when the next
 /// sample would take the current one past `max_bytes` (closing blocks included).
-struct WebDatasetWriter {
-    root: PathBuf,
+struct WebDatasetWriter<'a> {
+    sink: &'a dyn FileSink,
     max_bytes: u64,
     names: ClassNames,
     /// The open shard and its number, per split. Every split has at least shard 000000.
@@ -318,23 +315,18 @@ struct WebDatasetWriter {
     closed: Vec<Artifact>,
 }
 
-impl WebDatasetWriter {
+impl<'a> WebDatasetWriter<'a> {
     fn create(
-        staging: &super::staging::Staging,
+        sink: &'a dyn FileSink,
         names: &ClassNames,
         max_bytes: u64,
-    ) -> Result<WebDatasetWriter, PackError> {
-        let first = staging.path(&shard_name(Split::Train, 0))?;
-        let root = first
-            .parent()
-            .ok_or(PackError::Internal("shard directory has no parent"))?
-            .to_path_buf();
+    ) -> Result<WebDatasetWriter<'a>, PackError> {
         let open = Split::ALL
             .iter()
-            .map(|&split| Ok((0, Shard::create(&root, split, 0)?)))
+            .map(|&split| Ok((0, Shard::create(sink, split, 0)?)))
             .collect::<Result<_, PackError>>()?;
         Ok(WebDatasetWriter {
-            root,
+            sink,
             max_bytes: max_bytes.max(1),
             names: names.clone(),
             open,
@@ -343,7 +335,7 @@ impl WebDatasetWriter {
     }
 }
 
-impl FormatWriter for WebDatasetWriter {
+impl FormatWriter for WebDatasetWriter<'_> {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
         let members = sample_members(row, row.payloads.jpeg()?, &self.names);
         let bytes: u64 = members
@@ -353,14 +345,14 @@ impl FormatWriter for WebDatasetWriter {
         let (number, shard) = &mut self.open[row.split.index()];
         if shard.samples > 0 && shard.tar.written() + bytes + END_BLOCKS > self.max_bytes {
             *number += 1;
-            let next = Shard::create(&self.root, row.split, *number)?;
+            let next = Shard::create(self.sink, row.split, *number)?;
             self.closed.push(std::mem::replace(shard, next).close()?);
         }
         for (name, data) in &members {
             shard
                 .tar
                 .append(name, data)
-                .map_err(PackError::io(&shard.path))?;
+                .map_err(PackError::io(&shard.name))?;
         }
         shard.samples += 1;
         Ok(())
