@@ -73,3 +73,19 @@ impl Format for Mnist {
         MNIST.open_pixels(at, report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::idx::tests::check;
+
+    #[test]
+    fn gray_rows_stream_into_idx3_files() {
+        check(&Mnist, &MNIST, &[]);
+    }
+
+    #[test]
+    fn missing_gray_rows_correct_the_header_written_up_front() {
+        check(&Mnist, &MNIST, &[4]);
+    }
+}
