@@ -235,3 +235,69 @@ impl PixelSource for ImageFiles {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Split;
+    use crate::pack::format::testing::{self, SIZE};
+
+    #[test]
+    fn each_row_is_one_jpeg_file_named_by_its_image_id() {
+        let dataset = testing::dataset();
+        let missing = [5];
+        let w = testing::write(&Images, &dataset, &testing::options("images"), &missing);
+        w.check_files();
+        assert!(w.hashed.is_empty(), "hashed at commit");
+        // One file per packed row, in row order (labels.csv's, not the ids').
+        let packed: Vec<u32> = dataset
+            .packable()
+            .map(|r| r.id.0)
+            .filter(|id| !missing.contains(id))
+            .collect();
+        let names: Vec<String> = packed
+            .iter()
+            .map(|id| format!("images_{SIZE}/{id:08}.jpg"))
+            .collect();
+        assert_eq!(w.produced, names);
+        for (id, name) in packed.iter().zip(&names) {
+            let jpeg = crate::encode::encode_jpeg(&testing::pixels(*id), SIZE).unwrap();
+            assert!(w.sink.bytes(name) == jpeg, "{name}");
+        }
+        assert_eq!(Images.listed_files(SIZE, &w.produced), Ok(names));
+
+        // verify finds each split's rows from labels.csv's order and the listed files.
+        let dir = w.on_disk();
+        let listed = w.listed();
+        let order = LabelsOrder {
+            rows: dataset
+                .labelled
+                .iter()
+                .enumerate()
+                .map(|(line, id)| {
+                    let l = dataset.record(*id).label.unwrap();
+                    (id.0, (line as u64 + 2, l.gender, l.status, l.split))
+                })
+                .collect(),
+        };
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, &missing);
+            let ids: Vec<u32> = rows.iter().map(|r| r.id.0).collect();
+            let at = testing::split_at(dir.path(), &listed, split, ids.len() as u64, None);
+            assert_eq!(Images.listed_ids(&at, &order), Some(ids.clone()));
+            let at = SplitAt {
+                ids: Some(&ids),
+                ..at
+            };
+            let mut problems = Problems::default();
+            let source = Images.open_pixels(&at, &mut problems).unwrap();
+            assert!(source.jpeg_files());
+            let files: Vec<Vec<u8>> = ids
+                .iter()
+                .map(|id| crate::encode::encode_jpeg(&testing::pixels(*id), SIZE).unwrap())
+                .collect();
+            assert!(testing::read_all(source, ids.len()) == files);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
+    }
+}
