@@ -545,6 +545,29 @@ mod tests {
     }
 
     #[test]
+    fn the_card_and_the_copied_metadata_are_written_through_the_sink() {
+        use crate::pack::format::testing::{self, MemorySink};
+        let dataset = testing::dataset();
+        let opts = testing::options("idx,parquet");
+        let mut summary = summary([3, 2, 1]);
+        summary.providers = vec![super::super::ProviderCount {
+            provider: "Kyoto".into(),
+            images: 6,
+        }];
+        let sink = MemorySink::default();
+        let produced = write(&sink, &dataset, &opts, &summary).unwrap();
+        let mut names = vec![README, CONTENT_PROVIDERS];
+        names.extend(dataset.files.copied().map(|(name, _)| name));
+        assert_eq!(produced, names);
+        let text = |name| String::from_utf8(sink.bytes(name)).unwrap();
+        assert_eq!(text(README), readme(&dataset, &opts, &summary));
+        assert!(text(CONTENT_PROVIDERS).contains("- Kyoto (6 images in this build)"));
+        for (name, original) in dataset.files.copied() {
+            assert_eq!(text(name), original, "{name}");
+        }
+    }
+
+    #[test]
     fn without_parquet_the_front_matter_has_no_configs() {
         let dataset = Dataset::embedded(DatasetVersion::V1_0).unwrap();
         let opts = PackOptions {
