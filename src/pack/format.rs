@@ -7,7 +7,7 @@
 //! file table, croissant.json, report.json's per-format timings and verify's row-by-row
 //! cross-check.
 //!
-//! Writers create their files through a [`FileSink`], by name relative to the build: a
+//! Writers create their files through a `FileSink`, by name relative to the build: a
 //! pack gives them its staging directory, a unit test an in-memory sink, so each format's
 //! bytes can be checked without a disk.
 

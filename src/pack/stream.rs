@@ -105,7 +105,7 @@ impl<C: Container> ImagesFile<C> {
             let file = finish(container, totals)?;
             match patch {
                 None => file.finish().map(Some),
-                Some(patch) => file.finish_patched(&patch).map(|_| None),
+                Some(patch) => file.finish_patched(&patch).map(|()| None),
             }
         };
         if let Some((bytes, sha256)) = close().map_err(PackError::io(&name))? {
@@ -158,13 +158,11 @@ impl<W: Write> HashingFile<W> {
 impl<W: Write + Seek> HashingFile<W> {
     /// Flush, then overwrite bytes already written (at an offset) with `patch`. The hash
     /// kept while writing no longer holds: the file must be hashed again from its bytes.
-    /// Returns the sink.
-    pub fn finish_patched(self, patch: &Patch) -> io::Result<W> {
+    pub fn finish_patched(self, patch: &Patch) -> io::Result<()> {
         let mut out = self.out.into_inner().map_err(|e| e.into_error())?;
         out.seek(SeekFrom::Start(patch.at))?;
         out.write_all(&patch.bytes)?;
-        out.flush()?;
-        Ok(out)
+        out.flush()
     }
 }
 
