@@ -5,12 +5,12 @@
 //! they hash the same on every build.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use super::PackOptions;
-use super::format::{CardChange, CardContext, CardRow, Snippet};
+use super::format::{CardChange, CardContext, CardRow, FileSink, Snippet};
 use super::{PackError, PackSummary};
 use crate::metadata::{Dataset, Split};
-use crate::out::Staging;
 
 pub use crate::layout::{CARD as README, CONTENT_PROVIDERS};
 
@@ -26,17 +26,20 @@ pub(crate) const BIBTEX: &str = "@inproceedings{tian2020kaokore,
 }
 ";
 
-/// Write the card, the provider list and the copied metadata; returns their paths.
-pub fn write(
-    staging: &Staging,
+/// Write the card, the provider list and the copied metadata into `sink`; returns their
+/// paths.
+pub(crate) fn write(
+    sink: &dyn FileSink,
     dataset: &Dataset,
     opts: &PackOptions,
     summary: &PackSummary,
 ) -> Result<Vec<String>, PackError> {
     let mut produced = Vec::new();
     let mut put = |name: &str, text: &str| -> Result<(), PackError> {
-        let path = staging.path(name)?;
-        std::fs::write(&path, text).map_err(PackError::io(&path))?;
+        let mut file = sink.create(name)?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(PackError::io(name))?;
         produced.push(name.to_string());
         Ok(())
     };
@@ -539,6 +542,29 @@ mod tests {
 
         // The card's own text follows the front matter.
         assert!(card[front_of(&card).len() + 4..].starts_with("---\n\n# KaoKore 1.3"));
+    }
+
+    #[test]
+    fn the_card_and_the_copied_metadata_are_written_through_the_sink() {
+        use crate::pack::format::testing::{self, MemorySink};
+        let dataset = testing::dataset();
+        let opts = testing::options("idx,parquet");
+        let mut summary = summary([3, 2, 1]);
+        summary.providers = vec![super::super::ProviderCount {
+            provider: "Kyoto".into(),
+            images: 6,
+        }];
+        let sink = MemorySink::default();
+        let produced = write(&sink, &dataset, &opts, &summary).unwrap();
+        let mut names = vec![README, CONTENT_PROVIDERS];
+        names.extend(dataset.files.copied().map(|(name, _)| name));
+        assert_eq!(produced, names);
+        let text = |name| String::from_utf8(sink.bytes(name)).unwrap();
+        assert_eq!(text(README), readme(&dataset, &opts, &summary));
+        assert!(text(CONTENT_PROVIDERS).contains("- Kyoto (6 images in this build)"));
+        for (name, original) in dataset.files.copied() {
+            assert_eq!(text(name), original, "{name}");
+        }
     }
 
     #[test]

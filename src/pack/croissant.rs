@@ -3,7 +3,7 @@
 //! Hub) find the licence, citation, files, class names and splits without glue.
 //!
 //! It lists every artifact with its SHA-256, so it is written at commit, once the others
-//! are hashed (see [`super::staging::Staging::prepare`]); it cannot list itself, nor
+//! are hashed (see [`crate::out::Staging::prepare`]); it cannot list itself, nor
 //! SHA256SUMS, which lists it. Like the card it depends only on the inputs and options:
 //! no dates, paths or timings. The class names live in enumeration record sets that the
 //! gender and status fields reference, where the Hub's generated Croissant has plain

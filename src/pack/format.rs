@@ -6,9 +6,15 @@
 //! help, the work done per image on the pool, the build record's expected files, the card's
 //! file table, croissant.json, report.json's per-format timings and verify's row-by-row
 //! cross-check.
+//!
+//! Writers create their files through a `FileSink`, by name relative to the build: a
+//! pack gives them its staging directory, a unit test an in-memory sink, so each format's
+//! bytes can be checked without a disk.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::fs::File;
+use std::io::{Seek, Write};
 
 use super::PackError;
 use super::PackOptions;
@@ -204,9 +210,42 @@ fn missing(payload: Payload) -> PackError {
     })
 }
 
+/// A file a writer writes: any seekable byte sink (a staged file, a buffer in tests).
+pub(crate) trait WriteSeek: Write + Seek + Send {}
+
+impl<T: Write + Seek + Send> WriteSeek for T {}
+
+/// Where format writers and the card create their files, named relative to the build
+/// directory (`idx/kaokore-train-images-idx4-ubyte.gz`). Writers never see a filesystem
+/// path, so a writer is the same code over the staging directory and over memory.
+pub(crate) trait FileSink {
+    /// A new, empty file `relative`, replacing any file of that name; its directories are
+    /// made as needed. Unbuffered: a writer buffers as its writes need.
+    fn create(&self, relative: &str) -> Result<Box<dyn WriteSeek>, PackError>;
+    /// Rename a file created earlier, for a name known only once its file is written
+    /// (a shard named with the number of shards).
+    fn rename(&self, from: &str, to: &str) -> Result<(), PackError>;
+}
+
+/// A pack writes into its staging directory: each file is created under the staging
+/// root, renamed into place at commit.
+impl FileSink for Staging {
+    fn create(&self, relative: &str) -> Result<Box<dyn WriteSeek>, PackError> {
+        let path = self.path(relative)?;
+        let file = File::create(&path).map_err(PackError::io(&path))?;
+        Ok(Box::new(file))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), PackError> {
+        let (from, to) = (self.path(from)?, self.path(to)?);
+        std::fs::rename(&from, &to).map_err(PackError::io(&from))
+    }
+}
+
 /// What a format's writer is created with.
 pub(crate) struct WriterContext<'a> {
-    pub staging: &'a Staging,
+    /// Where its files go; a writer that creates files as rows arrive keeps it.
+    pub sink: &'a dyn FileSink,
     pub dataset: &'a Dataset,
     pub opts: &'a PackOptions,
     /// Rows per split if every packable image packs; headers written up front are
@@ -252,7 +291,8 @@ pub(crate) struct PackedRow<'a> {
 
 /// Everything the format writers get at the end of a pack.
 pub(crate) struct FinishContext<'a> {
-    pub staging: &'a Staging,
+    /// Where files written at the end go (the label files of idx and npz).
+    pub sink: &'a dyn FileSink,
     /// Artifacts hashed while they were written (the rest is hashed at commit).
     pub hashed: &'a mut Vec<Artifact>,
 }
@@ -261,7 +301,7 @@ pub(crate) struct FinishContext<'a> {
 pub(crate) trait FormatWriter {
     /// Add one row; rows arrive in labels.csv order.
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError>;
-    /// Complete the files in the staging directory; returns their relative paths.
+    /// Complete its files in the sink; returns their relative paths.
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError>;
 }
 
@@ -329,8 +369,9 @@ pub(crate) trait Format: Sync {
     fn listed_ids(&self, _at: &SplitAt<'_>, _order: &LabelsOrder) -> Option<Vec<u32>> {
         None
     }
-    /// Open its files in the staging directory for rows in labels.csv order.
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError>;
+    /// Open its files in the context's sink for rows in labels.csv order. The writer may
+    /// keep the sink, to create files as rows arrive.
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError>;
     /// For `verify`: the labels of a split's rows as this format states them, and the
     /// file that states them; problems go to `report`. `None` when it holds no labels
     /// (or they could not be read).
@@ -493,6 +534,10 @@ pub fn expected_files(record: &BuildRecord) -> Result<BTreeSet<String>, String> 
     }
     Ok(files)
 }
+
+#[cfg(test)]
+pub(crate) mod testing;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +619,52 @@ mod tests {
         let mut r = record();
         r.size = 0;
         assert!(expected_files(&r).unwrap_err().starts_with("size 0"));
+    }
+
+    /// Write `text` to a new file `name` of `sink`, in two pieces with a seek back between.
+    fn put(sink: &dyn FileSink, name: &str, text: &str) {
+        let (head, tail) = text.as_bytes().split_at(2);
+        let mut file = sink.create(name).unwrap();
+        file.write_all(b"??").unwrap();
+        file.write_all(tail).unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(head).unwrap();
+        file.flush().unwrap();
+    }
+
+    #[test]
+    fn the_staging_sink_creates_files_and_their_directories_under_its_root() {
+        let out = tempfile::tempdir().unwrap();
+        let staging = Staging::create(out.path()).unwrap();
+        put(&staging, "a/b/c.txt", "hello");
+        let path = staging.path("a/b/c.txt").unwrap();
+        assert!(path.starts_with(out.path()) && path.parent().unwrap() != out.path());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
+        // Created again: replaced, not appended to.
+        put(&staging, "a/b/c.txt", "bye");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "bye");
+        staging.rename("a/b/c.txt", "d/e.txt").unwrap();
+        assert!(!path.exists());
+        let moved = staging.path("d/e.txt").unwrap();
+        assert_eq!(std::fs::read_to_string(moved).unwrap(), "bye");
+        assert!(matches!(
+            staging.rename("a/b/c.txt", "f.txt"),
+            Err(PackError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn the_memory_sink_holds_what_was_written() {
+        let sink = testing::MemorySink::default();
+        put(&sink, "a/b.txt", "hello");
+        put(&sink, "c.txt", "world");
+        assert_eq!(sink.bytes("a/b.txt"), b"hello");
+        put(&sink, "a/b.txt", "bye");
+        assert_eq!(sink.bytes("a/b.txt"), b"bye");
+        sink.rename("a/b.txt", "d.txt").unwrap();
+        assert_eq!(sink.names(), ["c.txt", "d.txt"]);
+        assert_eq!(sink.bytes("d.txt"), b"bye");
+        assert!(sink.rename("a/b.txt", "e.txt").is_err());
     }
 
     #[test]

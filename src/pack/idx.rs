@@ -6,7 +6,6 @@
 //! (see [`super::stream`]). [`IdxLayout`] is shared with the grayscale `mnist` format,
 //! which differs only in names and in storing one channel.
 
-use std::fs::File;
 use std::io::{BufReader, Read, Write};
 
 use flate2::{Compression, GzBuilder};
@@ -88,7 +87,7 @@ impl Format for Idx {
         })
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(IdxWriter::create(&IDX, ctx)?))
     }
 
@@ -309,7 +308,7 @@ impl IdxWriter {
         let size = ctx.opts.size;
         let open = |split: Split| {
             let header = layout.header(ctx.expected[split.index()], size);
-            ImagesFile::create(ctx.staging, (layout.images)(split), &header, |mut out| {
+            ImagesFile::create(ctx.sink, (layout.images)(split), &header, |mut out| {
                 out.write_all(&GZIP_HEADER)?;
                 Ok(out)
             })
@@ -355,11 +354,11 @@ impl FormatWriter for IdxWriter {
 
             for (label, values) in LABELS.into_iter().zip([gender, status]) {
                 let name = (layout.labels)(split, label);
-                let path = ctx.staging.path(&name)?;
+                let file = ctx.sink.create(&name)?;
                 let mut bytes = vec![0, 0, 8, 1];
                 bytes.extend_from_slice(&(n as u32).to_be_bytes());
                 bytes.extend_from_slice(values);
-                write_gzip(&path, &bytes).map_err(PackError::io(&path))?;
+                write_gzip(file, &bytes).map_err(PackError::io(&name))?;
                 produced.push(name);
             }
         }
@@ -368,12 +367,111 @@ impl FormatWriter for IdxWriter {
 }
 
 /// A small gzip file with a fixed header (no name, zero mtime).
-fn write_gzip(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let file = File::create(path)?;
+fn write_gzip(out: impl Write, bytes: &[u8]) -> std::io::Result<()> {
     let mut gz = GzBuilder::new()
         .mtime(0)
         .operating_system(0xff)
-        .write(file, Compression::best());
+        .write(out, Compression::best());
     gz.write_all(bytes)?;
-    gz.finish().map(drop)
+    gz.finish()?.flush()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::normalize::to_gray;
+    use crate::pack::format::testing::{self, SIZE};
+
+    /// A whole gzip file, inflated (flate2 checks its CRC-32 and length).
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// An idx uint8 file of shape `dims` holding `data`, as numpy's readers expect it.
+    fn idx_file(dims: &[u64], data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, 0, 8, dims.len() as u8];
+        for &d in dims {
+            out.extend_from_slice(&u32::try_from(d).unwrap().to_be_bytes());
+        }
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// Write the test rows but `missing` through `format` (of `layout`), then check each
+    /// split's files byte for byte, which were hashed while written, and that verify's
+    /// readers give back the labels and pixels.
+    pub(in crate::pack) fn check(format: &dyn Format, layout: &IdxLayout, missing: &[u32]) {
+        let dataset = testing::dataset();
+        let w = testing::write(format, &dataset, &testing::options(format.name()), missing);
+        w.check_files();
+        assert_eq!(w.produced, layout.files());
+        let dir = w.on_disk();
+        let listed = w.listed();
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, missing);
+            let n = rows.len() as u64;
+            let pixels: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|r| {
+                    let rgb = testing::pixels(r.id.0);
+                    match layout.channels {
+                        Channels::Rgb => rgb,
+                        Channels::Gray => to_gray(&rgb),
+                    }
+                })
+                .collect();
+            let name = (layout.images)(split);
+            let images = w.sink.bytes(&name);
+            assert_eq!(images[..10], GZIP_HEADER);
+            let dims = layout.dims(n, SIZE);
+            assert!(
+                gunzip(&images) == idx_file(&dims, &pixels.concat()),
+                "{name}"
+            );
+            // A header corrected for missing rows leaves the hash to the commit.
+            let all = testing::rows(&dataset, split, &[]).len() as u64;
+            assert_eq!(w.hashed(&name), n == all, "{name}");
+
+            let labels = |f: fn(&crate::metadata::Label) -> u8| -> Vec<u8> {
+                rows.iter().map(|r| f(r.label.as_ref().unwrap())).collect()
+            };
+            let (gender, status) = (labels(|l| l.gender), labels(|l| l.status));
+            for (label, values) in [("gender", &gender), ("status", &status)] {
+                let file = w.sink.bytes(&(layout.labels)(split, label));
+                // No file name, no time: the bytes depend on the labels only.
+                assert_eq!((file[3], &file[4..8]), (0, &[0u8; 4][..]));
+                assert_eq!(gunzip(&file), idx_file(&[n], values));
+            }
+
+            let at = testing::split_at(dir.path(), &listed, split, n, None);
+            let mut problems = Problems::default();
+            let (_, read) = format.read_labels(&at, &mut problems).unwrap();
+            let expected: Vec<RowLabels> = (0..rows.len())
+                .map(|i| RowLabels {
+                    image_id: None,
+                    gender: gender[i],
+                    status: status[i],
+                })
+                .collect();
+            assert_eq!(read, expected);
+            let source = format.open_pixels(&at, &mut problems).unwrap();
+            assert!(testing::read_all(source, rows.len()) == pixels);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
+    }
+
+    #[test]
+    fn rows_stream_into_the_idx_files_of_their_split() {
+        check(&Idx, &IDX, &[]);
+    }
+
+    #[test]
+    fn missing_rows_correct_the_header_written_up_front() {
+        // Image 0 of train and image 5 of dev are not packed; test is complete.
+        check(&Idx, &IDX, &[0, 5]);
+    }
 }

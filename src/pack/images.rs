@@ -2,11 +2,13 @@
 //! the size in the directory name). The fetched file when it already is an S x S RGB JPEG,
 //! else a JPEG of the normalized pixels.
 
+use std::io::Write;
+
 use serde_json::json;
 
 use super::croissant::{field, sourced};
 use super::format::{
-    CardChange, CardContext, CardRow, CroissantEntries, Format, Payload, WriterContext,
+    CardChange, CardContext, CardRow, CroissantEntries, FileSink, Format, Payload, WriterContext,
 };
 use super::read::{Channels, LabelsOrder, PixelSource, Problems, RowRead, SplitAt};
 use super::{FinishContext, FormatWriter, PackError, PackedRow};
@@ -150,34 +152,31 @@ impl Format for Images {
         }))
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
-        let dir = images_dir_name(ctx.opts.size);
-        let root = ctx.staging.path(&format!("{dir}/.keep"))?;
-        let root = root
-            .parent()
-            .ok_or(PackError::Internal("image directory has no parent"))?
-            .to_path_buf();
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(ImageFilesWriter {
-            dir,
-            root,
+            sink: ctx.sink,
+            dir: images_dir_name(ctx.opts.size),
             produced: Vec::new(),
         }))
     }
 }
 
-struct ImageFilesWriter {
+/// Writes each row's file as it arrives.
+struct ImageFilesWriter<'a> {
+    sink: &'a dyn FileSink,
     dir: String,
-    root: std::path::PathBuf,
     produced: Vec<String>,
 }
 
-impl FormatWriter for ImageFilesWriter {
+impl FormatWriter for ImageFilesWriter<'_> {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
         let bytes = row.payloads.jpeg()?;
-        let name = row.record.id.file_name();
-        let path = self.root.join(&name);
-        std::fs::write(&path, bytes).map_err(PackError::io(&path))?;
-        self.produced.push(format!("{}/{name}", self.dir));
+        let name = format!("{}/{}", self.dir, row.record.id.file_name());
+        let mut file = self.sink.create(&name)?;
+        file.write_all(bytes)
+            .and_then(|()| file.flush())
+            .map_err(PackError::io(&name))?;
+        self.produced.push(name);
         Ok(())
     }
 
@@ -234,5 +233,71 @@ impl PixelSource for ImageFiles {
 
     fn check_end(&mut self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Split;
+    use crate::pack::format::testing::{self, SIZE};
+
+    #[test]
+    fn each_row_is_one_jpeg_file_named_by_its_image_id() {
+        let dataset = testing::dataset();
+        let missing = [5];
+        let w = testing::write(&Images, &dataset, &testing::options("images"), &missing);
+        w.check_files();
+        assert!(w.hashed.is_empty(), "hashed at commit");
+        // One file per packed row, in row order (labels.csv's, not the ids').
+        let packed: Vec<u32> = dataset
+            .packable()
+            .map(|r| r.id.0)
+            .filter(|id| !missing.contains(id))
+            .collect();
+        let names: Vec<String> = packed
+            .iter()
+            .map(|id| format!("images_{SIZE}/{id:08}.jpg"))
+            .collect();
+        assert_eq!(w.produced, names);
+        for (id, name) in packed.iter().zip(&names) {
+            let jpeg = crate::encode::encode_jpeg(&testing::pixels(*id), SIZE).unwrap();
+            assert!(w.sink.bytes(name) == jpeg, "{name}");
+        }
+        assert_eq!(Images.listed_files(SIZE, &w.produced), Ok(names));
+
+        // verify finds each split's rows from labels.csv's order and the listed files.
+        let dir = w.on_disk();
+        let listed = w.listed();
+        let order = LabelsOrder {
+            rows: dataset
+                .labelled
+                .iter()
+                .enumerate()
+                .map(|(line, id)| {
+                    let l = dataset.record(*id).label.unwrap();
+                    (id.0, (line as u64 + 2, l.gender, l.status, l.split))
+                })
+                .collect(),
+        };
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, &missing);
+            let ids: Vec<u32> = rows.iter().map(|r| r.id.0).collect();
+            let at = testing::split_at(dir.path(), &listed, split, ids.len() as u64, None);
+            assert_eq!(Images.listed_ids(&at, &order), Some(ids.clone()));
+            let at = SplitAt {
+                ids: Some(&ids),
+                ..at
+            };
+            let mut problems = Problems::default();
+            let source = Images.open_pixels(&at, &mut problems).unwrap();
+            assert!(source.jpeg_files());
+            let files: Vec<Vec<u8>> = ids
+                .iter()
+                .map(|id| crate::encode::encode_jpeg(&testing::pixels(*id), SIZE).unwrap())
+                .collect();
+            assert!(testing::read_all(source, ids.len()) == files);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
     }
 }

@@ -57,7 +57,7 @@ impl Format for Mnist {
         "application/gzip"
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(IdxWriter::create(&MNIST, ctx)?))
     }
 
@@ -71,5 +71,21 @@ impl Format for Mnist {
 
     fn open_pixels(&self, at: &SplitAt<'_>, report: &mut Problems) -> Option<Box<dyn PixelSource>> {
         MNIST.open_pixels(at, report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::idx::tests::check;
+
+    #[test]
+    fn gray_rows_stream_into_idx3_files() {
+        check(&Mnist, &MNIST, &[]);
+    }
+
+    #[test]
+    fn missing_gray_rows_correct_the_header_written_up_front() {
+        check(&Mnist, &MNIST, &[4]);
     }
 }

@@ -6,7 +6,7 @@
 //! CRC-32 and sizes follow the data (see [`super::zip`]).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use ndarray::Array1;
@@ -96,7 +96,7 @@ impl Format for Npz {
         })
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(NpzWriter::create(ctx)?))
     }
 
@@ -157,7 +157,7 @@ impl NpzWriter {
         let size = u64::from(ctx.opts.size);
         let open = |split: Split| {
             let header = npy_header_u8(&[ctx.expected[split.index()], size, size, 3]);
-            ImagesFile::create(ctx.staging, npz_images_name(split), &header, |out| {
+            ImagesFile::create(ctx.sink, npz_images_name(split), &header, |out| {
                 let mut zip = ZipWriter::new(out);
                 zip.begin_streamed("arr_0.npy", Method::Deflated)?;
                 Ok(zip)
@@ -197,23 +197,23 @@ impl FormatWriter for NpzWriter {
             })?);
 
             let name = npz_labels_name(split);
-            let path = ctx.staging.path(&name)?;
+            let file = ctx.sink.create(&name)?;
             let members = [
                 ("gender.npy", npy_bytes(&Array1::from(gender.clone()))),
                 ("status.npy", npy_bytes(&Array1::from(status.clone()))),
                 ("image_id.npy", npy_bytes(&Array1::from(ids.clone()))),
             ];
             let write = || -> std::io::Result<()> {
-                let mut zip = ZipWriter::new(BufWriter::new(File::create(&path)?));
+                let mut zip = ZipWriter::new(BufWriter::new(file));
                 for (member, npy) in members {
                     let npy = npy?;
                     let segment = deflate_segment(&npy, 6).map_err(std::io::Error::other)?;
                     zip.deflated_member(member, &segment)?;
                 }
                 let out = zip.finish()?;
-                out.into_inner().map_err(|e| e.into_error()).map(drop)
+                out.into_inner().map_err(|e| e.into_error())?.flush()
             };
-            write().map_err(PackError::io(&path))?;
+            write().map_err(PackError::io(&name))?;
             produced.push(name);
         }
         Ok(produced)
@@ -482,6 +482,94 @@ fn read_npy_header(reader: &mut dyn Read, key: &str) -> Result<NpyHeader, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::format::testing::{self, SIZE};
+    use ndarray::{Array1, Array4};
+    use ndarray_npy::NpzReader;
+    use std::io::Cursor;
+
+    /// The member names of a zip archive, in order.
+    fn members(bytes: &[u8]) -> Vec<String> {
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        (0..archive.len())
+            .map(|i| archive.by_index(i).unwrap().name().to_string())
+            .collect()
+    }
+
+    /// Write the test rows but `missing` through the npz writer, then read each split's
+    /// archives back as numpy would (through the zip crate, which checks each member's
+    /// CRC-32, and ndarray-npy), and with verify's readers.
+    fn check(missing: &[u32]) {
+        let dataset = testing::dataset();
+        let w = testing::write(&Npz, &dataset, &testing::options("npz"), missing);
+        w.check_files();
+        assert_eq!(w.produced, Npz.files(SIZE));
+        let dir = w.on_disk();
+        let listed = w.listed();
+        let s = SIZE as usize;
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, missing);
+            let n = rows.len();
+            let pixels: Vec<Vec<u8>> = rows.iter().map(|r| testing::pixels(r.id.0)).collect();
+
+            let name = npz_images_name(split);
+            let bytes = w.sink.bytes(&name);
+            assert_eq!(members(&bytes), ["arr_0.npy"]);
+            let mut npz = NpzReader::new(Cursor::new(&bytes)).unwrap();
+            let images: Array4<u8> = npz.by_name("arr_0").unwrap();
+            assert_eq!(images.shape(), [n, s, s, 3], "{name}");
+            assert!(images.as_slice().unwrap() == pixels.concat(), "{name}");
+            let all = testing::rows(&dataset, split, &[]).len();
+            assert_eq!(w.hashed(&name), n == all, "{name}");
+
+            let bytes = w.sink.bytes(&npz_labels_name(split));
+            let keys = ["gender.npy", "status.npy", "image_id.npy"];
+            assert_eq!(members(&bytes), keys);
+            let mut npz = NpzReader::new(Cursor::new(&bytes)).unwrap();
+            let gender: Array1<u8> = npz.by_name("gender").unwrap();
+            let status: Array1<u8> = npz.by_name("status").unwrap();
+            let ids: Array1<i32> = npz.by_name("image_id").unwrap();
+            let label = |r: &&crate::metadata::ImageRecord| r.label.unwrap();
+            assert_eq!(
+                gender.to_vec(),
+                rows.iter().map(|r| label(r).gender).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                status.to_vec(),
+                rows.iter().map(|r| label(r).status).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                ids.to_vec(),
+                rows.iter().map(|r| r.id.0 as i32).collect::<Vec<_>>()
+            );
+
+            let at = testing::split_at(dir.path(), &listed, split, n as u64, None);
+            let mut problems = Problems::default();
+            let (_, read) = Npz.read_labels(&at, &mut problems).unwrap();
+            let expected: Vec<RowLabels> = rows
+                .iter()
+                .map(|r| RowLabels {
+                    image_id: Some(r.id.0),
+                    gender: label(r).gender,
+                    status: label(r).status,
+                })
+                .collect();
+            assert_eq!(read, expected);
+            let source = Npz.open_pixels(&at, &mut problems).unwrap();
+            assert!(testing::read_all(source, n) == pixels);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
+    }
+
+    #[test]
+    fn rows_stream_into_the_npz_archives_of_their_split() {
+        check(&[]);
+    }
+
+    #[test]
+    fn missing_rows_correct_the_npy_header_written_up_front() {
+        // Two of train's three rows and the only row of test are not packed.
+        check(&[0, 4, 2]);
+    }
 
     #[test]
     fn npy_header_is_aligned_and_parsable() {

@@ -7,8 +7,7 @@
 //! held in memory; image bytes are stored uncompressed and without dictionary (they are
 //! already compressed), the other columns with zstd.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
@@ -29,8 +28,8 @@ use super::PackOptions;
 use super::card;
 use super::croissant::{field, references, sourced};
 use super::format::{
-    CardChange, CardContext, CardRow, CroissantEntries, Format, FormatOption, Payload, Snippet,
-    WriterContext,
+    CardChange, CardContext, CardRow, CroissantEntries, FileSink, Format, FormatOption, Payload,
+    Snippet, WriteSeek, WriterContext,
 };
 use super::read::{
     Channels, HEADER_SLACK, PixelSource, Problems, RowLabels, RowRead, SplitAt, length,
@@ -139,9 +138,9 @@ impl Format for Parquet {
         Some(hub_yaml(ctx.dataset))
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(ParquetWriter::create(
-            ctx.staging,
+            ctx.sink,
             ctx.dataset,
             ctx.opts,
         )?))
@@ -453,7 +452,7 @@ struct SplitFile {
     name: String,
     /// The Arrow schema with this file's `huggingface` and `kaokore` metadata.
     schema: SchemaRef,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ArrowWriter<BufWriter<Box<dyn WriteSeek>>>,
     rows: Vec<Row>,
 }
 
@@ -464,7 +463,7 @@ pub(crate) struct ParquetWriter {
 
 impl ParquetWriter {
     pub fn create(
-        staging: &super::staging::Staging,
+        sink: &dyn FileSink,
         dataset: &Dataset,
         opts: &PackOptions,
     ) -> Result<ParquetWriter, PackError> {
@@ -473,7 +472,7 @@ impl ParquetWriter {
         let mut splits = Vec::new();
         for split in Split::ALL {
             let name = parquet_name(split);
-            let path = staging.path(&name)?;
+            let file = sink.create(&name)?;
             let kaokore = kaokore_metadata(dataset, opts, split);
             // The same keys go into the file's key-value metadata (read by Spark, DuckDB,
             // parquet-rs) and into the embedded Arrow schema, whose metadata is what
@@ -496,7 +495,6 @@ impl ParquetWriter {
                     KeyValue::new("kaokore".into(), kaokore.clone()),
                 ]))
                 .build();
-            let file = File::create(&path).map_err(PackError::io(&path))?;
             let writer = ArrowWriter::try_new(
                 BufWriter::with_capacity(1 << 20, file),
                 schema.clone(),
@@ -651,7 +649,7 @@ impl FormatWriter for ParquetWriter {
         for mut split in self.splits {
             split.flush()?;
             let name = split.name.clone();
-            let file = split
+            let mut file = split
                 .writer
                 .into_inner()
                 .map_err(|e| PackError::Parquet {
@@ -663,8 +661,8 @@ impl FormatWriter for ParquetWriter {
                     path: name.clone(),
                     message: e.error().to_string(),
                 })?;
-            // Flushed; not synced to disk (see the staging module).
-            drop(file);
+            // Flushed; not synced to disk.
+            file.flush().map_err(PackError::io(&name))?;
             produced.push(name);
         }
         Ok(produced)
@@ -891,5 +889,138 @@ impl PixelSource for ParquetPixels {
     fn check_end(&mut self) -> Result<(), String> {
         // The row count was checked when the labels were read.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::format::testing::{self, SIZE};
+    use arrow_array::types::Int32Type;
+    use parquet::basic::Encoding;
+
+    /// The test rows' Parquet files, in row groups of two rows, read back with parquet's
+    /// own reader (from a file: it reads memory only as `bytes::Bytes`, not a dependency
+    /// here): layout and metadata as `datasets` and the Hub expect, every column of every
+    /// row, and verify's readers agreeing.
+    #[test]
+    fn rows_are_written_in_small_row_groups_with_every_column() {
+        let dataset = testing::dataset();
+        let mut opts = testing::options("parquet");
+        opts.set_option(&ROW_GROUP_ROWS, 2);
+        let w = testing::write(&Parquet, &dataset, &opts, &[]);
+        w.check_files();
+        assert_eq!(w.produced, Parquet.files(SIZE));
+        assert!(w.hashed.is_empty(), "hashed at commit");
+        let dir = w.on_disk();
+        let listed = w.listed();
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, &[]);
+            let name = parquet_name(split);
+            let file = std::fs::File::open(dir.path().join(&name)).unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+
+            let meta = builder.metadata().clone();
+            let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+            let expected: Vec<i64> = rows.chunks(2).map(|c| c.len() as i64).collect();
+            assert_eq!(groups, expected, "{name}");
+            for group in meta.row_groups() {
+                for column in group.columns() {
+                    let path = column.column_path().string();
+                    let (compression, dictionary_allowed) = match path.as_str() {
+                        "image.bytes" => (Compression::UNCOMPRESSED, false),
+                        _ => (Compression::ZSTD(ZstdLevel::default()), true),
+                    };
+                    assert_eq!(column.compression(), compression, "{path}");
+                    let dictionary_used = column.encodings().any(|e| {
+                        matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)
+                    });
+                    assert!(dictionary_allowed || !dictionary_used, "{path}");
+                }
+            }
+            // The keys go into the file's metadata and into the Arrow schema pyarrow reads.
+            let kv = meta.file_metadata().key_value_metadata().unwrap();
+            let value = |key: &str| {
+                kv.iter()
+                    .find(|e| e.key == key)
+                    .and_then(|e| e.value.clone())
+                    .unwrap()
+            };
+            let hf = huggingface_features(&dataset.class_names);
+            assert_eq!(value("huggingface"), hf);
+            let kaokore: Value = serde_json::from_str(&value("kaokore")).unwrap();
+            assert_eq!(
+                (kaokore["split"].as_str(), kaokore["size"].as_u64()),
+                (Some(split.name()), Some(u64::from(SIZE)))
+            );
+            assert_eq!(builder.schema().metadata()["huggingface"], hf);
+            assert_eq!(builder.schema().fields(), arrow_schema().fields());
+
+            let batches: Vec<RecordBatch> = builder.build().unwrap().map(Result::unwrap).collect();
+            let read: Vec<(usize, &RecordBatch)> = batches
+                .iter()
+                .flat_map(|b| (0..b.num_rows()).map(move |i| (i, b)))
+                .collect();
+            assert_eq!(read.len(), rows.len());
+            for (record, (i, batch)) in rows.iter().zip(read) {
+                let column = |name: &str| batch.column_by_name(name).unwrap();
+                let text = |name: &str| {
+                    let c = column(name).as_string::<i32>();
+                    c.is_valid(i).then(|| c.value(i).to_string())
+                };
+                let int = |name: &str| {
+                    let c = column(name).as_primitive::<Int32Type>();
+                    c.is_valid(i).then(|| c.value(i))
+                };
+                let image = column("image").as_struct();
+                let bytes = image.column_by_name("bytes").unwrap().as_binary::<i32>();
+                let id = record.id.0;
+                let png = crate::encode::encode_png(&testing::pixels(id), SIZE).unwrap();
+                assert!(bytes.value(i) == png);
+                let path = image.column_by_name("path").unwrap().as_string::<i32>();
+                assert_eq!(path.value(i), format!("{id:08}.png"));
+                assert_eq!(int("image_id"), Some(id as i32));
+                let label = record.label.unwrap();
+                let long = |name: &str| column(name).as_primitive::<Int64Type>().value(i);
+                assert_eq!(
+                    (long("gender"), long("status")),
+                    (i64::from(label.gender), i64::from(label.status))
+                );
+                assert_eq!(text("url"), record.url.clone());
+                assert_eq!(
+                    text("provider").as_deref(),
+                    record.provider().map(|p| p.name())
+                );
+                let tags = column("tags").as_list::<i32>().value(i);
+                let tags: Vec<&str> = tags.as_string::<i32>().iter().map(Option::unwrap).collect();
+                if id == 4 {
+                    assert_eq!(text("source_title").as_deref(), Some("絵巻"));
+                    assert_eq!(text("source_id").as_deref(), Some("10.20730/100"));
+                    assert_eq!(text("orientation").as_deref(), Some("右"));
+                    assert_eq!(text("era").as_deref(), Some("江戸前期"));
+                    assert_eq!(text("holder").as_deref(), Some("文庫"));
+                    assert_eq!((int("year_from"), int("year_to")), (Some(1600), Some(1650)));
+                    assert_eq!(tags, ["烏帽子", "扇"]);
+                    assert!(text("original_tags").unwrap().starts_with("原典=絵巻;"));
+                } else {
+                    for name in ["source_title", "source_id", "era", "original_tags"] {
+                        assert_eq!(text(name), None, "{name}");
+                    }
+                    assert_eq!((int("year_from"), int("year_to")), (None, None));
+                    assert!(tags.is_empty());
+                }
+            }
+
+            let n = rows.len();
+            let at = testing::split_at(dir.path(), &listed, split, n as u64, None);
+            let mut problems = Problems::default();
+            let (_, labels) = Parquet.read_labels(&at, &mut problems).unwrap();
+            let ids: Vec<Option<u32>> = labels.iter().map(|l| l.image_id).collect();
+            assert_eq!(ids, rows.iter().map(|r| Some(r.id.0)).collect::<Vec<_>>());
+            let pixels: Vec<Vec<u8>> = rows.iter().map(|r| testing::pixels(r.id.0)).collect();
+            let source = Parquet.open_pixels(&at, &mut problems).unwrap();
+            assert!(testing::read_all(source, n) == pixels);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
     }
 }

@@ -94,7 +94,7 @@ pub(crate) fn run_chunks(
 pub(crate) struct RowSink<'a> {
     staging: &'a Staging,
     /// Each chosen format's writer, with its name (its timer in the summary).
-    writers: Vec<(&'static str, Box<dyn FormatWriter>)>,
+    writers: Vec<(&'static str, Box<dyn FormatWriter + 'a>)>,
     tally: Tally,
     pub summary: PackSummary,
     progress: &'a Progress,
@@ -103,8 +103,8 @@ pub(crate) struct RowSink<'a> {
 impl<'a> RowSink<'a> {
     pub fn new(
         staging: &'a Staging,
-        dataset: &Dataset,
-        opts: &PackOptions,
+        dataset: &'a Dataset,
+        opts: &'a PackOptions,
         progress: &'a Progress,
     ) -> Result<RowSink<'a>, PackError> {
         let mut expected = [0u64; 3];
@@ -112,7 +112,7 @@ impl<'a> RowSink<'a> {
             expected[label.split.index()] += 1;
         }
         let ctx = WriterContext {
-            staging,
+            sink: staging,
             dataset,
             opts,
             expected,
@@ -197,7 +197,7 @@ impl<'a> RowSink<'a> {
         let mut produced = Vec::new();
         let mut hashed = Vec::new();
         let mut ctx = FinishContext {
-            staging: self.staging,
+            sink: self.staging,
             hashed: &mut hashed,
         };
         for (name, w) in self.writers {

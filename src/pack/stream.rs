@@ -8,18 +8,18 @@
 //! Both formats put the row count in a header in front of the pixels. The header is
 //! written with the expected count (the split's packable rows) in a *stored* deflate
 //! block, so it has a fixed length and position: when images turn out missing, it is
-//! overwritten in place at the end and only then is the file hashed again.
+//! overwritten in place at the end (the one seek), and the file, whose running hash no
+//! longer holds, is hashed at commit instead.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::format::{FileSink, WriteSeek};
 use super::zip::ZipWriter;
 use super::{Artifact, FinishContext, PackError};
 use crate::encode::{DeflateSegment, FINAL_BLOCK};
-use crate::out::{checksums, staging};
+use crate::out::checksums;
 
 /// What holds a pixel stream: a plain file (idx `.gz`) or a zip archive (npz).
 pub trait Container {
@@ -43,30 +43,28 @@ impl Container for ZipWriter<HashingFile> {
 pub struct ImagesFile<C> {
     /// Relative to the output directory.
     name: String,
-    path: PathBuf,
     container: C,
     stream: PixelStream,
 }
 
 impl<C: Container> ImagesFile<C> {
-    /// Create `name` in the staging directory: `start` writes what comes before the
-    /// pixel stream, which then begins with `header`.
+    /// Create `name` in `sink`: `start` writes what comes before the pixel stream, which
+    /// then begins with `header`.
     pub fn create(
-        staging: &staging::Staging,
+        sink: &dyn FileSink,
         name: String,
         header: &[u8],
         start: impl FnOnce(HashingFile) -> io::Result<C>,
     ) -> Result<ImagesFile<C>, PackError> {
-        let path = staging.path(&name)?;
+        let file = sink.create(&name)?;
         let open = || -> io::Result<(C, PixelStream)> {
-            let mut container = start(HashingFile::create(&path)?)?;
+            let mut container = start(HashingFile::new(file))?;
             let stream = PixelStream::begin(container.file(), header)?;
             Ok((container, stream))
         };
-        let (container, stream) = open().map_err(PackError::io(&path))?;
+        let (container, stream) = open().map_err(PackError::io(&name))?;
         Ok(ImagesFile {
             name,
-            path,
             container,
             stream,
         })
@@ -76,7 +74,7 @@ impl<C: Container> ImagesFile<C> {
     pub fn append(&mut self, segment: &DeflateSegment) -> Result<(), PackError> {
         self.stream
             .append(self.container.file(), segment)
-            .map_err(PackError::io(&self.path))
+            .map_err(PackError::io(&self.name))
     }
 
     /// Length of the header the stream began with (a corrected one must match it).
@@ -85,7 +83,8 @@ impl<C: Container> ImagesFile<C> {
     }
 
     /// Close the stream after `rows` rows with the true `header`; `finish` writes what
-    /// follows it. The file's hash is recorded in `ctx`; returns its name.
+    /// follows it. The file's hash is recorded in `ctx` unless the header was corrected
+    /// (the commit hashes it then); returns its name.
     pub fn close(
         self,
         rows: u64,
@@ -98,20 +97,24 @@ impl<C: Container> ImagesFile<C> {
         }
         let ImagesFile {
             name,
-            path,
             mut container,
             stream,
         } = self;
-        let close = || -> io::Result<(u64, String)> {
+        let close = || -> io::Result<Option<(u64, String)>> {
             let (totals, patch) = stream.end(container.file(), header)?;
-            finish(container, totals)?.finish(patch.as_ref())
+            let file = finish(container, totals)?;
+            match patch {
+                None => file.finish().map(Some),
+                Some(patch) => file.finish_patched(&patch).map(|()| None),
+            }
         };
-        let (bytes, sha256) = close().map_err(PackError::io(&path))?;
-        ctx.hashed.push(Artifact {
-            path: name.clone(),
-            bytes,
-            sha256,
-        });
+        if let Some((bytes, sha256)) = close().map_err(PackError::io(&name))? {
+            ctx.hashed.push(Artifact {
+                path: name.clone(),
+                bytes,
+                sha256,
+            });
+        }
         Ok(name)
     }
 }
@@ -122,22 +125,21 @@ pub struct Patch {
     pub bytes: Vec<u8>,
 }
 
-/// A new file whose SHA-256 and length follow every byte written.
-pub struct HashingFile {
-    path: PathBuf,
-    out: BufWriter<File>,
+/// A new file whose SHA-256 and length follow every byte written, buffered (1 MiB) in
+/// front of its sink: by default a file from a [`FileSink`].
+pub struct HashingFile<W: Write = Box<dyn WriteSeek>> {
+    out: BufWriter<W>,
     sha: Sha256,
     written: u64,
 }
 
-impl HashingFile {
-    pub fn create(path: &Path) -> io::Result<HashingFile> {
-        Ok(HashingFile {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, File::create(path)?),
+impl<W: Write> HashingFile<W> {
+    pub fn new(out: W) -> HashingFile<W> {
+        HashingFile {
+            out: BufWriter::with_capacity(1 << 20, out),
             sha: Sha256::new(),
             written: 0,
-        })
+        }
     }
 
     /// Bytes written so far: the offset of the next byte.
@@ -145,21 +147,26 @@ impl HashingFile {
         self.written
     }
 
-    /// Flush and close; `patch` overwrites bytes already written (at an offset), in which
-    /// case the file is hashed again from the start. Returns its size and SHA-256.
-    pub fn finish(self, patch: Option<&Patch>) -> io::Result<(u64, String)> {
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
-        let Some(patch) = patch else {
-            return Ok((self.written, checksums::hex(&self.sha.finalize())));
-        };
-        file.seek(SeekFrom::Start(patch.at))?;
-        file.write_all(&patch.bytes)?;
-        drop(file);
-        checksums::hash_file(&self.path)
+    /// Flush; returns the file's size and SHA-256.
+    pub fn finish(self) -> io::Result<(u64, String)> {
+        let mut out = self.out.into_inner().map_err(|e| e.into_error())?;
+        out.flush()?;
+        Ok((self.written, checksums::hex(&self.sha.finalize())))
     }
 }
 
-impl Write for HashingFile {
+impl<W: Write + Seek> HashingFile<W> {
+    /// Flush, then overwrite bytes already written (at an offset) with `patch`. The hash
+    /// kept while writing no longer holds: the file must be hashed again from its bytes.
+    pub fn finish_patched(self, patch: &Patch) -> io::Result<()> {
+        let mut out = self.out.into_inner().map_err(|e| e.into_error())?;
+        out.seek(SeekFrom::Start(patch.at))?;
+        out.write_all(&patch.bytes)?;
+        out.flush()
+    }
+}
+
+impl<W: Write> Write for HashingFile<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
         self.sha.update(&buf[..n]);
@@ -195,7 +202,7 @@ pub struct StreamTotals {
 
 impl PixelStream {
     /// Start the stream at the current position of `out` with `header` (below 64 KiB).
-    pub fn begin(out: &mut HashingFile, header: &[u8]) -> io::Result<PixelStream> {
+    pub fn begin<W: Write>(out: &mut HashingFile<W>, header: &[u8]) -> io::Result<PixelStream> {
         let len = u16::try_from(header.len()).map_err(io::Error::other)?;
         // BFINAL 0, BTYPE 00 (stored), padded to the byte, then LEN and its complement.
         let mut block = vec![0u8];
@@ -213,7 +220,11 @@ impl PixelStream {
         })
     }
 
-    pub fn append(&mut self, out: &mut HashingFile, segment: &DeflateSegment) -> io::Result<()> {
+    pub fn append<W: Write>(
+        &mut self,
+        out: &mut HashingFile<W>,
+        segment: &DeflateSegment,
+    ) -> io::Result<()> {
         out.write_all(&segment.data)?;
         self.pixels
             .combine(&crc32fast::Hasher::new_with_initial_len(
@@ -231,10 +242,10 @@ impl PixelStream {
 
     /// End the stream with the final block. `header` is the true header, of the same
     /// length as the one written at the start; if it differs, the returned patch must be
-    /// applied with [`HashingFile::finish`].
-    pub fn end(
+    /// applied with [`HashingFile::finish_patched`].
+    pub fn end<W: Write>(
         self,
-        out: &mut HashingFile,
+        out: &mut HashingFile<W>,
         header: Vec<u8>,
     ) -> io::Result<(StreamTotals, Option<Patch>)> {
         if header.len() != self.header.len() {
@@ -265,14 +276,13 @@ impl PixelStream {
 mod tests {
     use super::*;
     use crate::encode::deflate_segment;
-    use std::io::Read;
+    use std::io::{Cursor, Read};
 
     #[test]
-    fn a_patched_header_reads_back_and_is_hashed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.deflate");
+    fn a_patched_header_reads_back() {
         let rows: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
-        let mut out = HashingFile::create(&path).unwrap();
+        let mut bytes = Vec::new();
+        let mut out = HashingFile::new(Cursor::new(&mut bytes));
         let mut stream = PixelStream::begin(&mut out, b"count=5").unwrap();
         for r in &rows {
             stream
@@ -282,11 +292,10 @@ mod tests {
         assert_eq!(stream.rows(), 3);
         let (totals, patch) = stream.end(&mut out, b"count=3".to_vec()).unwrap();
         let patch = patch.expect("the header changed");
-        let (len, sha) = out.finish(Some(&patch)).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(len, bytes.len() as u64);
-        assert_eq!(totals.compressed, len);
-        assert_eq!(sha, checksums::sha256_hex(&bytes));
+        let written = out.position();
+        out.finish_patched(&patch).unwrap();
+        assert_eq!(written, bytes.len() as u64);
+        assert_eq!(totals.compressed, written);
         let mut back = Vec::new();
         flate2::read::DeflateDecoder::new(&bytes[..])
             .read_to_end(&mut back)
@@ -300,22 +309,19 @@ mod tests {
 
     #[test]
     fn an_unpatched_stream_is_hashed_while_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.deflate");
-        let mut out = HashingFile::create(&path).unwrap();
+        let mut bytes = Vec::new();
+        let mut out = HashingFile::new(Cursor::new(&mut bytes));
         out.write_all(b"prefix").unwrap();
         let stream = PixelStream::begin(&mut out, b"h").unwrap();
         let (_, patch) = stream.end(&mut out, b"h".to_vec()).unwrap();
         assert!(patch.is_none());
-        let (len, sha) = out.finish(None).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
+        let (len, sha) = out.finish().unwrap();
         assert_eq!((len, sha), (6 + 6 + 2, checksums::sha256_hex(&bytes)));
     }
 
     #[test]
     fn a_header_of_another_length_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut out = HashingFile::create(&dir.path().join("x")).unwrap();
+        let mut out = HashingFile::new(Cursor::new(Vec::new()));
         let stream = PixelStream::begin(&mut out, b"abc").unwrap();
         assert!(stream.end(&mut out, b"abcd".to_vec()).is_err());
     }

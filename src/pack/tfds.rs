@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::format::{
-    CardContext, CardRow, Format, FormatOption, Payload, SHARD_SIZE, Snippet, WriterContext,
+    CardContext, CardRow, FileSink, Format, FormatOption, Payload, SHARD_SIZE, Snippet,
+    WriterContext,
 };
 use super::read::{
     Channels, PixelSource, Problems, RowLabels, RowRead, SplitAt, length, open_artifact,
@@ -999,9 +1000,9 @@ impl Format for Tfds {
         })
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(TfdsWriter::create(
-            ctx.staging,
+            ctx.sink,
             ctx.dataset,
             ctx.opts.size,
             ctx.opts.option(&SHARD_SIZE),
@@ -1117,18 +1118,18 @@ pub fn listed_tfds_files(files: &[String]) -> Result<Vec<String>, String> {
 
 /// Writes the shards of the three splits as rows arrive (each shard first under a name
 /// without its total, renamed when the split's shards are known), then the metadata files.
-struct TfdsWriter {
-    /// The staging directory of `tfds/kaokore/X.Y.Z`.
-    root: PathBuf,
+struct TfdsWriter<'a> {
+    sink: &'a dyn FileSink,
+    /// `tfds/kaokore/X.Y.Z`, relative to the build.
     relative: String,
     version: DatasetVersion,
     size: u32,
     classes: ClassNames,
-    splits: Vec<ShardedRecords<HashingFile, OpenShard>>,
+    splits: Vec<ShardedRecords<HashingFile, OpenShard<'a>>>,
 }
 
-/// Creates a split's shard `k` in the staging directory.
-type OpenShard = Box<dyn FnMut(u32) -> io::Result<HashingFile>>;
+/// Creates a split's shard `k` through the sink.
+type OpenShard<'a> = Box<dyn FnMut(u32) -> io::Result<HashingFile> + 'a>;
 
 /// The name a shard is written under before its split's number of shards is known.
 fn partial_name(split: Split, shard: u32) -> String {
@@ -1138,30 +1139,29 @@ fn partial_name(split: Split, shard: u32) -> String {
     )
 }
 
-impl TfdsWriter {
+impl<'a> TfdsWriter<'a> {
     fn create(
-        staging: &super::staging::Staging,
+        sink: &'a dyn FileSink,
         dataset: &Dataset,
         size: u32,
         max_bytes: u64,
-    ) -> Result<TfdsWriter, PackError> {
+    ) -> Result<TfdsWriter<'a>, PackError> {
         let relative = builder_dir(dataset.version);
-        let info = staging.path(&format!("{relative}/{DATASET_INFO}"))?;
-        let root = info
-            .parent()
-            .ok_or(PackError::Internal("the TFDS directory has no parent"))?
-            .to_path_buf();
         let splits = Split::ALL
             .iter()
             .map(|&split| {
-                let root = root.clone();
-                let open: OpenShard =
-                    Box::new(move |k| HashingFile::create(&root.join(partial_name(split, k))));
+                let dir = relative.clone();
+                let open: OpenShard<'a> = Box::new(move |k| {
+                    let file = sink
+                        .create(&format!("{dir}/{}", partial_name(split, k)))
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    Ok(HashingFile::new(file))
+                });
                 ShardedRecords::new(max_bytes.max(1), open)
             })
             .collect();
         Ok(TfdsWriter {
-            root,
+            sink,
             relative,
             version: dataset.version,
             size,
@@ -1171,19 +1171,19 @@ impl TfdsWriter {
     }
 }
 
-impl FormatWriter for TfdsWriter {
+impl FormatWriter for TfdsWriter<'_> {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
         let image = &row.payloads.lossless()?.bytes;
         let record = row_example(row, image).encode();
         let k = row.split.index();
         self.splits[k]
             .write(&record)
-            .map_err(PackError::io(&self.root))
+            .map_err(PackError::io(&self.relative))
     }
 
     fn finish(self: Box<Self>, ctx: &mut FinishContext<'_>) -> Result<Vec<String>, PackError> {
         let TfdsWriter {
-            root,
+            sink,
             relative,
             version,
             size,
@@ -1193,7 +1193,7 @@ impl FormatWriter for TfdsWriter {
         let mut produced = Vec::new();
         let mut infos = Vec::new();
         for (split, shards) in Split::ALL.into_iter().zip(splits) {
-            let shards = shards.finish().map_err(PackError::io(&root))?;
+            let shards = shards.finish().map_err(PackError::io(&relative))?;
             let total = shards.len() as u32;
             let mut info = SplitInfo {
                 split,
@@ -1201,11 +1201,10 @@ impl FormatWriter for TfdsWriter {
                 num_bytes: 0,
             };
             for (k, (file, length)) in (0..).zip(shards) {
-                let (bytes, sha256) = file.finish(None).map_err(PackError::io(&root))?;
+                let (bytes, sha256) = file.finish().map_err(PackError::io(&relative))?;
                 let name = shard_file_name(split, k, total);
-                let from = root.join(partial_name(split, k));
-                std::fs::rename(&from, root.join(&name)).map_err(PackError::io(&from))?;
                 let path = format!("{relative}/{name}");
+                sink.rename(&format!("{relative}/{}", partial_name(split, k)), &path)?;
                 ctx.hashed.push(Artifact {
                     path: path.clone(),
                     bytes,
@@ -1226,9 +1225,12 @@ impl FormatWriter for TfdsWriter {
         ];
         metadata.extend(labels_files(&classes));
         for (name, text) in metadata {
-            let path = root.join(&name);
-            std::fs::write(&path, text).map_err(PackError::io(&path))?;
-            produced.push(format!("{relative}/{name}"));
+            let path = format!("{relative}/{name}");
+            let mut file = sink.create(&path)?;
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.flush())
+                .map_err(PackError::io(&path))?;
+            produced.push(path);
         }
         Ok(produced)
     }

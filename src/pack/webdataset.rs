@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use super::format::{CardRow, Format, FormatOption, Payload, SHARD_SIZE, WriterContext};
+use super::format::{CardRow, FileSink, Format, FormatOption, Payload, SHARD_SIZE, WriterContext};
 use super::read::{
     Channels, MAX_ROW_PROBLEMS_PER_FILE, PixelSource, Problems, RowLabels, RowRead, SplitAt,
     open_artifact,
@@ -92,9 +92,9 @@ impl Format for WebDataset {
         "application/x-tar"
     }
 
-    fn create(&self, ctx: &WriterContext<'_>) -> Result<Box<dyn FormatWriter>, PackError> {
+    fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError> {
         Ok(Box::new(WebDatasetWriter::create(
-            ctx.staging,
+            ctx.sink,
             &ctx.dataset.class_names,
             ctx.opts.option(&SHARD_SIZE),
         )?))
@@ -278,27 +278,24 @@ fn sample_json(row: &PackedRow<'_>, names: &ClassNames) -> Vec<u8> {
 /// The shard of a split being written.
 struct Shard {
     name: String,
-    path: PathBuf,
     tar: TarWriter<HashingFile>,
     samples: u64,
 }
 
 impl Shard {
-    fn create(root: &std::path::Path, split: Split, number: u32) -> Result<Shard, PackError> {
+    fn create(sink: &dyn FileSink, split: Split, number: u32) -> Result<Shard, PackError> {
         let name = shard_name(split, number);
-        let path = root.join(name.rsplit('/').next().unwrap_or(&name));
-        let file = HashingFile::create(&path).map_err(PackError::io(&path))?;
+        let file = HashingFile::new(sink.create(&name)?);
         Ok(Shard {
             name,
-            path,
             tar: TarWriter::new(file),
             samples: 0,
         })
     }
 
     fn close(self) -> Result<Artifact, PackError> {
-        let close = || self.tar.finish()?.finish(None);
-        let (bytes, sha256) = close().map_err(PackError::io(&self.path))?;
+        let close = || self.tar.finish()?.finish();
+        let (bytes, sha256) = close().map_err(PackError::io(&self.name))?;
         Ok(Artifact {
             path: self.name,
             bytes,
@@ -309,8 +306,8 @@ impl Shard {
 
 /// Writes the shards of the three splits; a split's next shard starts when the next
 /// sample would take the current one past `max_bytes` (closing blocks included).
-struct WebDatasetWriter {
-    root: PathBuf,
+struct WebDatasetWriter<'a> {
+    sink: &'a dyn FileSink,
     max_bytes: u64,
     names: ClassNames,
     /// The open shard and its number, per split. Every split has at least shard 000000.
@@ -318,23 +315,18 @@ struct WebDatasetWriter {
     closed: Vec<Artifact>,
 }
 
-impl WebDatasetWriter {
+impl<'a> WebDatasetWriter<'a> {
     fn create(
-        staging: &super::staging::Staging,
+        sink: &'a dyn FileSink,
         names: &ClassNames,
         max_bytes: u64,
-    ) -> Result<WebDatasetWriter, PackError> {
-        let first = staging.path(&shard_name(Split::Train, 0))?;
-        let root = first
-            .parent()
-            .ok_or(PackError::Internal("shard directory has no parent"))?
-            .to_path_buf();
+    ) -> Result<WebDatasetWriter<'a>, PackError> {
         let open = Split::ALL
             .iter()
-            .map(|&split| Ok((0, Shard::create(&root, split, 0)?)))
+            .map(|&split| Ok((0, Shard::create(sink, split, 0)?)))
             .collect::<Result<_, PackError>>()?;
         Ok(WebDatasetWriter {
-            root,
+            sink,
             max_bytes: max_bytes.max(1),
             names: names.clone(),
             open,
@@ -343,7 +335,7 @@ impl WebDatasetWriter {
     }
 }
 
-impl FormatWriter for WebDatasetWriter {
+impl FormatWriter for WebDatasetWriter<'_> {
     fn write_row(&mut self, row: &PackedRow<'_>) -> Result<(), PackError> {
         let members = sample_members(row, row.payloads.jpeg()?, &self.names);
         let bytes: u64 = members
@@ -353,14 +345,14 @@ impl FormatWriter for WebDatasetWriter {
         let (number, shard) = &mut self.open[row.split.index()];
         if shard.samples > 0 && shard.tar.written() + bytes + END_BLOCKS > self.max_bytes {
             *number += 1;
-            let next = Shard::create(&self.root, row.split, *number)?;
+            let next = Shard::create(self.sink, row.split, *number)?;
             self.closed.push(std::mem::replace(shard, next).close()?);
         }
         for (name, data) in &members {
             shard
                 .tar
                 .append(name, data)
-                .map_err(PackError::io(&shard.path))?;
+                .map_err(PackError::io(&shard.name))?;
         }
         shard.samples += 1;
         Ok(())
@@ -727,6 +719,195 @@ impl ShardReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::format::testing::{self, SIZE};
+    use std::collections::BTreeMap;
+
+    /// The members of a tar archive as read here, independently of [`ShardReader`]: each
+    /// header a ustar header of a regular file (mode 0644, mtime 0) with a valid checksum,
+    /// data padded with zeros to a block, two zero blocks at the end and nothing after.
+    fn untar(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        assert_eq!(bytes.len() % 512, 0);
+        let mut members = Vec::new();
+        let mut at = 0;
+        loop {
+            let h = &bytes[at..at + 512];
+            if h.iter().all(|&b| b == 0) {
+                assert_eq!(bytes.len() - at, 1024, "two closing blocks, then the end");
+                assert!(bytes[at..].iter().all(|&b| b == 0));
+                return members;
+            }
+            let field = |from: usize, to: usize| {
+                let text = std::str::from_utf8(&h[from..to]).unwrap();
+                text.trim_end_matches(['\0', ' ']).to_string()
+            };
+            let number = |from, to| u64::from_str_radix(&field(from, to), 8).unwrap();
+            let sum: u64 = (0..512)
+                .map(|i| match i {
+                    148..156 => u64::from(b' '),
+                    _ => u64::from(h[i]),
+                })
+                .sum();
+            assert_eq!(number(148, 156), sum, "header checksum");
+            assert_eq!(&h[257..265], b"ustar\x0000");
+            assert_eq!(
+                (h[156], number(100, 108), number(136, 148)),
+                (b'0', 0o644, 0)
+            );
+            let size = number(124, 136) as usize;
+            let padded = size.div_ceil(512) * 512;
+            let data = &bytes[at + 512..at + 512 + padded];
+            assert!(data[size..].iter().all(|&b| b == 0), "zero padding");
+            members.push((field(0, 100), data[..size].to_vec()));
+            at += 512 + padded;
+        }
+    }
+
+    /// A sample as read back: its key and members.
+    struct ReadSample {
+        key: String,
+        members: Vec<(String, Vec<u8>)>,
+    }
+
+    /// Write the test rows into shards of at most `max_bytes`; check every sample of every
+    /// split, in row order, and how the samples were cut into shards; returns each shard's
+    /// samples by name.
+    fn check(max_bytes: u64) -> BTreeMap<String, Vec<ReadSample>> {
+        let dataset = testing::dataset();
+        let mut opts = testing::options("webdataset");
+        opts.set_option(&SHARD_SIZE, max_bytes);
+        let w = testing::write(&WebDataset, &dataset, &opts, &[]);
+        w.check_files();
+        assert_eq!(
+            w.produced.len(),
+            w.hashed.len(),
+            "every shard hashed while written"
+        );
+        let mut listed = listed_shards(&w.produced).unwrap();
+        listed.sort();
+        assert_eq!(listed, w.produced);
+
+        let mut shards = BTreeMap::new();
+        for name in &w.produced {
+            let members = untar(&w.sink.bytes(name));
+            let samples: Vec<ReadSample> = members
+                .chunks(4)
+                .map(|m| ReadSample {
+                    key: m[0].0.strip_suffix(".jpg").unwrap().to_string(),
+                    members: m.to_vec(),
+                })
+                .collect();
+            shards.insert(name.clone(), samples);
+        }
+        let dir = w.on_disk();
+        let listed = w.listed();
+        let names = &dataset.class_names;
+        for split in Split::ALL {
+            let rows = testing::rows(&dataset, split, &[]);
+            let split_shards: Vec<(&String, &Vec<ReadSample>)> = shards
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("webdataset/{split}-")))
+                .collect();
+            let samples: Vec<&ReadSample> = split_shards.iter().flat_map(|(_, s)| *s).collect();
+            assert_eq!(samples.len(), rows.len());
+            for (record, sample) in rows.iter().zip(&samples) {
+                let id = record.id.0;
+                let key = format!("{id:08}");
+                let label = record.label.unwrap();
+                assert_eq!(sample.key, key);
+                let member_names: Vec<&str> =
+                    sample.members.iter().map(|(n, _)| n.as_str()).collect();
+                assert_eq!(member_names, MEMBERS.map(|ext| format!("{key}.{ext}")));
+                let jpeg = crate::encode::encode_jpeg(&testing::pixels(id), SIZE).unwrap();
+                assert!(sample.members[0].1 == jpeg);
+                assert_eq!(sample.members[1].1, label.gender.to_string().as_bytes());
+                assert_eq!(sample.members[2].1, label.status.to_string().as_bytes());
+                let json: serde_json::Value = serde_json::from_slice(&sample.members[3].1).unwrap();
+                assert_eq!(json["image_id"], id);
+                assert_eq!(json["split"], split.name());
+                assert_eq!(json["gender_name"], names.gender[usize::from(label.gender)]);
+                assert_eq!(json["status_name"], names.status[usize::from(label.status)]);
+                assert_eq!(json["url"], record.url.clone().unwrap());
+                assert_eq!(json["provider"], record.provider().unwrap().name());
+                let (tags, year) = if id == 4 {
+                    ("烏帽子;扇", 1600)
+                } else {
+                    ("", 0)
+                };
+                assert_eq!(
+                    (&json["tags"], &json["year_from"]),
+                    (&tags.into(), &year.into())
+                );
+            }
+            // A shard ends only where its next sample would have taken it past the limit.
+            let sizes: Vec<u64> = split_shards
+                .iter()
+                .map(|(n, _)| w.sink.bytes(n).len() as u64)
+                .collect();
+            for (k, (_, shard)) in split_shards.iter().enumerate() {
+                assert!(
+                    sizes[k] <= max_bytes || shard.len() == 1,
+                    "shard {k} of {split}"
+                );
+                if let Some((_, next)) = split_shards.get(k + 1) {
+                    let first: u64 = next[0]
+                        .members
+                        .iter()
+                        .map(|(_, d)| member_bytes(d.len() as u64))
+                        .sum();
+                    assert!(
+                        sizes[k] + first > max_bytes,
+                        "shard {k} of {split} had room"
+                    );
+                }
+            }
+
+            let n = rows.len() as u64;
+            let at = testing::split_at(dir.path(), &listed, split, n, None);
+            let mut problems = Problems::default();
+            let (_, labels) = WebDataset.read_labels(&at, &mut problems).unwrap();
+            let expected: Vec<RowLabels> = rows
+                .iter()
+                .map(|r| RowLabels {
+                    image_id: Some(r.id.0),
+                    gender: r.label.unwrap().gender,
+                    status: r.label.unwrap().status,
+                })
+                .collect();
+            assert_eq!(labels, expected);
+            let source = WebDataset.open_pixels(&at, &mut problems).unwrap();
+            let files: Vec<Vec<u8>> = samples.iter().map(|s| s.members[0].1.clone()).collect();
+            assert!(testing::read_all(source, rows.len()) == files);
+            assert!(problems.is_empty(), "{:?}", &problems[..]);
+        }
+        shards
+    }
+
+    #[test]
+    fn samples_are_written_in_row_order_one_shard_per_split() {
+        let shards = check(SHARD_SIZE.default_value());
+        assert_eq!(shards.len(), 3);
+    }
+
+    #[test]
+    fn a_split_starts_its_next_shard_before_the_sample_that_would_pass_the_limit() {
+        // Train's first two samples and the closing blocks make the limit exactly: the
+        // first shard holds them, the third sample starts the second shard.
+        let one = check(SHARD_SIZE.default_value());
+        let train = &one[&shard_name(Split::Train, 0)];
+        let sample = |s: &ReadSample| -> u64 {
+            s.members
+                .iter()
+                .map(|(_, d)| member_bytes(d.len() as u64))
+                .sum()
+        };
+        let limit = sample(&train[0]) + sample(&train[1]) + END_BLOCKS;
+        let shards = check(limit);
+        assert_eq!(shards[&shard_name(Split::Train, 0)].len(), 2);
+        assert_eq!(shards[&shard_name(Split::Train, 1)].len(), 1);
+        // A limit below one sample: one sample per shard.
+        let shards = check(1);
+        assert_eq!(shards.len(), 6);
+    }
 
     #[test]
     fn listed_shards_must_be_numbered_without_gaps() {

@@ -592,6 +592,7 @@ fn a_symlinked_size_directory_is_not_followed() {
         pack::pack_sizes(
             &inline.dataset,
             &source,
+            &kaokore::pipeline::IMAGE_CHAIN,
             &opts,
             path,
             &Progress::hidden("pack", 0),
