@@ -1,23 +1,13 @@
 //! Verify: re-check a built output directory without trusting anything pack remembered.
-//!
-//! The build's record (`.kaokore-build.json`) says what must be there ([`expected`]): its
-//! formats, splits and size give the artifacts, and its row counts how many rows each
-//! holds. Every one of them must exist and be listed in SHA256SUMS, whose entries are all
-//! recomputed ([`sums`]), and croissant.json must describe them with those checksums
-//! ([`croissant`]). Files of the user's in the directory are listed, not judged
-//! ([`extra`]). Then each format of the build re-reads its files with its own reader (see
-//! the `read_labels` and `open_pixels` of [`crate::pack::format::Format`]: flate2, the zip
-//! crate, the parquet crate) and, split by split, they are checked against each other row
-//! by row: the same image ids and labels in the same order, and in labels.csv's order
-//! ([`labels`]); the same RGB pixels, and gray rows equal to the gray of those pixels
-//! ([`pixels`]). This file holds the order of those checks, and the walk over the sizes of
-//! a build of several.
+//! [`verify`] runs the checks in order, a file each: what the record promises
+//! (`expected.rs`), SHA256SUMS (`sums.rs`), croissant.json (`croissant.rs`), the user's own
+//! files (`extra.rs`), then split by split the labels (`labels.rs`) and pixels (`pixels.rs`)
+//! that every format re-reads with its own reader; a build of several sizes, size by size.
 //!
 //! Nothing is trusted before it is checked: no symlink is followed and no special file
-//! opened, and every size or shape a header states is checked against the record and the
-//! file's own size before anything is allocated for it. Rows are streamed, so memory does
-//! not grow with a split. Problems are collected, with file and row, rather than stopping
-//! at the first.
+//! opened, every size a header or the record states is checked before it is acted on, and
+//! rows are streamed. Problems are collected, with file and row, rather than stopping at
+//! the first.
 
 mod croissant;
 mod expected;
@@ -58,7 +48,7 @@ pub struct VerifyReport {
     pub problems: Problems,
     /// Files in the directory that no build writes (the user's own, or a killed run's
     /// staging directory, named with a trailing `/`): reported, left alone, not a
-    /// problem. At most [`extra::MAX_EXTRA_LISTED`], sorted.
+    /// problem. At most `extra::MAX_EXTRA_LISTED`, sorted.
     pub extra_files: Vec<String>,
     /// How many such files there are in all.
     pub extra_files_count: usize,
