@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::fs::PathState;
 use crate::layout::{RECORD_FILE, STAGING_PREFIX, size_dir_name};
 use crate::metadata::Split;
+use crate::normalize::MAX_IMAGE_EDGE;
 use crate::out::BuildRecord;
 use crate::pack::read::{LabelsOrder, Problems, SplitAt};
 
@@ -120,6 +121,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 /// symlink is not followed (it would verify another build). Rows are the first size's
 /// (every size packs the same rows); checksums and pixel rows compared add up.
 fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
+    // Sizes a build can have, each once: the work below is a build per size.
+    let mut sizes = BTreeSet::new();
+    for &size in &record.sizes {
+        let message = if size == 0 || size > MAX_IMAGE_EDGE {
+            format!("size {size} is not between 1 and {MAX_IMAGE_EDGE}")
+        } else if !sizes.insert(size) {
+            format!("lists size {size} twice")
+        } else {
+            continue;
+        };
+        return report.problem(RECORD_FILE, None, message);
+    }
     let mut listed = BTreeSet::new();
     // Size directories whose build could not be read: the problem with each says why,
     // and the files the record lists in them are not compared one by one.
@@ -277,5 +290,22 @@ mod tests {
             report.problems[0].to_string(),
             "not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"
         );
+    }
+
+    #[test]
+    fn a_record_of_sizes_no_build_has_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = crate::out::record::tests::record();
+        for (sizes, problem) in [
+            (vec![32, 48, 32], "lists size 32 twice"),
+            (vec![32, 0], "size 0 is not between 1 and 8192"),
+            (vec![8193], "size 8193 is not between 1 and 8192"),
+        ] {
+            record.sizes = sizes;
+            record.write(dir.path()).unwrap();
+            let report = verify(dir.path()).unwrap();
+            let shown: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+            assert_eq!(shown, [format!(".kaokore-build.json: {problem}")]);
+        }
     }
 }
