@@ -1,9 +1,7 @@
 //! What a build must hold, from its record alone: the files its formats, splits and size
-//! call for (which the record must list, and only those, with report.json), its formats
-//! in registry order, the rows of each split (at most [`MAX_IMAGES`] in all, checked
-//! before anything counts through them), and how large a file of it can be at most.
-//! Without a record that can be trusted, nothing says what the directory should hold,
-//! and verify stops.
+//! call for (which the record must list, and only those), the rows of each split (at most
+//! [`MAX_IMAGES`] in all) and the most bytes a file of it can have. Without a record that
+//! can be trusted, nothing says what the directory should hold, and verify stops.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

@@ -1,23 +1,13 @@
 //! Verify: re-check a built output directory without trusting anything pack remembered.
-//!
-//! The build's record (`.kaokore-build.json`) says what must be there ([`expected`]): its
-//! formats, splits and size give the artifacts, and its row counts how many rows each
-//! holds. Every one of them must exist and be listed in SHA256SUMS, whose entries are all
-//! recomputed ([`sums`]), and croissant.json must describe them with those checksums
-//! ([`croissant`]). Files of the user's in the directory are listed, not judged
-//! ([`extra`]). Then each format of the build re-reads its files with its own reader (see
-//! the `read_labels` and `open_pixels` of [`crate::pack::format::Format`]: flate2, the zip
-//! crate, the parquet crate) and, split by split, they are checked against each other row
-//! by row: the same image ids and labels in the same order, and in labels.csv's order
-//! ([`labels`]); the same RGB pixels, and gray rows equal to the gray of those pixels
-//! ([`pixels`]). This file holds the order of those checks, and the walk over the sizes of
-//! a build of several.
+//! [`verify`] runs the checks in order, a file each: what the record promises
+//! (`expected.rs`), SHA256SUMS (`sums.rs`), croissant.json (`croissant.rs`), the user's own
+//! files (`extra.rs`), then split by split the labels (`labels.rs`) and pixels (`pixels.rs`)
+//! that every format re-reads with its own reader; a build of several sizes, size by size.
 //!
 //! Nothing is trusted before it is checked: no symlink is followed and no special file
-//! opened, and every size or shape a header states is checked against the record and the
-//! file's own size before anything is allocated for it. Rows are streamed, so memory does
-//! not grow with a split. Problems are collected, with file and row, rather than stopping
-//! at the first.
+//! opened, every size a header or the record states is checked before it is acted on, and
+//! rows are streamed. Problems are collected, with file and row, rather than stopping at
+//! the first.
 
 mod croissant;
 mod expected;
@@ -32,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::fs::PathState;
 use crate::layout::{RECORD_FILE, STAGING_PREFIX, size_dir_name};
 use crate::metadata::Split;
+use crate::normalize::MAX_IMAGE_EDGE;
 use crate::out::BuildRecord;
 use crate::pack::read::{LabelsOrder, Problems, SplitAt};
 
@@ -58,7 +49,7 @@ pub struct VerifyReport {
     pub problems: Problems,
     /// Files in the directory that no build writes (the user's own, or a killed run's
     /// staging directory, named with a trailing `/`): reported, left alone, not a
-    /// problem. At most [`extra::MAX_EXTRA_LISTED`], sorted.
+    /// problem. At most `extra::MAX_EXTRA_LISTED`, sorted.
     pub extra_files: Vec<String>,
     /// How many such files there are in all.
     pub extra_files_count: usize,
@@ -130,6 +121,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
 /// symlink is not followed (it would verify another build). Rows are the first size's
 /// (every size packs the same rows); checksums and pixel rows compared add up.
 fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
+    // Sizes a build can have, each once: the work below is a build per size.
+    let mut sizes = BTreeSet::new();
+    for &size in &record.sizes {
+        let message = if size == 0 || size > MAX_IMAGE_EDGE {
+            format!("size {size} is not between 1 and {MAX_IMAGE_EDGE}")
+        } else if !sizes.insert(size) {
+            format!("lists size {size} twice")
+        } else {
+            continue;
+        };
+        return report.problem(RECORD_FILE, None, message);
+    }
     let mut listed = BTreeSet::new();
     // Size directories whose build could not be read: the problem with each says why,
     // and the files the record lists in them are not compared one by one.
@@ -287,5 +290,22 @@ mod tests {
             report.problems[0].to_string(),
             "not a kaokore build (no .kaokore-build.json); verify checks what kaokore built"
         );
+    }
+
+    #[test]
+    fn a_record_of_sizes_no_build_has_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut record = crate::out::record::tests::record();
+        for (sizes, problem) in [
+            (vec![32, 48, 32], "lists size 32 twice"),
+            (vec![32, 0], "size 0 is not between 1 and 8192"),
+            (vec![8193], "size 8193 is not between 1 and 8192"),
+        ] {
+            record.sizes = sizes;
+            record.write(dir.path()).unwrap();
+            let report = verify(dir.path()).unwrap();
+            let shown: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+            assert_eq!(shown, [format!(".kaokore-build.json: {problem}")]);
+        }
     }
 }

@@ -1,11 +1,8 @@
 //! SHA256SUMS against the files: every artifact the record expects is listed once and
-//! matches its checksum, recomputed here, and no line names a file the build does not
-//! write. The checksums computed are handed on to the croissant.json check.
-//!
-//! The work is bounded by the build, not by what the list says: each artifact is hashed
-//! at most once, and only up to the largest size it can have (a larger file is reported
-//! unread); lines are remembered in a hash map, a repeat reported once; lines naming other
-//! files are listed up to a limit, then counted.
+//! matches its checksum, recomputed here (the checksums go on to the croissant.json
+//! check). The work is bounded by the build, not by the list: each artifact is hashed once
+//! and only up to the most bytes it can have; lines naming other files are listed up to a
+//! limit, then counted.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
