@@ -427,8 +427,10 @@ fn a_stalled_body_is_cut_by_the_timeout_and_retried() {
     let log = fx.requests_matching("/stall/");
     assert_eq!(log.len(), 2);
     let gap = log[1].arrived - log[0].arrived;
+    // The timeout runs from when the client sent the request; the server logs it when it
+    // has read it, which on a loaded machine can be tens of milliseconds later.
     assert!(
-        gap >= Duration::from_millis(500) && gap < stall,
+        gap >= Duration::from_millis(400) && gap < stall,
         "the retry came {gap:?} after the stalled request"
     );
     assert_eq!(valid_entries(&cache, false), 1);
