@@ -329,45 +329,20 @@ enum OpenError {
     Io(io::Error),
 }
 
-/// Open `path` for reading only if it is a regular file, without following a symlink:
-/// the path is looked at with `symlink_metadata`, then the opened file is checked to be
-/// that same file (so a symlink swapped in between is not followed either).
+/// Open `path` for reading only if it is a regular file, never through a symlink and never
+/// blocking on a FIFO ([`crate::fs::open_regular`]), in the cache's own words.
 fn open_regular(path: &Path) -> Result<File, OpenError> {
-    let before = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::NotFound),
-        Err(e) => return Err(OpenError::Io(e)),
-    };
-    let kind = |m: &fs::Metadata| {
-        let t = m.file_type();
-        if t.is_symlink() {
-            "a symlink"
-        } else if t.is_dir() {
-            "a directory"
-        } else {
-            "a special file"
-        }
-    };
-    if !before.file_type().is_file() {
-        return Err(OpenError::NotRegular(kind(&before)));
-    }
-    let file = File::open(path).map_err(OpenError::Io)?;
-    let after = file.metadata().map_err(OpenError::Io)?;
-    if !after.file_type().is_file() || !same_file(&before, &after) {
-        return Err(OpenError::NotRegular("replaced while it was opened"));
-    }
-    Ok(file)
-}
-
-#[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
-    true
+    use crate::fs::OpenError as Fs;
+    crate::fs::open_regular(path).map_err(|e| match e {
+        Fs::Missing { .. } => OpenError::NotFound,
+        Fs::Symlink { .. } => OpenError::NotRegular("a symlink"),
+        Fs::NotRegular {
+            kind: "a directory",
+        } => OpenError::NotRegular("a directory"),
+        Fs::NotRegular { .. } | Fs::NotADirectory { .. } => OpenError::NotRegular("a special file"),
+        Fs::Changed => OpenError::NotRegular("replaced while it was opened"),
+        Fs::Io(e) => OpenError::Io(e),
+    })
 }
 
 /// The pid in a temp file name `.<hex>.<pid>.<n>.tmp`.

@@ -65,20 +65,26 @@ impl BuildRecord {
             path: path.clone(),
             message,
         };
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(RecordError::Io { path, source }),
+        // Never through a symlink, never blocking on a FIFO (crate::fs).
+        let file = match crate::fs::open_regular(&path) {
+            Ok(f) => f,
+            Err(crate::fs::OpenError::Missing { .. }) => return Ok(None),
+            Err(crate::fs::OpenError::Io(source)) => return Err(RecordError::Io { path, source }),
+            Err(_) => return Err(invalid("not a regular file".into())),
         };
-        if !meta.file_type().is_file() {
-            return Err(invalid("not a regular file".into()));
-        }
-        if meta.len() > MAX_RECORD_BYTES {
-            return Err(invalid(format!("{} bytes is too large", meta.len())));
+        let len = file
+            .metadata()
+            .map_err(|source| RecordError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if len > MAX_RECORD_BYTES {
+            return Err(invalid(format!("{len} bytes is too large")));
         }
         let mut text = String::new();
-        fs::File::open(&path)
-            .and_then(|f| f.take(MAX_RECORD_BYTES).read_to_string(&mut text))
+        file.take(MAX_RECORD_BYTES)
+            .read_to_string(&mut text)
             .map_err(|source| RecordError::Io {
                 path: path.clone(),
                 source,
