@@ -223,7 +223,7 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
 
-    /// Limit in seconds for one whole request, body included.
+    /// Limit in seconds for one whole request, body included (more than 0, at most a day).
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
 }

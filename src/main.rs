@@ -22,6 +22,9 @@ use kaokore::verify::VerifyReport;
 use kaokore::{BuildConfig, Error, FetchOptions, PackOptions, Split, pipeline};
 use serde::{Serialize, Serializer};
 
+/// The longest `--timeout` accepted, in seconds: a day.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
 /// Failure groups (host and cause) printed at the end of a run; report.json has them all.
 const MAX_GROUP_LINES: usize = 8;
 
@@ -506,9 +509,12 @@ fn config(
 ) -> Result<BuildConfig, Error> {
     let mut fetch = FetchOptions::default();
     if let Some(n) = network {
-        if !(n.timeout.is_finite() && n.timeout > 0.0) {
+        // At most a day: a larger value is a mistake, and one beyond what a Duration holds
+        // would panic.
+        if !(n.timeout.is_finite() && n.timeout > 0.0 && n.timeout <= MAX_TIMEOUT_SECS) {
             return Err(Error::Usage(format!(
-                "--timeout must be a positive number of seconds, got {}",
+                "--timeout must be a positive number of seconds, at most {MAX_TIMEOUT_SECS} \
+                 (a day), got {}",
                 n.timeout
             )));
         }

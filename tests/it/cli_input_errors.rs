@@ -370,6 +370,12 @@ fn usage_errors_exit_2() {
     let (code, err) = run(&["fetch", "--timeout", "0"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--timeout must be a positive number"), "{err}");
+    // Beyond a day is refused (1e20 seconds panicked in Duration); tiny values stay.
+    for big in ["1e20", "86401"] {
+        let (code, err) = run(&["fetch", "--timeout", big]);
+        assert_eq!(code, Some(2), "{big}: {err}");
+        assert!(err.contains("at most 86400"), "{err}");
+    }
 }
 
 #[test]
