@@ -67,35 +67,29 @@ def strip_cfg_test(text):
 
 
 def grouped_names(text, start):
-    """The first names of each path inside the braces that open at `start`."""
+    """The first name of each path in the braces that open at `start`:
+    `{a, b::c, d::{e, f}}` gives a, b and d."""
     depth = 0
-    names = []
-    token = ""
-    at_start = True
+    items = [""]
     for ch in text[start:]:
         if ch == "{":
             depth += 1
-            at_start = True
-            token = ""
-            continue
-        if ch == "}":
+            if depth == 1:
+                continue
+        elif ch == "}":
             depth -= 1
             if depth == 0:
                 break
+        elif ch == "," and depth == 1:
+            items.append("")
             continue
         if depth == 1:
-            if ch.isalnum() or ch == "_":
-                if at_start:
-                    token += ch
-            else:
-                if token:
-                    names.append(token)
-                    token = ""
-                at_start = ch == ","
-                if ch.isspace() and not names:
-                    at_start = at_start or token == ""
-    if token:
-        names.append(token)
+            items[-1] += ch
+    names = []
+    for item in items:
+        name = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", item)
+        if name:
+            names.append(name.group(1))
     return names
 
 
