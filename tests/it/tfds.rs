@@ -19,18 +19,7 @@ use crate::support::tree;
 const S: u32 = 32;
 
 fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::PackSummary {
-    let inline = inline_dataset(30, S, &ALL_KINDS);
-    let mut opts = options(S, jobs, formats);
-    opts.set_option(&SHARD_SIZE, shard_bytes);
-    pack::pack(
-        &inline.dataset,
-        &MapSource::jittery(inline.files, 3, jobs as u64),
-        &kaokore::pipeline::IMAGE_CHAIN,
-        &opts,
-        out,
-        &Progress::hidden("pack", 0),
-    )
-    .unwrap()
+    pack_sharded(out, S, jobs, formats, shard_bytes)
 }
 
 fn build(formats: &str, shard_bytes: u64) -> (tempfile::TempDir, PathBuf) {
@@ -312,16 +301,7 @@ fn a_removed_shard_is_reported() {
 #[test]
 fn an_empty_split_has_no_shard_and_is_not_listed() {
     // No dev image is ever fetched: TFDS neither writes nor reads an empty split.
-    let inline = inline_dataset(
-        24,
-        S,
-        &[
-            Kind::RgbJpeg,
-            Kind::GrayJpeg,
-            Kind::Missing,
-            Kind::NonSquare,
-        ],
-    );
+    let inline = without_dev_images(S);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     pack::pack(

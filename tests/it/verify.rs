@@ -480,18 +480,7 @@ fn a_missing_checksum_list_is_reported() {
 
 #[test]
 fn an_empty_split_is_packed_and_verifies() {
-    // Splits cycle train, train, dev, test and kinds cycle with the same period: no dev image
-    // is ever fetched.
-    let inline = inline_dataset(
-        24,
-        S,
-        &[
-            Kind::RgbJpeg,
-            Kind::GrayJpeg,
-            Kind::Missing,
-            Kind::NonSquare,
-        ],
-    );
+    let inline = without_dev_images(S);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let summary = pack::pack(

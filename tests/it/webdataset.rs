@@ -18,18 +18,7 @@ use crate::support::{kaokore, stderr, tree};
 const S: u32 = 32;
 
 fn pack_into(out: &Path, jobs: usize, formats: &str, shard_bytes: u64) -> pack::PackSummary {
-    let inline = inline_dataset(30, S, &ALL_KINDS);
-    let mut opts = options(S, jobs, formats);
-    opts.set_option(&SHARD_SIZE, shard_bytes);
-    pack::pack(
-        &inline.dataset,
-        &MapSource::jittery(inline.files, 3, jobs as u64),
-        &kaokore::pipeline::IMAGE_CHAIN,
-        &opts,
-        out,
-        &Progress::hidden("pack", 0),
-    )
-    .unwrap()
+    pack_sharded(out, S, jobs, formats, shard_bytes)
 }
 
 fn build(formats: &str, shard_bytes: u64) -> (tempfile::TempDir, PathBuf) {
@@ -445,16 +434,7 @@ fn a_removed_shard_is_reported() {
 #[test]
 fn an_empty_split_has_one_empty_shard_that_verifies() {
     // As in verify's test: no dev image is ever fetched.
-    let inline = inline_dataset(
-        24,
-        S,
-        &[
-            Kind::RgbJpeg,
-            Kind::GrayJpeg,
-            Kind::Missing,
-            Kind::NonSquare,
-        ],
-    );
+    let inline = without_dev_images(S);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     pack::pack(

@@ -421,3 +421,41 @@ fn write_sum(out: &Path, relative: &str) {
     assert_ne!(text, sums, "{relative} is listed");
     std::fs::write(out.join("SHA256SUMS"), text).unwrap();
 }
+
+/// A dataset of 24 images of which no dev image is ever fetched: splits cycle train,
+/// train, dev, test and the kinds cycle with the same period, dev's kind being `Missing`.
+pub fn without_dev_images(s: u32) -> InlineDataset {
+    inline_dataset(
+        24,
+        s,
+        &[
+            Kind::RgbJpeg,
+            Kind::GrayJpeg,
+            Kind::Missing,
+            Kind::NonSquare,
+        ],
+    )
+}
+
+/// Pack 30 images of every kind at size `s` into `out` with `formats` and shards of at
+/// most `shard_bytes`, images arriving in a shuffled order on `jobs` threads.
+pub fn pack_sharded(
+    out: &Path,
+    s: u32,
+    jobs: usize,
+    formats: &str,
+    shard_bytes: u64,
+) -> kaokore::pack::PackSummary {
+    let inline = inline_dataset(30, s, &ALL_KINDS);
+    let mut opts = options(s, jobs, formats);
+    opts.set_option(&kaokore::pack::format::SHARD_SIZE, shard_bytes);
+    kaokore::pack::pack(
+        &inline.dataset,
+        &MapSource::jittery(inline.files, 3, jobs as u64),
+        &kaokore::pipeline::IMAGE_CHAIN,
+        &opts,
+        out,
+        &kaokore::progress::Progress::hidden("pack", 0),
+    )
+    .unwrap()
+}
