@@ -5,7 +5,8 @@
 #   scripts/test.sh          Rust tests on small metadata sets and fixture images, then the
 #                            real-clients test on a fixture build of part of KaoKore 1.0
 #   scripts/test.sh --full   the same, then the whole-version runs (every URL of 1.3 fetched,
-#                            all of 1.0 built, packed and verified)
+#                            all of 1.0 built, packed and verified) and the pip wheel's test
+#                            (scripts/wheel_test.sh: maturin, pinned, goes into the venv)
 #   scripts/test.sh --tf     also install TensorFlow and TensorFlow Datasets into the venv
 #                            (scripts/requirements-tf.txt, large), so the real-clients test
 #                            reads the tfds format with them; CI runs --full --tf
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --full) full=1 ;;
         --tf) tf=(--tf) ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +45,9 @@ if [[ -n "$python" ]]; then
     export KAOKORE_PYTHON
 else
     skipped+=("the real-clients tests: no Python 3.9+ with venv (install python3 and python3-venv, or set PYTHON)")
+    if [[ $full -eq 1 ]]; then
+        skipped+=("the wheel test (scripts/wheel_test.sh): no Python 3.9+ with venv (install python3 and python3-venv, or set PYTHON)")
+    fi
 fi
 
 # The layers of the code: no module imports from a higher layer (README, "Code layout").
@@ -74,6 +78,11 @@ fi
 if [[ -n "$python" ]]; then
     "$venv/bin/python" scripts/interop_check.py --self-test
     VENV="$venv" bash scripts/interop_test.sh
+    if [[ $full -eq 1 ]]; then
+        # The pip wheel built from the release target, installed into a fresh venv, and
+        # a small build with it: a release check, too slow for the plain command.
+        VENV="$venv" bash scripts/wheel_test.sh
+    fi
     if ! TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" -c 'import tensorflow, tensorflow_datasets' >/dev/null 2>&1; then
         skipped+=("the TensorFlow step of the real-clients test (tfds read with tfds and tf.data): tensorflow-cpu/tensorflow-datasets not installed (scripts/test.sh --tf installs them)")
     fi
