@@ -49,16 +49,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start=$(date +%s.%N)
+start=$(date +%s%N)
 "$venv/bin/maturin" build --release --out "$work/dist" >"$work/maturin.log" 2>&1 \
   || { cat "$work/maturin.log" >&2; fail "maturin build"; }
-seconds=$(echo "$(date +%s.%N) - $start" | bc)
+ms=$((($(date +%s%N) - start) / 1000000))
 wheels=("$work"/dist/*.whl)
 [[ ${#wheels[@]} -eq 1 ]] || fail "expected one wheel, got: ${wheels[*]}"
 wheel="${wheels[0]}"
 [[ "$(basename "$wheel")" == "kaokore-$version-py3-none-"*.whl ]] \
   || fail "wheel name $(basename "$wheel") is not kaokore-$version-py3-none-*"
-printf 'wheel: built %s (%s bytes) in %.1f s\n' "$(basename "$wheel")" "$(stat -c %s "$wheel")" "$seconds"
+printf 'wheel: built %s (%s bytes) in %d.%01d s\n' "$(basename "$wheel")" "$(stat -c %s "$wheel")" \
+  $((ms / 1000)) $((ms % 1000 / 100))
 
 # A fresh venv and no index: the wheel alone installs kaokore, no Rust toolchain or PyPI.
 "$venv/bin/python" -m venv "$work/venv"
