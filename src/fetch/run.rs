@@ -18,6 +18,9 @@ use crate::fetch::{FetchOptions, Rewrite};
 use super::client::{self, AttemptError, Body, BodyBudget};
 use super::host::{Down, HostGate, Slot};
 
+/// Retries of a request whose host name did not resolve (at most `--retries`): one, for
+/// a resolver's hiccup; a name that does not resolve twice will not, minutes later.
+const DNS_RETRIES: u32 = 1;
 use super::validate::{self, DecodeGate, Invalid};
 use super::{
     Cache, FailureCause, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary,
@@ -443,11 +446,19 @@ async fn fetch_job<'g>(
         if !e.transient {
             return Ok(JobResult::Failed(e, attempts));
         }
-        if attempts > opts.retries || gate.down().is_some() {
+        let retries = match e.cause {
+            FailureCause::Dns => opts.retries.min(DNS_RETRIES),
+            _ => opts.retries,
+        };
+        if attempts > retries || gate.down().is_some() {
             gate.gave_up(e.cause, &e.reason);
             return Ok(JobResult::Failed(e, attempts));
         }
         tokio::time::sleep(wait).await;
+        // The host may have been given up while this request waited.
+        if gate.down().is_some() {
+            return Ok(JobResult::Failed(e, attempts));
+        }
     }
 }
 
