@@ -486,7 +486,7 @@ async fn store_validated(
             Err(invalid) => return Ok(Err(invalid)),
         };
         match cache.store(&url, &body) {
-            Ok(()) => Ok(Ok(keep.then(|| CheckedImage {
+            Ok(()) => Ok(Ok(keep.then_some(CheckedImage {
                 bytes: body,
                 pixels: decoded,
             }))),
