@@ -79,9 +79,32 @@ fn print_error(e: &Error) {
 }
 
 /// A run that could not deliver: what was not fetched, why that stops it, what to try,
-/// and where the report is. A dozen lines at most, however many images failed.
+/// and where the report is. A dozen lines at most, however many images failed, and each
+/// host on one line: a host given up is named by its shortfall, not by its failures too.
 fn print_not_delivered(nd: &NotDelivered) {
-    print_failure_groups(&nd.groups, nd.failed, "");
+    let given_up: Vec<&str> = nd
+        .shortfalls
+        .iter()
+        .filter_map(|s| match s {
+            Shortfall::HostGivenUp(h) => Some(&h.original_hosts),
+            _ => None,
+        })
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let (groups, failed) = if given_up.is_empty() {
+        (nd.groups.clone(), nd.failed)
+    } else {
+        let rest: Vec<FailureGroup> = nd
+            .groups
+            .iter()
+            .filter(|g| !given_up.contains(&g.host.as_str()))
+            .cloned()
+            .collect();
+        let failed = rest.iter().map(|g| g.images).sum();
+        (rest, failed)
+    };
+    print_failure_groups(&groups, failed, "");
     eprintln!("error: {}", nd.headline());
     for s in &nd.shortfalls {
         eprintln!("  {s}");

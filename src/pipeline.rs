@@ -19,8 +19,10 @@ use crate::error::{Error, NotDelivered};
 use image::DynamicImage;
 
 use crate::decode::{self, DecodeError, Decoded};
-use crate::fetch::{Cache, FetchError, FetchOutcome, FetchRequest, FetchSummary, OnDecoded};
-use crate::fetch::{Shortfall, group_failures, shortfalls};
+use crate::fetch::{
+    Cache, CheckedImage, FetchError, FetchOutcome, FetchRequest, FetchSummary, OnChecked,
+};
+use crate::fetch::{MaxMissing, Shortfall, group_failures, shortfalls};
 use crate::info::DatasetInfo;
 use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
@@ -77,18 +79,19 @@ pub fn info(dataset: &Dataset, cache_dir: &Path) -> Result<DatasetInfo, Error> {
     if !cache_dir.is_dir() {
         return Ok(DatasetInfo::of(dataset, None));
     }
-    let cache = Cache::open(cache_dir)?;
+    // Looking only: nothing in the cache is created or removed.
+    let cache = Cache::open_to_read(cache_dir);
     let shown = cache_dir.display().to_string();
     let probe = |url: &str| cache.present(url);
     Ok(DatasetInfo::of(dataset, Some((&shown, &probe))))
 }
 
-/// Pixels decoded by the fetcher's validation are kept for pack only for images at most
-/// this many rows ahead of the last one pack asked for...
-const DECODED_AHEAD: usize = 256;
-/// ... and only up to this many bytes in all. An image that comes earlier is decoded
-/// again from the cache, so memory stays bounded whatever the order of arrival.
-const DECODED_BUDGET: usize = 128 << 20;
+/// Files the fetcher checked (bytes and pixels) are kept for pack only for images at
+/// most this many rows ahead of the last one pack asked for...
+const CHECKED_AHEAD: usize = 256;
+/// ... and only up to this many bytes in all. An image that comes earlier is read (and
+/// checked) again from the cache, so memory stays bounded whatever the order of arrival.
+const CHECKED_BUDGET: usize = 128 << 20;
 
 /// Images the pack stage receives during `build`: it waits for the fetcher to finish each
 /// one, so packing overlaps the network instead of following it.
@@ -96,6 +99,9 @@ struct Arrivals<'a> {
     cache: &'a Cache,
     /// The user's stop request: withholds the confirmation.
     stop: &'a AtomicBool,
+    /// `--max-missing`: images not fetched and images fetched but not delivered to pack
+    /// (a cache entry gone or replaced meanwhile) count together.
+    limit: MaxMissing,
     /// Row of each packable image, in labels.csv order.
     rows: HashMap<ImageId, usize>,
     state: Mutex<ArrivalState>,
@@ -112,18 +118,33 @@ struct ArrivalState {
     verdict: Option<Result<(), Withheld>>,
     /// Pack failed: nobody waits for images any more.
     abandoned: bool,
-    /// Pixels the fetcher decoded, waiting for pack, and their size in bytes.
-    decoded: HashMap<ImageId, DynamicImage>,
-    decoded_bytes: usize,
+    /// Images the fetcher did not deliver (its failures), once it has finished.
+    not_fetched: usize,
+    /// Images the fetcher delivered that the cache could no longer give.
+    undelivered: usize,
+    /// Files the fetcher checked, waiting for pack, and their size in bytes.
+    checked: HashMap<ImageId, Delivered>,
+    checked_bytes: usize,
     /// One past the last row pack asked for.
     asked: usize,
 }
 
+/// The memory a checked file holds: its bytes and its pixels.
+fn held_bytes(d: &Delivered) -> usize {
+    d.bytes.len() + d.decoded.as_ref().map_or(0, |i| i.as_bytes().len())
+}
+
 impl<'a> Arrivals<'a> {
-    fn new(cache: &'a Cache, packable: &[FetchRequest], stop: &'a AtomicBool) -> Self {
+    fn new(
+        cache: &'a Cache,
+        packable: &[FetchRequest],
+        stop: &'a AtomicBool,
+        limit: MaxMissing,
+    ) -> Self {
         Arrivals {
             cache,
             stop,
+            limit,
             rows: packable
                 .iter()
                 .enumerate()
@@ -134,16 +155,20 @@ impl<'a> Arrivals<'a> {
         }
     }
 
-    /// Keep the pixels the fetcher decoded if pack will want them soon.
-    fn decoded(&self, id: ImageId, image: DynamicImage) {
+    /// Keep the file the fetcher checked if pack will want it soon.
+    fn checked(&self, id: ImageId, image: CheckedImage) {
         let Some(&row) = self.rows.get(&id) else {
             return;
         };
-        let size = image.as_bytes().len();
+        let delivered = Delivered {
+            bytes: image.bytes,
+            decoded: image.pixels,
+        };
+        let size = held_bytes(&delivered);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if row < state.asked + DECODED_AHEAD && state.decoded_bytes + size <= DECODED_BUDGET {
-            state.decoded_bytes += size;
-            state.decoded.insert(id, image);
+        if row < state.asked + CHECKED_AHEAD && state.checked_bytes + size <= CHECKED_BUDGET {
+            state.checked_bytes += size;
+            state.checked.insert(id, delivered);
         }
     }
 
@@ -153,14 +178,42 @@ impl<'a> Arrivals<'a> {
         self.changed.notify_all();
     }
 
-    /// The fetcher has stopped, with its verdict on the build; the first call counts.
-    fn finish(&self, verdict: Result<(), Withheld>) {
+    /// The fetcher has stopped, with its verdict on the build and the number of images
+    /// it could not fetch; the first call counts.
+    fn finish(&self, verdict: Result<(), Withheld>, not_fetched: usize) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !state.finished {
             state.finished = true;
             state.verdict = Some(verdict);
+            state.not_fetched = not_fetched;
         }
         self.changed.notify_all();
+    }
+
+    /// Images fetched that pack could not have, because their cache entry was gone or
+    /// replaced by then.
+    #[cfg(test)]
+    fn undelivered(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .undelivered
+    }
+
+    /// The shortfall of images not fetched and images fetched but not delivered, together
+    /// held to `--max-missing`; `None` when none was lost after the fetch (the fetcher's
+    /// verdict then covers the rest).
+    fn lost_after_fetch(&self) -> Option<Shortfall> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = state.not_fetched + state.undelivered;
+        let requested = self.rows.len();
+        (state.undelivered > 0 && self.limit.exceeded(missing, requested)).then_some(
+            Shortfall::TooManyMissing {
+                missing,
+                requested,
+                limit: self.limit,
+            },
+        )
     }
 }
 
@@ -170,9 +223,12 @@ struct FinishOnDrop<'a, 'b>(&'b Arrivals<'a>);
 
 impl Drop for FinishOnDrop<'_, '_> {
     fn drop(&mut self) {
-        self.0.finish(Err(Withheld::NotDelivered(
-            "the fetcher stopped unexpectedly".into(),
-        )));
+        self.0.finish(
+            Err(Withheld::NotDelivered(
+                "the fetcher stopped unexpectedly".into(),
+            )),
+            0,
+        );
     }
 }
 
@@ -192,16 +248,25 @@ impl ImageSource for Arrivals<'_> {
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         };
-        let decoded = state.decoded.remove(&record.id);
-        if let Some(image) = &decoded {
-            state.decoded_bytes -= image.as_bytes().len();
+        let checked = state.checked.remove(&record.id);
+        if let Some(image) = &checked {
+            state.checked_bytes -= held_bytes(image);
         }
         drop(state);
         if !ok {
             return None;
         }
-        let bytes = self.cache.read(url).ok().flatten()?;
-        Some(Delivered { bytes, decoded })
+        if checked.is_some() {
+            return checked;
+        }
+        // Read and checked once: what is packed is what was checked, even if another
+        // process sharing the cache replaces the entry meanwhile.
+        let bytes = self.cache.read(url);
+        if bytes.is_none() {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.undelivered += 1;
+        }
+        Some(bytes?.into())
     }
 
     fn abandon(&self) {
@@ -219,7 +284,13 @@ impl ImageSource for Arrivals<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(Withheld::Interrupted);
         }
-        state.verdict.clone().unwrap_or(Ok(()))
+        let verdict = state.verdict.clone().unwrap_or(Ok(()));
+        drop(state);
+        verdict?;
+        match self.lost_after_fetch() {
+            Some(short) => Err(Withheld::NotDelivered(short.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -250,7 +321,7 @@ impl ImageSource for CacheSource<'_> {
         if self.cfg.stop.load(Ordering::Relaxed) {
             return None;
         }
-        let bytes = self.cache.read(record.url.as_deref()?).ok().flatten();
+        let bytes = self.cache.read(record.url.as_deref()?);
         if bytes.is_none() {
             self.undelivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -297,7 +368,7 @@ fn run_fetch(
     cfg: &BuildConfig,
     progress: &Progress,
     also: &(dyn Fn(ImageId, bool) + Sync),
-    on_decoded: Option<&OnDecoded<'_>>,
+    on_checked: Option<&OnChecked<'_>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<FetchSummary, FetchError> {
     let on_done = |request: &FetchRequest, outcome: &FetchOutcome| {
@@ -315,7 +386,7 @@ fn run_fetch(
         progress.advance(failed);
         also(request.id, !failed);
     };
-    crate::fetch::fetch_all_decoded(requests, cache, &cfg.fetch, &on_done, on_decoded, stop)
+    crate::fetch::fetch_all_checked(requests, cache, &cfg.fetch, &on_done, on_checked, stop)
 }
 
 /// A fetch error as the pipeline reports it: a stop is the user's interruption.
@@ -453,7 +524,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         return conclude(report, started, &dataset, cfg, packed);
     }
 
-    let arrivals = Arrivals::new(&cache, &requests, &cfg.stop);
+    let arrivals = Arrivals::new(&cache, &requests, &cfg.stop, cfg.max_missing);
     let pack_failed = AtomicBool::new(false);
     // The fetch stops when the user interrupts, or when pack has failed: its images
     // would be for nothing.
@@ -468,7 +539,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
                 cfg,
                 &Progress::hidden("fetch", 0),
                 &|id, ok| arrivals.arrived(id, ok),
-                Some(&|request: &FetchRequest, image| arrivals.decoded(request.id, image)),
+                Some(&|request: &FetchRequest, image| arrivals.checked(request.id, image)),
                 &stop,
             );
             let verdict = match &r {
@@ -481,7 +552,8 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
                 }
                 Err(e) => Err(Withheld::NotDelivered(e.to_string())),
             };
-            arrivals.finish(verdict);
+            let not_fetched = r.as_ref().map_or(0, |s| s.failures.len());
+            arrivals.finish(verdict, not_fetched);
             (r, fetch_started.elapsed())
         });
         let packed = pack_with(&dataset, &arrivals, cfg, &progress);
@@ -507,7 +579,10 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         other => other,
     };
     let fetched = fetched.map_err(fetch_error)?;
-    let short = shortfalls(&fetched, cfg.max_missing, false);
+    let mut short = shortfalls(&fetched, cfg.max_missing, false);
+    if short.is_empty() {
+        short.extend(arrivals.lost_after_fetch());
+    }
     report.fetch = Some(fetched);
     if !short.is_empty() {
         return Err(not_delivered(report, started, &dataset, cfg, short));
@@ -677,7 +752,7 @@ mod tests {
         let cache = Cache::open(dir.path()).unwrap();
         let (r, request) = record(1);
         let stop = AtomicBool::new(false);
-        let arrivals = Arrivals::new(&cache, &[request], &stop);
+        let arrivals = Arrivals::new(&cache, &[request], &stop, MaxMissing::default());
         let started = Instant::now();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| arrivals.image(&r).is_none());
@@ -693,18 +768,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let stop = AtomicBool::new(false);
-        let arrivals = Arrivals::new(&cache, &[], &stop);
+        let arrivals = Arrivals::new(&cache, &[], &stop, MaxMissing::default());
         std::thread::scope(|s| {
             let confirm = s.spawn(|| arrivals.confirm());
             std::thread::sleep(Duration::from_millis(50));
             let short = || Withheld::NotDelivered("no image could be fetched".into());
-            arrivals.finish(Err(short()));
+            arrivals.finish(Err(short()), 0);
             // The first verdict counts.
-            arrivals.finish(Ok(()));
+            arrivals.finish(Ok(()), 0);
             assert_eq!(confirm.join().unwrap(), Err(short()));
         });
 
-        let arrivals = Arrivals::new(&cache, &[], &stop);
+        let arrivals = Arrivals::new(&cache, &[], &stop, MaxMissing::default());
         // A fetcher that panics still finishes the arrivals, as not delivering.
         std::thread::scope(|s| {
             let _ = s
@@ -716,10 +791,86 @@ mod tests {
         });
         assert!(arrivals.confirm().is_err());
 
-        let arrivals = Arrivals::new(&cache, &[], &stop);
-        arrivals.finish(Ok(()));
+        let arrivals = Arrivals::new(&cache, &[], &stop, MaxMissing::default());
+        arrivals.finish(Ok(()), 0);
         assert_eq!(arrivals.confirm(), Ok(()));
         stop.store(true, Ordering::Relaxed);
         assert_eq!(arrivals.confirm(), Err(Withheld::Interrupted));
+    }
+
+    /// Entries the fetcher reported cached, removed (by a cache cleaner) before pack reads
+    /// them: pack gets nothing for them, and they count against `--max-missing`.
+    #[test]
+    fn images_gone_from_the_cache_after_the_fetch_count_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (records, requests): (Vec<_>, Vec<_>) = (0..10).map(record).unzip();
+        for r in &requests {
+            cache
+                .store(&r.url, format!("bytes of {}", r.id.0).as_bytes())
+                .unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        for (limit, gone, delivers) in [
+            (MaxMissing::Count(1), 1, true),
+            (MaxMissing::Count(1), 2, false),
+            (MaxMissing::Percent(2.0), 1, false),
+        ] {
+            let arrivals = Arrivals::new(&cache, &requests, &stop, limit);
+            for r in &requests {
+                arrivals.arrived(r.id, true);
+            }
+            arrivals.finish(Ok(()), 0);
+            for r in &requests[..gone] {
+                cache.evict(&r.url);
+            }
+            let delivered: Vec<bool> = records
+                .iter()
+                .map(|r| arrivals.image(r).is_some())
+                .collect();
+            assert_eq!(delivered.iter().filter(|d| !**d).count(), gone);
+            assert_eq!(arrivals.undelivered(), gone);
+            assert_eq!(arrivals.confirm().is_ok(), delivers, "{limit} {gone}");
+            assert_eq!(arrivals.lost_after_fetch().is_none(), delivers);
+            for r in &requests[..gone] {
+                cache
+                    .store(&r.url, format!("bytes of {}", r.id.0).as_bytes())
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The file the fetcher checked is what pack gets, whatever the cache holds by then
+    /// (another process sharing it may have stored other bytes).
+    #[test]
+    fn pack_gets_the_bytes_the_fetcher_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let (r, request) = record(3);
+        let stop = AtomicBool::new(false);
+        let arrivals = Arrivals::new(
+            &cache,
+            std::slice::from_ref(&request),
+            &stop,
+            MaxMissing::Count(0),
+        );
+        cache
+            .store(&request.url, b"another process's bytes")
+            .unwrap();
+        let pixels = DynamicImage::new_rgb8(2, 2);
+        arrivals.checked(
+            r.id,
+            CheckedImage {
+                bytes: b"the bytes checked".to_vec(),
+                pixels: Some(pixels.clone()),
+            },
+        );
+        arrivals.arrived(r.id, true);
+        arrivals.finish(Ok(()), 0);
+        let delivered = arrivals.image(&r).unwrap();
+        assert_eq!(delivered.bytes, b"the bytes checked");
+        assert_eq!(delivered.decoded, Some(pixels));
+        assert_eq!(arrivals.state.lock().unwrap().checked_bytes, 0);
+        assert_eq!(arrivals.confirm(), Ok(()));
     }
 }

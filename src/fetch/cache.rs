@@ -2,16 +2,18 @@
 //! is shared by every dataset version and run and does not depend on `--rewrite`.
 //!
 //! Each entry is a plain file of the fetched bytes (`<key>.img`) with a record beside it
-//! (`<key>.json`: the URL, the length and the SHA-256 of those bytes), both written
-//! atomically (a temp file in the same directory, then a rename). An entry is trusted only
-//! while it matches its record: one that does not (other bytes, truncated, empty after a
-//! power loss), has no record, or is not a regular file (a symlink is never followed) is
-//! evicted the moment it is looked at, and the fetcher downloads it again.
+//! (`<key>.json`: the URL, the length and the SHA-256 of those bytes), each written to a
+//! temp file of a random name and renamed into place, the record first. Several processes
+//! (containers, hosts on a network file system) may share a cache: an entry is trusted only
+//! while it matches its record, and one that does not is treated as absent, not removed,
+//! since another writer may be between its two renames; the next store replaces it. Only an
+//! entry that is not a regular file (a symlink is never followed) is removed on sight.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -29,8 +31,14 @@ const TEMP_EXT: &str = "tmp";
 /// A record is a URL and two numbers: anything larger is not one of ours.
 const MAX_RECORD_BYTES: u64 = 64 << 10;
 
-/// Unique temp names within one process.
+/// Part of what makes temp names unique within one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// A temp file this old is a write that died: no store takes an hour.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+/// Looks at an entry that does not match its record, a moment apart, before it counts as
+/// untrusted: another process may be between the renames of its record and its bytes.
+const CHECK_ATTEMPTS: u32 = 3;
+const CHECK_PAUSE: Duration = Duration::from_millis(5);
 
 /// A content-addressed image cache rooted at a directory (`--cache`).
 #[derive(Debug, Clone)]
@@ -53,8 +61,9 @@ pub enum Lookup {
     Cached,
     /// No entry.
     Missing,
-    /// The entry did not match its record and has been removed.
-    Evicted(Untrusted),
+    /// An entry that does not match its record: absent for this reader, replaced by the
+    /// next store (one that is not a regular file has been removed).
+    Untrusted(Untrusted),
 }
 
 /// Why an entry is not trusted.
@@ -84,9 +93,9 @@ pub enum Untrusted {
 }
 
 impl Cache {
-    /// Open (creating it if needed) the cache under `root`, and remove the temp files of
-    /// runs that died mid-write. Temp files of live processes (this one included: several
-    /// `Cache`s may share a directory) are left alone.
+    /// Open (creating it if needed) the cache under `root` to write to it, and remove the
+    /// temp files of writes that died (those older than an hour: a temp file's writer
+    /// may be a process this one cannot see, in another PID namespace or on another host).
     pub fn open(root: &Path) -> Result<Cache, FetchError> {
         let dir = root.join(LAYOUT);
         fs::create_dir_all(&dir).map_err(|source| FetchError::Cache {
@@ -96,6 +105,13 @@ impl Cache {
         let cache = Cache { dir };
         cache.remove_stale_temps()?;
         Ok(cache)
+    }
+
+    /// The cache under `root` for looking only (`info`): nothing is created or removed.
+    pub fn open_to_read(root: &Path) -> Cache {
+        Cache {
+            dir: root.join(LAYOUT),
+        }
     }
 
     /// The directory holding the entries.
@@ -134,33 +150,35 @@ impl Cache {
         }
     }
 
-    /// Check the entry of `url` against its record, evicting it if it does not match.
+    /// Check the entry of `url` against its record. An entry or record that is not a
+    /// regular file is removed (a store could not rename over a directory); bytes that do
+    /// not match their record are left for the next store to replace.
     pub fn lookup(&self, url: &str) -> Lookup {
         match self.checked(url, false) {
             Ok(Some(_)) => Lookup::Cached,
             Ok(None) => Lookup::Missing,
             Err(why) => {
-                self.evict(url);
-                Lookup::Evicted(why)
+                if matches!(
+                    why,
+                    Untrusted::EntryNotRegular(_) | Untrusted::RecordNotRegular(_)
+                ) {
+                    self.evict(url);
+                }
+                Lookup::Untrusted(why)
             }
         }
     }
 
-    /// The cached bytes of `url`, or `None` when it is not cached. An entry that does not
-    /// match its record is evicted and reported as not cached.
-    pub fn read(&self, url: &str) -> io::Result<Option<Vec<u8>>> {
-        match self.checked(url, true) {
-            Ok(bytes) => Ok(bytes),
-            Err(_) => {
-                self.evict(url);
-                Ok(None)
-            }
-        }
+    /// The cached bytes of `url`, checked against its record, or `None` when it is not
+    /// cached or does not match its record. The bytes returned are those checked: read
+    /// once from one open file, never from a path opened again.
+    pub fn read(&self, url: &str) -> Option<Vec<u8>> {
+        self.checked(url, true).ok().flatten()
     }
 
     /// Remove the entry of `url` and its record (a symlink is removed, not followed), so
-    /// that the next `build` or `fetch` downloads it again. Used for entries that fail
-    /// their check and for entries pack found undecodable. Missing files are fine.
+    /// that the next `build` or `fetch` downloads it again. Used for entries that are not
+    /// regular files and for entries pack found undecodable. Missing files are fine.
     pub fn evict(&self, url: &str) {
         // The entry goes first: a record without an entry only reads as missing.
         for path in [self.path_for(url), self.record_path_for(url)] {
@@ -174,8 +192,24 @@ impl Cache {
 
     /// The entry of `url` if it matches its record: `Ok(None)` when there is no entry,
     /// `Err(why)` when there is one that must not be trusted. The bytes are returned only
-    /// when `keep` (else they are hashed as they are read, in small pieces).
+    /// when `keep` (else they are hashed as they are read, in small pieces). A mismatch is
+    /// looked at again a moment later: a writer renames the record, then the bytes.
     fn checked(&self, url: &str, keep: bool) -> Result<Option<Vec<u8>>, Untrusted> {
+        let mut attempt = 1;
+        loop {
+            match self.checked_once(url, keep) {
+                // Only other bytes can be a writer mid-way: bytes never lack a record
+                // (it is renamed first), and a key's record always names its URL.
+                Err(Untrusted::Length { .. } | Untrusted::Digest) if attempt < CHECK_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(CHECK_PAUSE);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn checked_once(&self, url: &str, keep: bool) -> Result<Option<Vec<u8>>, Untrusted> {
         let path = self.path_for(url);
         let unreadable = |e: io::Error| Untrusted::EntryUnreadable(e.kind());
         let mut entry = match open_regular(&path) {
@@ -241,9 +275,9 @@ impl Cache {
 
     /// Store validated bytes for `url`: the entry and its record are each written to a
     /// temp file beside their final name and renamed into place, the record first. A
-    /// reader therefore sees a whole entry and a whole record; an entry without a record
-    /// (a write interrupted between the two renames cannot leave one: the record is
-    /// renamed first) or with another's record fails its check and is fetched again.
+    /// reader therefore sees a whole entry and a whole record, and bytes it can trust only
+    /// once their own record is in place; bytes beside another store's record (a writer
+    /// between its renames, or one killed there) read as untrusted until replaced.
     pub(crate) fn store(&self, url: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.path_for(url);
         let parent = path.parent().unwrap_or(&self.dir);
@@ -271,14 +305,16 @@ impl Cache {
         }
         result
     }
-    /// Remove temp files whose writing process is gone (a killed or crashed run). A temp
-    /// file of a live process (another run sharing the cache) is left alone.
+    /// Remove the temp files of writes that died: those older than [`STALE_TEMP_AGE`].
+    /// Whether their writer still runs cannot be asked (it may be in another PID
+    /// namespace, or on another host of a shared file system), so age alone decides.
     fn remove_stale_temps(&self) -> Result<(), FetchError> {
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| FetchError::Cache { path, source }
         };
         let shards = fs::read_dir(&self.dir).map_err(err(&self.dir))?;
+        let now = SystemTime::now();
         for shard in shards {
             let shard = shard.map_err(err(&self.dir))?;
             if !shard.file_type().map_err(err(&shard.path()))?.is_dir() {
@@ -289,10 +325,15 @@ impl Cache {
             };
             for file in files.flatten() {
                 let name = file.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if let Some(pid) = temp_owner(name)
-                    && !writer_alive(pid, &file.path())
-                {
+                if !name.to_str().is_some_and(is_temp_name) {
+                    continue;
+                }
+                // Not followed: a temp name is ours whatever it points to.
+                let age = fs::symlink_metadata(file.path())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok());
+                if age.is_some_and(|a| a >= STALE_TEMP_AGE) {
                     let _ = fs::remove_file(file.path());
                 }
             }
@@ -301,18 +342,19 @@ impl Cache {
     }
 }
 
-/// Write `bytes` to a new temp file `.<stem>.<pid>.<n>.tmp` in `dir`; its name on success.
+/// Write `bytes` to a new temp file `.<stem>.<random>.tmp` in `dir`; its name on success.
 fn write_temp(dir: &Path, stem: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-    let temp = dir.join(format!(
-        ".{stem}.{}.{}.{TEMP_EXT}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let temp = dir.join(format!(".{stem}.{}.{TEMP_EXT}", temp_suffix()));
     // No fsync: a power loss can leave an entry torn or empty, but then it no longer
     // matches its record and is fetched again, which costs one download. An fsync of
     // both files costs every entry about 6.6 ms more on ext4 (1.2 -> 7.8 ms; `fsync_cost`
     // below), over a minute for the 9,683 images of v1.3.
-    match fs::write(&temp, bytes) {
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut f| io::Write::write_all(&mut f, bytes));
+    match written {
         Ok(()) => Ok(temp),
         Err(e) => {
             let _ = fs::remove_file(&temp);
@@ -345,31 +387,33 @@ fn open_regular(path: &Path) -> Result<File, OpenError> {
     })
 }
 
-/// The pid in a temp file name `.<hex>.<pid>.<n>.tmp`.
-fn temp_owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix('.')?.strip_suffix(TEMP_EXT)?;
-    let mut parts = rest.trim_end_matches('.').split('.');
-    let _hex = parts.next()?;
-    let pid = parts.next()?.parse().ok()?;
-    let _n: u64 = parts.next()?.parse().ok()?;
-    Some(pid)
+/// 16 hex digits unlikely to be chosen by any other writer, in this process or another
+/// (a pid is not unique across PID namespaces or hosts): the process's random hash keys
+/// (std seeds them from the system's randomness) over the pid, the time and a counter.
+fn temp_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(TEMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    format!("{:016x}", h.finish())
 }
 
-/// Whether the writer of a temp file may still be running. This process counts as
-/// running: another `Cache` on the same directory may be storing right now. Without
-/// `/proc` to ask, a temp file is presumed stale once it is an hour old.
-fn writer_alive(pid: u32, temp: &Path) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if let Some(alive) = crate::process::process_alive(pid) {
-        return alive;
-    }
-    let age = fs::metadata(temp)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok());
-    age.is_none_or(|a| a < std::time::Duration::from_secs(3600))
+/// Whether `name` is a cache temp file: `.<64 hex>.<anything>.tmp` (older kaokores put
+/// a pid and a counter where the random part now is).
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|r| r.strip_suffix(TEMP_EXT))
+        .and_then(|r| r.strip_suffix('.'))
+    else {
+        return false;
+    };
+    let (stem, tail) = rest.split_once('.').unwrap_or((rest, ""));
+    stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && !tail.is_empty()
 }
 
 #[cfg(test)]
@@ -390,34 +434,96 @@ mod tests {
     }
 
     #[test]
-    fn store_is_atomic_and_stale_temps_are_removed() {
+    fn store_is_atomic_and_only_old_temps_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         assert!(!cache.contains("u"));
-        assert_eq!(cache.read("u").unwrap(), None);
+        assert_eq!(cache.read("u"), None);
         cache.store("u", b"bytes").unwrap();
         assert!(cache.contains("u"));
-        assert_eq!(cache.read("u").unwrap().as_deref(), Some(&b"bytes"[..]));
+        assert_eq!(cache.read("u").as_deref(), Some(&b"bytes"[..]));
 
-        // A temp file left by a dead process disappears on the next open.
+        // Temp files of both name patterns: one two hours old (a write that died), one
+        // just made (a write in progress, maybe by a process this one cannot see).
         let shard = cache.path_for("u").parent().unwrap().to_path_buf();
-        let dead = shard.join(format!(".{}.{}.0.tmp", "0".repeat(64), u32::MAX - 1));
-        fs::write(&dead, b"half").unwrap();
-        let _ = Cache::open(dir.path()).unwrap();
-        assert!(!dead.exists());
-        assert!(cache.contains("u"));
-        let mut left: Vec<_> = fs::read_dir(&shard)
+        let old = shard.join(format!(".{}.{}.0.tmp", "0".repeat(64), u32::MAX - 1));
+        let fresh = shard.join(format!(".{}.0123456789abcdef.tmp", "1".repeat(64)));
+        for path in [&old, &fresh] {
+            fs::write(path, b"half").unwrap();
+        }
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&old)
             .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        left.sort();
-        assert_eq!(left, [cache.path_for("u"), cache.record_path_for("u")]);
-
-        // A temp file of this (live) process is someone's write in progress: kept.
-        let live = shard.join(format!(".{}.{}.7.tmp", "1".repeat(64), std::process::id()));
-        fs::write(&live, b"writing").unwrap();
+            .set_modified(two_hours_ago)
+            .unwrap();
+        // Looking does not clean up.
+        let _ = Cache::open_to_read(dir.path());
+        assert!(old.exists());
         let _ = Cache::open(dir.path()).unwrap();
-        assert!(live.exists());
+        assert!(!old.exists(), "an hour-old temp file is removed");
+        assert!(fresh.exists(), "a fresh temp file is kept");
+        assert!(cache.contains("u"));
+    }
+
+    #[test]
+    fn temp_names_are_random_and_recognized() {
+        let dir = tempfile::tempdir().unwrap();
+        let stem = "a".repeat(64);
+        let names: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| {
+                let path = write_temp(dir.path(), &stem, b"x").unwrap();
+                path.file_name().unwrap().to_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(names.len(), 100);
+        assert!(names.iter().all(|n| is_temp_name(n)), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains(&std::process::id().to_string()) && n.len() < 64 + 10)
+        );
+        for other in [
+            format!("{stem}.img"),
+            format!(".{stem}.tmp"),
+            ".short.1.tmp".to_string(),
+            format!(".{}.1.tmp", "g".repeat(64)),
+        ] {
+            assert!(!is_temp_name(&other), "{other}");
+        }
+    }
+
+    #[test]
+    fn bytes_beside_another_stores_record_are_left_for_the_next_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        cache.store("u", b"first bytes").unwrap();
+        // A writer of other bytes killed between its two renames: its record, old bytes.
+        let record = EntryRecord {
+            url: "u".into(),
+            length: 12,
+            sha256: sha256_hex(b"second bytes"),
+        };
+        fs::write(
+            cache.record_path_for("u"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            cache.lookup("u"),
+            Lookup::Untrusted(Untrusted::Length {
+                actual: 11,
+                recorded: 12
+            })
+        );
+        assert_eq!(cache.read("u"), None);
+        assert!(
+            cache.path_for("u").exists(),
+            "not removed: it may be mid-way"
+        );
+        cache.store("u", b"second bytes").unwrap();
+        assert_eq!(cache.read("u").as_deref(), Some(&b"second bytes"[..]));
     }
 
     /// Store `u`, let `damage` do something to the cache, and return what a look finds.
@@ -429,10 +535,10 @@ mod tests {
         (cache.lookup("u"), cache, dir)
     }
 
-    fn evicted(lookup: &Lookup) -> &Untrusted {
+    fn untrusted(lookup: &Lookup) -> &Untrusted {
         match lookup {
-            Lookup::Evicted(why) => why,
-            other => panic!("expected an eviction, got {other:?}"),
+            Lookup::Untrusted(why) => why,
+            other => panic!("expected an untrusted entry, got {other:?}"),
         }
     }
 
@@ -440,10 +546,7 @@ mod tests {
     fn an_entry_is_trusted_only_while_it_matches_its_record() {
         let (found, cache, _dir) = after(|_| {});
         assert_eq!(found, Lookup::Cached);
-        assert_eq!(
-            cache.read("u").unwrap().as_deref(),
-            Some(&b"the fetched bytes"[..])
-        );
+        assert_eq!(cache.read("u").as_deref(), Some(&b"the fetched bytes"[..]));
         let record: EntryRecord =
             serde_json::from_slice(&fs::read(cache.record_path_for("u")).unwrap()).unwrap();
         assert_eq!(record.length, 17);
@@ -469,13 +572,18 @@ mod tests {
         ];
         let not_json: Damage = |c| fs::write(c.record_path_for("u"), b"").unwrap();
         let (found, cache, _dir) = after(not_json);
-        assert!(matches!(evicted(&found), Untrusted::RecordInvalid(_)));
-        assert_eq!(cache.lookup("u"), Lookup::Missing);
+        assert!(matches!(untrusted(&found), Untrusted::RecordInvalid(_)));
+        assert_eq!(cache.read("u"), None);
         for (why, damage) in cases {
             let (found, cache, _dir) = after(damage);
-            assert_eq!(evicted(&found), &why);
-            assert!(!cache.path_for("u").exists() && !cache.record_path_for("u").exists());
-            assert_eq!(cache.lookup("u"), Lookup::Missing);
+            assert_eq!(untrusted(&found), &why);
+            // Not removed (another writer may be between its renames): still untrusted,
+            // until a store replaces it.
+            assert!(cache.path_for("u").exists());
+            assert_eq!(cache.lookup("u"), Lookup::Untrusted(why));
+            assert_eq!(cache.read("u"), None);
+            cache.store("u", b"the fetched bytes").unwrap();
+            assert_eq!(cache.lookup("u"), Lookup::Cached);
         }
         // A valid entry and record copied under another URL's key.
         let (found, cache, _dir) = after(|c| {
@@ -483,16 +591,15 @@ mod tests {
             fs::copy(c.path_for("v"), c.path_for("u")).unwrap();
             fs::copy(c.record_path_for("v"), c.record_path_for("u")).unwrap();
         });
-        assert_eq!(evicted(&found), &Untrusted::OtherUrl("v".into()));
+        assert_eq!(untrusted(&found), &Untrusted::OtherUrl("v".into()));
         assert!(cache.contains("v"));
     }
 
     #[test]
-    fn read_evicts_a_bad_entry_instead_of_returning_it() {
+    fn read_never_returns_a_bad_entry_and_evict_removes_one() {
         let (_, cache, _dir) = after(|_| {});
         fs::write(cache.path_for("u"), b"garbage of the same len").unwrap();
-        assert_eq!(cache.read("u").unwrap(), None);
-        assert!(!cache.path_for("u").exists());
+        assert_eq!(cache.read("u"), None);
         // Stored again, it is trusted again.
         cache.store("u", b"the fetched bytes").unwrap();
         assert!(cache.contains("u"));
@@ -511,7 +618,7 @@ mod tests {
             fs::remove_file(c.path_for("u")).unwrap();
             std::os::unix::fs::symlink(&target, c.path_for("u")).unwrap();
         });
-        assert_eq!(evicted(&found), &Untrusted::EntryNotRegular("a symlink"));
+        assert_eq!(untrusted(&found), &Untrusted::EntryNotRegular("a symlink"));
         assert!(fs::symlink_metadata(cache.path_for("u")).is_err());
         assert_eq!(
             fs::read(&target).unwrap(),
@@ -524,12 +631,15 @@ mod tests {
             fs::remove_file(c.record_path_for("u")).unwrap();
             std::os::unix::fs::symlink(&target, c.record_path_for("u")).unwrap();
         });
-        assert_eq!(evicted(&found), &Untrusted::RecordNotRegular("a symlink"));
+        assert_eq!(untrusted(&found), &Untrusted::RecordNotRegular("a symlink"));
         let (found, cache, _d) = after(|c| {
             fs::remove_file(c.path_for("u")).unwrap();
             fs::create_dir(c.path_for("u")).unwrap();
         });
-        assert_eq!(evicted(&found), &Untrusted::EntryNotRegular("a directory"));
+        assert_eq!(
+            untrusted(&found),
+            &Untrusted::EntryNotRegular("a directory")
+        );
         assert!(!cache.path_for("u").exists());
         let fifo = std::process::Command::new("mkfifo")
             .arg(outside.path().join("probe"))
@@ -544,7 +654,7 @@ mod tests {
                 assert!(ok.success());
             });
             assert_eq!(
-                evicted(&found),
+                untrusted(&found),
                 &Untrusted::EntryNotRegular("a special file")
             );
         }

@@ -341,7 +341,13 @@ fn send_error(e: reqwest::Error, opts: &FetchOptions) -> AttemptError {
         _ if e.is_connect() => "connection failed",
         _ => "request failed",
     };
-    let reason = format!("{what}: {}", error_chain(&e));
+    // A network failure in the words of its innermost cause (the resolver's, the OS's):
+    // the cause itself travels as a value, and reqwest's layers above it add nothing.
+    let reason = if cause.is_network() {
+        innermost(&e)
+    } else {
+        format!("{what}: {}", error_chain(&e))
+    };
     if cause == FailureCause::BadUrl {
         AttemptError::permanent(cause, reason)
     } else {
@@ -414,6 +420,15 @@ fn causes<'a>(
 }
 
 /// An error and its causes on one line, without repeats.
+/// The text of the innermost error beneath `e` (`e`'s own when it has no source).
+fn innermost(e: &(dyn StdError + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
+}
+
 fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut source = e.source();

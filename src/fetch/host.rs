@@ -18,6 +18,9 @@ const SUCCESSES_PER_SLOT: u32 = 16;
 /// down: its remaining requests are reported at once instead of each waiting out its own
 /// retries (hours, for a host that swallows connections).
 pub(crate) const GIVE_UP_AFTER: u32 = 10;
+/// The same for requests whose host name did not resolve: a resolver's "no such host" is
+/// not worth waiting out (an offline build gives up in seconds).
+pub(crate) const GIVE_UP_AFTER_DNS: u32 = 3;
 
 /// The gate every request to one host passes.
 #[derive(Debug)]
@@ -165,7 +168,12 @@ impl HostGate {
     pub(crate) fn gave_up(&self, cause: FailureCause, reason: &str) {
         let mut st = self.lock();
         st.failed_in_a_row += 1;
-        if st.failed_in_a_row >= GIVE_UP_AFTER && st.down.is_none() {
+        let limit = if cause == FailureCause::Dns {
+            GIVE_UP_AFTER_DNS
+        } else {
+            GIVE_UP_AFTER
+        };
+        if st.failed_in_a_row >= limit && st.down.is_none() {
             st.down = Some(Down {
                 cause,
                 reason: reason.to_string(),

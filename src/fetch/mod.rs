@@ -30,7 +30,7 @@ use crate::metadata::ImageId;
 pub use cache::{Cache, Lookup, Untrusted};
 pub(crate) use client::BODY_MEMORY;
 pub use options::{FetchOptions, Rewrite};
-pub use run::OnDecoded;
+pub use run::{CheckedImage, OnChecked};
 pub use verdict::{FailureGroup, MaxMissing, Shortfall, group_failures, shortfalls};
 
 /// One image to fetch.
@@ -154,7 +154,7 @@ pub struct FetchSummary {
     pub from_cache: usize,
     pub downloaded: usize,
     /// Cache entries that did not match their record (other bytes, truncated, empty, no
-    /// record, not a regular file): removed and requested again.
+    /// record, not a regular file): requested again, and replaced.
     pub evicted: usize,
     /// Attempts beyond the first, over all requests.
     pub retries: u64,
@@ -202,19 +202,20 @@ pub fn fetch_all(
     run::fetch_all(requests, cache, opts, on_done, None, &|| false)
 }
 
-/// [`fetch_all_until`] that also hands over the pixels of each downloaded JPEG, as
-/// decoded by validation ([`crate::decode::decode_jpeg`]), before reporting it done:
-/// `build` packs them without decoding the file again. `stop` is polled: `build` stops
-/// the fetch when the user interrupts it or when pack has failed.
-pub fn fetch_all_decoded(
+/// [`fetch_all_until`] that also hands over each downloaded file as validation checked it
+/// ([`CheckedImage`]: its bytes, and a JPEG's pixels as decoded by
+/// [`crate::decode::decode_jpeg`]) before reporting it done: `build` packs those bytes and
+/// pixels, without reading the cache or decoding the file again. `stop` is polled:
+/// `build` stops the fetch when the user interrupts it or when pack has failed.
+pub fn fetch_all_checked(
     requests: &[FetchRequest],
     cache: &Cache,
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
-    on_decoded: Option<&OnDecoded<'_>>,
+    on_checked: Option<&OnChecked<'_>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<FetchSummary, FetchError> {
-    run::fetch_all(requests, cache, opts, on_done, on_decoded, stop)
+    run::fetch_all(requests, cache, opts, on_done, on_checked, stop)
 }
 
 /// [`fetch_all`] that stops promptly once `stop` becomes true (e.g. set by a Ctrl-C

@@ -16,7 +16,11 @@ use tokio::sync::Semaphore;
 use crate::fetch::{FetchOptions, Rewrite};
 
 use super::client::{self, AttemptError, Body, BodyBudget};
-use super::host::{Down, GIVE_UP_AFTER, HostGate, Slot};
+use super::host::{Down, HostGate, Slot};
+
+/// Retries of a request whose host name did not resolve (at most `--retries`): one, for
+/// a resolver's hiccup; a name that does not resolve twice will not, minutes later.
+const DNS_RETRIES: u32 = 1;
 use super::validate::{self, DecodeGate, Invalid};
 use super::{
     Cache, FailureCause, FetchError, FetchFailure, FetchOutcome, FetchRequest, FetchSummary,
@@ -40,10 +44,10 @@ struct Job {
 
 /// How a job ended.
 enum JobResult {
-    /// `decoded`: the pixels of a JPEG body, from its validation.
+    /// `checked`: the body as validated and stored, when the caller wants it.
     Downloaded {
         attempts: u32,
-        decoded: Option<DynamicImage>,
+        checked: Option<CheckedImage>,
     },
     Failed(AttemptError, u32),
 }
@@ -76,24 +80,32 @@ struct Shared {
     /// `--concurrency`: taken after the host's own slot, so that waiting for a busy host
     /// never holds a global slot another host could use.
     global: Semaphore,
-    /// Hand the pixels decoded by validation to the caller (else they are dropped).
-    keep_decoded: bool,
+    /// Hand each body validated and stored to the caller (else it is dropped).
+    keep_checked: bool,
     /// Bound the memory of bodies held and of validation decodes, whatever the servers
     /// send and however many requests are in flight.
     bodies: BodyBudget,
     decodes: DecodeGate,
 }
 
-/// Called on the calling thread with the pixels of a downloaded JPEG, before its
-/// requests are reported done.
-pub type OnDecoded<'a> = dyn Fn(&FetchRequest, DynamicImage) + Sync + 'a;
+/// A downloaded file exactly as validation checked it and the cache stored it: the bytes,
+/// and for a JPEG the pixels validation decoded. A build packs these, never the cache
+/// entry read again (another process sharing the cache may have replaced it since).
+pub struct CheckedImage {
+    pub bytes: Vec<u8>,
+    pub pixels: Option<DynamicImage>,
+}
+
+/// Called on the calling thread with each downloaded file, before its requests are
+/// reported done.
+pub type OnChecked<'a> = dyn Fn(&FetchRequest, CheckedImage) + Sync + 'a;
 
 pub(super) fn fetch_all(
     requests: &[FetchRequest],
     cache: &Cache,
     opts: &FetchOptions,
     on_done: &(dyn Fn(&FetchRequest, &FetchOutcome) + Sync),
-    on_decoded: Option<&OnDecoded<'_>>,
+    on_checked: Option<&OnChecked<'_>>,
     stop: &dyn Fn() -> bool,
 ) -> Result<FetchSummary, FetchError> {
     let mut summary = FetchSummary {
@@ -125,7 +137,7 @@ pub(super) fn fetch_all(
                 tally(&mut summary, i, FetchOutcome::FromCache);
                 continue;
             }
-            Lookup::Evicted(_) => summary.evicted += 1,
+            Lookup::Untrusted(_) => summary.evicted += 1,
             Lookup::Missing => {}
         }
         let target = Rewrite::apply(&opts.rewrites, &req.url).into_owned();
@@ -172,13 +184,13 @@ pub(super) fn fetch_all(
             cache,
             opts,
             stop,
-            on_decoded.is_some(),
+            on_checked.is_some(),
             |jobs, j, mut result| {
                 let job: &Job = &jobs[j];
                 let host = &mut tallies[job.host];
-                if let (Some(hook), JobResult::Downloaded { decoded, .. }) =
-                    (on_decoded, &mut result)
-                    && let Some(image) = decoded.take()
+                if let (Some(hook), JobResult::Downloaded { checked, .. }) =
+                    (on_checked, &mut result)
+                    && let Some(image) = checked.take()
                 {
                     hook(&requests[job.requests[0]], image);
                 }
@@ -295,7 +307,7 @@ fn download_jobs(
     cache: &Cache,
     opts: &FetchOptions,
     stop: &dyn Fn() -> bool,
-    keep_decoded: bool,
+    keep_checked: bool,
     mut done: impl FnMut(&[Job], usize, JobResult),
 ) -> Result<Vec<Option<Down>>, FetchError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -314,7 +326,7 @@ fn download_jobs(
         cache: cache.clone(),
         jobs,
         global: Semaphore::new(opts.concurrency.max(1)),
-        keep_decoded,
+        keep_checked,
         bodies: BodyBudget::new(),
         decodes: DecodeGate::new(opts.decode_jobs),
     });
@@ -375,7 +387,7 @@ fn download_jobs(
         }
     };
     // Abandon whatever is still in flight; a store already under way finishes its
-    // rename or leaves only a temp file, which the next `Cache::open` removes.
+    // rename or leaves only a temp file, which a `Cache::open` an hour later removes.
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
@@ -416,9 +428,9 @@ async fn fetch_job<'g>(
             Err(e) => Err(e),
         };
         let e = match result {
-            Ok(decoded) => {
+            Ok(checked) => {
                 gate.success();
-                return Ok(JobResult::Downloaded { attempts, decoded });
+                return Ok(JobResult::Downloaded { attempts, checked });
             }
             Err(e) => e,
         };
@@ -434,26 +446,34 @@ async fn fetch_job<'g>(
         if !e.transient {
             return Ok(JobResult::Failed(e, attempts));
         }
-        if attempts > opts.retries || gate.down().is_some() {
+        let retries = match e.cause {
+            FailureCause::Dns => opts.retries.min(DNS_RETRIES),
+            _ => opts.retries,
+        };
+        if attempts > retries || gate.down().is_some() {
             gate.gave_up(e.cause, &e.reason);
             return Ok(JobResult::Failed(e, attempts));
         }
         tokio::time::sleep(wait).await;
+        // The host may have been given up while this request waited.
+        if gate.down().is_some() {
+            return Ok(JobResult::Failed(e, attempts));
+        }
     }
 }
 
-/// Validate a body off the async threads and store it if it is a sane image; a JPEG's
-/// pixels come back when the caller wants them. The outer `Err` is a cache that cannot
-/// be written. The decode waits for room at the [`DecodeGate`].
+/// Validate a body off the async threads and store it if it is a sane image; the body
+/// and a JPEG's pixels come back when the caller wants them. The outer `Err` is a cache
+/// that cannot be written. The decode waits for room at the [`DecodeGate`].
 async fn store_validated(
     shared: &Shared,
     url: &str,
     body: Body,
-) -> Result<Result<Option<DynamicImage>, AttemptError>, (std::path::PathBuf, std::io::Error)> {
+) -> Result<Result<Option<CheckedImage>, AttemptError>, (std::path::PathBuf, std::io::Error)> {
     let cache = shared.cache.clone();
     let url = url.to_string();
     let max_edge = shared.opts.max_image_edge;
-    let keep = shared.keep_decoded;
+    let keep = shared.keep_checked;
     let admitted = shared.decodes.admit(&body.bytes, max_edge).await;
     let joined = tokio::task::spawn_blocking(move || {
         let _permit = match admitted {
@@ -466,7 +486,10 @@ async fn store_validated(
             Err(invalid) => return Ok(Err(invalid)),
         };
         match cache.store(&url, &body) {
-            Ok(()) => Ok(Ok(decoded.filter(|_| keep))),
+            Ok(()) => Ok(Ok(keep.then_some(CheckedImage {
+                bytes: body,
+                pixels: decoded,
+            }))),
             Err(e) => Err((cache.path_for(&url), e)),
         }
     })
@@ -492,8 +515,7 @@ fn not_attempted(down: &Down) -> AttemptError {
     AttemptError::transient(
         down.cause,
         format!(
-            "not attempted: the host failed {GIVE_UP_AFTER} requests in a row after retries \
-             (last: {})",
+            "not attempted: the host failed request after request (last: {})",
             down.reason
         ),
     )
@@ -531,6 +553,7 @@ fn jitter_seed(url: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::host::GIVE_UP_AFTER;
     use super::*;
     use crate::fetch::test_server::{Reply, closed_port, serve};
     use crate::metadata::ImageId;

@@ -1,7 +1,7 @@
-//! The pack scheduler: it hands the labelled images to the pool in fixed chunks and takes
-//! the outcomes back in labels.csv order, feeding each row to every format's writer. Output
+//! The pack scheduler: it hands the labelled images to the pool in chunks and takes the
+//! outcomes back in labels.csv order, feeding each row to every format's writer. Output
 //! therefore does not depend on the number of threads or the order images arrive in, and
-//! memory stays bounded by the chunks in flight.
+//! memory stays bounded by the chunks in flight, whose rows are bounded by their pixels.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +18,23 @@ use crate::metadata::{Dataset, ImageRecord};
 use crate::out::Staging;
 use crate::progress::Progress;
 
-/// Images handed to the pool at once. Large enough to keep every thread busy, small
-/// enough that two chunks in flight stay a few tens of MiB.
+/// Images handed to the pool at once, at most. Large enough to keep every thread busy,
+/// small enough that two chunks in flight at 256 x 256 stay a few tens of MiB.
 const CHUNK_ROWS: usize = 64;
 
 /// Chunks in flight at once: the pool works on the next while the current one is written.
 const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Normalized pixels of all the rows in flight, at most: at 4096 x 4096 a row is 48 MiB
+/// (and more again in payloads), so 128 rows in flight would be gigabytes.
+const PIXELS_IN_FLIGHT: usize = 256 << 20;
+
+/// Rows per chunk for `sizes`: [`CHUNK_ROWS`], or fewer when the rows in flight would hold
+/// more than [`PIXELS_IN_FLIGHT`] bytes of normalized pixels (one row per chunk at least).
+pub(crate) fn chunk_rows(sizes: &[u32]) -> usize {
+    let row: usize = sizes.iter().map(|&s| s as usize * s as usize * 3).sum();
+    (PIXELS_IN_FLIGHT / CHUNKS_IN_FLIGHT / row.max(1)).clamp(1, CHUNK_ROWS)
+}
 
 /// Feed `records` to the pool chunk by chunk and hand the outcomes to `sink` in order.
 pub(crate) fn run_chunks(
@@ -52,7 +63,7 @@ pub(crate) fn run_chunks(
     };
     let work = &work;
     pool.in_place_scope(|scope| {
-        let mut chunks = records.chunks(CHUNK_ROWS);
+        let mut chunks = records.chunks(chunk_rows(sizes));
         let mut pending = VecDeque::new();
         let mut write_all = || -> Result<(), PackError> {
             loop {
@@ -212,5 +223,33 @@ impl<'a> RowSink<'a> {
         }
         self.tally.finish(&mut self.summary);
         Ok((self.summary, produced, hashed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows in flight: the chunk size times the chunks in flight.
+    fn in_flight(sizes: &[u32]) -> usize {
+        chunk_rows(sizes) * CHUNKS_IN_FLIGHT
+    }
+
+    #[test]
+    fn rows_in_flight_are_bounded_by_their_pixels() {
+        // Small rows: as many as the pool can use.
+        assert_eq!(in_flight(&[256]), 128);
+        assert_eq!(in_flight(&[64, 256]), 128);
+        assert_eq!(in_flight(&[1024]), 84);
+        // 48 MiB rows: four in flight; two sizes together count both.
+        assert_eq!(in_flight(&[4096]), 4);
+        assert_eq!(in_flight(&[256, 4096]), 4);
+        assert_eq!(in_flight(&[2048, 4096]), 4);
+        // Whatever the size, one row per chunk at least.
+        assert_eq!(in_flight(&[16384]), CHUNKS_IN_FLIGHT);
+        for sizes in [&[256][..], &[1024], &[2048], &[4096], &[256, 2048, 4096]] {
+            let row: usize = sizes.iter().map(|&s| s as usize * s as usize * 3).sum();
+            assert!(in_flight(sizes) * row <= PIXELS_IN_FLIGHT, "{sizes:?}");
+        }
     }
 }

@@ -419,3 +419,78 @@ fn sigint_stops_a_build_cleanly_and_the_next_run_resumes() {
 fn sigterm_stops_a_build_cleanly() {
     check_interruption("TERM", 143);
 }
+
+/// Whether this system can run a command in an empty network namespace (no interface
+/// up, no resolver reachable): offline, without touching any real network.
+fn offline_namespace() -> bool {
+    Command::new("unshare")
+        .args(["-n", "-r", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Offline, no host name resolves: each host is given up after a few attempts (a DNS
+/// failure is retried once, and three in a row give the host up), and the console names
+/// each host once, in the resolver's words, in a few lines.
+#[test]
+fn an_offline_build_gives_up_each_host_after_few_attempts_and_names_it_once() {
+    if !offline_namespace() {
+        eprintln!("skipped: `unshare -n -r` is not available to simulate an offline machine");
+        return;
+    }
+    let run = Run::new();
+    let o = Command::new("unshare")
+        .args(["-n", "-r"])
+        .arg(env!("CARGO_BIN_EXE_kaokore"))
+        .args(["build", "--dataset-version", "1.0", "--metadata"])
+        .arg(run.metadata(300))
+        .args(["--cache", &path_arg(&run.cache())])
+        .args(["--out", &path_arg(&run.out())])
+        .output()
+        .expect("run kaokore");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!run.out().exists(), "--out was created: {err}");
+    assert!(
+        err.lines().count() <= 8,
+        "{} lines:\n{err}",
+        err.lines().count()
+    );
+    let hosts = [
+        "codh.rois.ac.jp",
+        "iiif.lib.keio.ac.jp",
+        "rmda.kulib.kyoto-u.ac.jp",
+    ];
+    for host in hosts {
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(host)).collect();
+        assert_eq!(lines.len(), 1, "{host} on {} lines:\n{err}", lines.len());
+        assert!(
+            lines[0].contains("host given up, host name not resolved"),
+            "{}",
+            lines[0]
+        );
+        // The resolver's words, not reqwest's layers of context around them.
+        assert!(!lines[0].contains("error sending request"), "{}", lines[0]);
+    }
+    assert!(!err.contains("caused by"), "{err}");
+
+    // Attempts: at most two per image, and a bounded number per host (its workers'
+    // first requests and their one retry), however many images it holds.
+    let r = failed_report(&run, "cache");
+    let failures = r["failures"].as_array().unwrap();
+    assert!(failures.len() > 250, "{}", failures.len());
+    for host in hosts {
+        let of_host: Vec<&serde_json::Value> =
+            failures.iter().filter(|f| f["host"] == host).collect();
+        assert!(of_host.len() > 30, "{host}: {}", of_host.len());
+        assert!(of_host.iter().all(|f| f["cause"] == "dns"), "{host}");
+        let attempts: Vec<u64> = of_host
+            .iter()
+            .map(|f| f["attempts"].as_u64().unwrap())
+            .collect();
+        assert!(attempts.iter().all(|&a| a <= 2), "{host}: {attempts:?}");
+        let total: u64 = attempts.iter().sum();
+        assert!((3..=24).contains(&total), "{host}: {total} attempts");
+    }
+}

@@ -1,8 +1,10 @@
 //! The fetch stage against the fixture IIIF server: faults recovered from or reported,
 //! politeness measured on the server side, and a cache that never holds a bad entry.
-//! `kaokore fetch` through the binary is in `cli`, what the fetcher trusts in `trust`.
+//! `kaokore fetch` through the binary is in `cli`, what the fetcher trusts in `trust`, a
+//! cache shared by several processes in `shared`.
 
 mod cli;
+mod shared;
 mod trust;
 
 use std::path::Path;
@@ -172,7 +174,7 @@ fn downloads_validates_and_caches_every_image() {
     assert_eq!(valid_entries(&cache, false), 21);
 
     // The cached bytes are the served image; the gray one stays gray.
-    let bytes = cache.read(&url("gray-one")).unwrap().expect("cached");
+    let bytes = cache.read(&url("gray-one")).expect("cached");
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!((img.width(), img.height()), (256, 256));
     assert_eq!(img.color(), image::ColorType::L8);
@@ -635,8 +637,10 @@ fn a_killed_fetch_leaves_no_bad_entry_and_the_rerun_fetches_only_the_rest() {
     let asked = fx.stats().total;
     assert!(asked < 300, "killed mid-way ({asked} requests)");
 
+    // A temp file the kill cut short may stay (for an hour: its writer could be a live
+    // process this one cannot see); no entry is bad.
     let cache = Cache::open(dir.path()).unwrap();
-    let kept = valid_entries(&cache, false);
+    let kept = valid_entries(&cache, true);
     assert!(
         kept > 0 && kept <= asked,
         "{kept} entries of {asked} requests"
