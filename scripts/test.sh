@@ -4,8 +4,11 @@
 #
 #   scripts/test.sh          Rust tests on small metadata sets and fixture images, then the
 #                            real-clients test on a fixture build of part of KaoKore 1.0
-#   scripts/test.sh --full   the same, then the whole-version runs (every URL of 1.3 fetched,
-#                            all of 1.0 built, packed and verified) and the pip wheel's test
+#   scripts/test.sh --full   the same, then the slow checks: the whole-version runs (every URL
+#                            of 1.3 fetched, all of 1.0 built, packed and verified), the kill
+#                            sweeps (a pack killed before each of its renames, then resumed;
+#                            needs strace), the reference build under qemu-x86_64 as older
+#                            CPUs (skipped without qemu-user) and the pip wheel's test
 #                            (scripts/wheel_test.sh: maturin, pinned, goes into the venv)
 #   scripts/test.sh --tf     also install TensorFlow and TensorFlow Datasets into the venv
 #                            (scripts/requirements-tf.txt, large), so the real-clients test
@@ -23,7 +26,7 @@ for arg in "$@"; do
     case "$arg" in
         --full) full=1 ;;
         --tf) tf=(--tf) ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,11 +70,14 @@ if cargo nextest --version >/dev/null 2>&1; then
     if [[ $full -eq 1 ]]; then
         # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
         cargo nextest run --release --workspace --all-targets --run-ignored only whole_version_
+        # A pack killed before each of its renames in turn, then resumed: kill_sweep_*.
+        cargo nextest run --release --workspace --all-targets --run-ignored only kill_sweep_
     fi
 else
     cargo test --release --workspace --all-targets
     if [[ $full -eq 1 ]]; then
         cargo test --release --workspace --all-targets -- --ignored whole_version_
+        cargo test --release --workspace --all-targets -- --ignored kill_sweep_
     fi
 fi
 

@@ -4,6 +4,8 @@
 
 /// kaokore's record of what a build wrote (see `out::record`).
 pub const RECORD_FILE: &str = ".kaokore-build.json";
+/// The lock a build holds on `--out` for its whole run, with its pid (see `out::lock`).
+pub const LOCK_FILE: &str = ".kaokore-lock";
 /// Staging directories of a pack are named `{STAGING_PREFIX}{pid}-{n}`.
 pub const STAGING_PREFIX: &str = ".kaokore-staging-";
 /// Every artifact's SHA-256, in `sha256sum -c` format.

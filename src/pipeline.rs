@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::BuildConfig;
 use crate::error::{Error, NotDelivered};
@@ -28,6 +28,7 @@ use crate::metadata::{
     Dataset, DatasetVersion, ImageId, ImageRecord, MetadataError, MetadataFiles,
 };
 use crate::normalize;
+use crate::out::OutLock;
 use crate::pack::{Delivered, ImageChain, ImageSource, PackError, PackSummary, Withheld};
 use crate::progress::Progress;
 use crate::report::{BuildReport, Stage};
@@ -442,8 +443,10 @@ fn conclude(
     started: Instant,
     dataset: &Dataset,
     cfg: &BuildConfig,
+    lock: &OutLock,
     packed: Vec<PackSummary>,
 ) -> Result<BuildReport, Error> {
+    lock.dir().check_same()?;
     report
         .seconds
         .insert(Stage::Total, started.elapsed().as_secs_f64());
@@ -488,8 +491,10 @@ fn leave_out_as_found(
 
 fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     let (started, mut report, dataset) = begin("build", cfg)?;
-    // An --out that cannot take the build is refused before anything is fetched.
+    // An --out that cannot take the build is refused before anything is fetched, and so
+    // is one another run holds.
     crate::pack::check_out(&cfg.out, &cfg.pack)?;
+    let lock = OutLock::acquire(&cfg.out)?;
     let cache = Cache::open(&cfg.cache)?;
     let requests = requests(dataset.packable());
     let progress = Progress::new("build", requests.len() as u64, cfg.progress);
@@ -517,11 +522,11 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
         }
         let source = CacheSource::new(&cache, cfg, &dataset);
         let packed = report.time(Stage::Pack, || {
-            pack_with(&dataset, &source, cfg, &Progress::hidden("pack", 0))
+            pack_with(&dataset, &source, cfg, &lock, &Progress::hidden("pack", 0))
         });
         let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
         evict_undecodable(&cache, &dataset, &packed);
-        return conclude(report, started, &dataset, cfg, packed);
+        return conclude(report, started, &dataset, cfg, &lock, packed);
     }
 
     let arrivals = Arrivals::new(&cache, &requests, &cfg.stop, cfg.max_missing);
@@ -556,7 +561,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
             arrivals.finish(verdict, not_fetched);
             (r, fetch_started.elapsed())
         });
-        let packed = pack_with(&dataset, &arrivals, cfg, &progress);
+        let packed = pack_with(&dataset, &arrivals, cfg, &lock, &progress);
         if packed.is_err() {
             pack_failed.store(true, Ordering::Relaxed);
         }
@@ -589,7 +594,7 @@ fn build_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
     }
     let packed = packed?;
     evict_undecodable(&cache, &dataset, &packed);
-    conclude(report, started, &dataset, cfg, packed)
+    conclude(report, started, &dataset, cfg, &lock, packed)
 }
 
 /// A pack error as the pipeline reports it: withheld by a stop is an interruption.
@@ -688,13 +693,16 @@ fn pack_inner(cfg: &BuildConfig) -> Result<BuildReport, Error> {
             })));
         }
     }
+    let lock = OutLock::acquire(&cfg.out)?;
     let progress = Progress::new("pack", packable.len() as u64, cfg.progress);
     let source = CacheSource::new(&cache, cfg, &dataset);
-    let packed = report.time(Stage::Pack, || pack_with(&dataset, &source, cfg, &progress));
+    let packed = report.time(Stage::Pack, || {
+        pack_with(&dataset, &source, cfg, &lock, &progress)
+    });
     progress.finish();
     let packed = packed.map_err(|e| pack_error(e, cfg, &cache, &dataset))?;
     evict_undecodable(&cache, &dataset, &packed);
-    conclude(report, started, &dataset, cfg, packed)
+    conclude(report, started, &dataset, cfg, &lock, packed)
 }
 
 /// Cache entries pack could not decode are evicted, so the next run fetches them again.
@@ -714,20 +722,31 @@ fn pack_with(
     dataset: &Dataset,
     source: &dyn ImageSource,
     cfg: &BuildConfig,
+    lock: &OutLock,
     progress: &Progress,
 ) -> Result<Vec<PackSummary>, PackError> {
-    crate::pack::pack_sizes(dataset, source, &IMAGE_CHAIN, &cfg.pack, &cfg.out, progress)
+    let out = lock.dir();
+    crate::pack::pack_sizes_in(dataset, source, &IMAGE_CHAIN, &cfg.pack, out, progress)
 }
 
-/// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree.
+/// How long `verify` waits for a build holding the directory before it refuses.
+const VERIFY_WAITS: Duration = Duration::from_secs(10);
+
+/// `kaokore verify DIR`: checksums, and that idx, npz and Parquet agree. A build in
+/// progress in DIR is waited for (briefly), then refused rather than read half replaced;
+/// none can start while verify reads (the lock is held shared).
 pub fn verify(dir: &Path) -> Result<VerifyReport, Error> {
+    let _shared = if dir.is_dir() {
+        Some(crate::out::lock::share(dir, VERIFY_WAITS)?)
+    } else {
+        None
+    };
     Ok(crate::verify::verify(dir)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn record(id: u32) -> (ImageRecord, FetchRequest) {
         let url = format!("https://example.org/{id}.jpg");

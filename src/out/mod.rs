@@ -1,19 +1,22 @@
 //! The output directory: what makes `--out` a kaokore build and how a build changes it.
 //! [`ownership`] decides whether `--out` may take a build at all, [`record`] is kaokore's
 //! account of what a build wrote, and [`staging`] writes a build aside and commits it so
-//! that only files the previous build recorded are replaced, never through a symlink.
+//! that only files the previous build recorded are replaced, never through a symlink, and
+//! [`lock`] keeps it to one build at a time.
 //! It knows file names and paths, not formats: pack decides what the files are.
 
 pub mod checksums;
+pub mod lock;
 pub mod ownership;
 pub mod record;
 pub mod staging;
 
 use std::path::PathBuf;
 
-pub use ownership::{OutError, check_out};
+pub use lock::{OutDir, OutLock, SharedLock};
+pub use ownership::{OutError, check_out, check_size_dir};
 pub use record::{BuildRecord, RECORD_FILE, RecordError, is_plain_relative};
-pub use staging::{Prepared, Staging, check_dirs, claim_sizes, commit_sizes};
+pub use staging::{Committed, Prepared, Staging, check_dirs, commit};
 
 /// One written file, path relative to the output directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -23,8 +26,8 @@ pub struct Artifact {
     pub sha256: String,
 }
 
-/// Why a staged build could not be written or committed. Until [`Prepared::apply`]
-/// begins, the previous build is untouched.
+/// Why a staged build could not be written or committed. Until [`commit`] has written
+/// its record in progress, the previous build is untouched.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("{}: {source}", path.display())]

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::record::{BuildRecord, RecordError};
-use crate::layout::{RECORD_FILE, REPORT_FILE, SHA256SUMS, STAGING_PREFIX};
+use crate::layout::{LOCK_FILE, RECORD_FILE, REPORT_FILE, SHA256SUMS, STAGING_PREFIX};
 
 /// Why `--out` cannot take this build. Returned before anything in it was changed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,17 @@ pub enum OutError {
         at: String,
         why: &'static str,
     },
+    /// Another kaokore run holds `--out` (see [`crate::out::lock`]).
+    #[error("{}", busy_message(out, *pid))]
+    Busy { out: PathBuf, pid: Option<u32> },
+    /// `--out` no longer leads to the directory the run started in (moved, or replaced by
+    /// a symlink): nothing more is written.
+    #[error(
+        "--out {}: replaced by another directory or a symlink while kaokore ran; it wrote \
+         nothing there. Run the command again",
+        out.display()
+    )]
+    Replaced { out: PathBuf },
     #[error("--out {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -62,6 +73,8 @@ impl OutError {
     pub fn exit_code(&self) -> i32 {
         match self {
             OutError::Io { .. }
+            | OutError::Busy { .. }
+            | OutError::Replaced { .. }
             | OutError::BadRecord {
                 source: RecordError::Io { .. },
                 ..
@@ -74,6 +87,18 @@ impl OutError {
         let path = path.to_path_buf();
         move |source| OutError::Io { path, source }
     }
+}
+
+fn busy_message(out: &Path, pid: Option<u32>) -> String {
+    let who = match pid {
+        Some(pid) => format!("another kaokore process (pid {pid})"),
+        None => "another kaokore process".to_string(),
+    };
+    format!(
+        "--out {}: in use by {who}, which holds {LOCK_FILE}; kaokore changed nothing. One \
+         build at a time per directory: wait for it to finish, or pass another --out",
+        out.display()
+    )
 }
 
 /// How many entries a refusal names before "and N more".
@@ -132,7 +157,9 @@ pub fn check_out(out: &Path) -> Result<Option<BuildRecord>, OutError> {
         let entry = entry.map_err(OutError::io(out))?;
         let kind = entry.file_type().map_err(OutError::io(&entry.path()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == RECORD_FILE || leftover_pid(&name, kind).is_some() {
+        // The lock file of a run (this one's, or one killed) is kaokore's too.
+        let lock = name == LOCK_FILE && kind.is_file();
+        if name == RECORD_FILE || lock || leftover_pid(&name, kind).is_some() {
             continue;
         }
         entries.push(if kind.is_dir() { name + "/" } else { name });
@@ -160,6 +187,31 @@ pub fn check_out(out: &Path) -> Result<Option<BuildRecord>, OutError> {
         Err(e) => return Err(OutError::io(out)(e)),
     }
     Ok(record)
+}
+
+/// Whether the size directory `dir_name` (`size-{S}`) of `out` may take that size's
+/// build: one that `out`'s record lists (the record of a build of several sizes, or one in
+/// progress that a run stopped mid-commit left) is kaokore's whatever it holds, as long as
+/// its own record, if any, can be trusted; any other must pass [`check_out`] itself.
+pub fn check_size_dir(
+    out: &Path,
+    top: Option<&BuildRecord>,
+    dir_name: &str,
+) -> Result<(), OutError> {
+    let dir = out.join(dir_name);
+    let prefix = format!("{dir_name}/");
+    let listed = top.is_some_and(|r| {
+        r.dirs.iter().any(|d| d == dir_name) || r.files.iter().any(|f| f.starts_with(&prefix))
+    });
+    if !listed {
+        return check_out(&dir).map(|_| ());
+    }
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    BuildRecord::read(&dir)
+        .map(|_| ())
+        .map_err(|source| OutError::BadRecord { out: dir, source })
 }
 
 /// `out` does not exist: create it, so that a file in the way or a missing permission

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::layout::RECORD_FILE;
@@ -17,7 +17,7 @@ use crate::layout::size_dir_name;
 /// The record layout written by this version; a record of another layout is not trusted.
 pub const RECORD_LAYOUT: u32 = 1;
 /// A record is a few KiB (a few MiB with `--formats images`); a larger file is not one.
-const MAX_RECORD_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_RECORD_BYTES: u64 = 64 << 20;
 
 /// What one build wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +40,18 @@ pub struct BuildRecord {
     /// (their records too) and `size`, `formats` and `rows` are the first size's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sizes: Vec<u32>,
+    /// The directories below `--out` that hold `files` (`idx`, `size-64`, `size-64/idx`),
+    /// relative, sorted: kaokore made them, and removes them once empty and no longer
+    /// needed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
+    /// Written before a commit changes anything in `--out`, and cleared when it is done:
+    /// while set, `files` and `dirs` list every path of both the previous build and the
+    /// one being put in place, so a run stopped at any point leaves nothing of kaokore's
+    /// that the next run would take for the user's. `verify` refuses such a build; the
+    /// next build or pack replaces it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_progress: bool,
 }
 
 /// A record that exists but cannot be trusted.
@@ -97,7 +109,12 @@ impl BuildRecord {
                 record.kaokore_build
             )));
         }
-        if let Some(bad) = record.files.iter().find(|f| !is_plain_relative(f)) {
+        if let Some(bad) = record
+            .files
+            .iter()
+            .chain(&record.dirs)
+            .find(|f| !is_plain_relative(f))
+        {
             return Err(invalid(format!("names {bad:?}, not a plain relative path")));
         }
         // The record, staging and temp files are never artifacts: a record naming them
@@ -110,7 +127,7 @@ impl BuildRecord {
                     .iter()
                     .any(|&s| **f == format!("{}/{RECORD_FILE}", size_dir_name(s)))
         };
-        if let Some(bad) = record.files.iter().find(working) {
+        if let Some(bad) = record.files.iter().chain(&record.dirs).find(working) {
             return Err(invalid(format!(
                 "names {bad:?}, one of kaokore's working files"
             )));
@@ -118,24 +135,48 @@ impl BuildRecord {
         Ok(Some(record))
     }
 
-    /// Write the record into `out` atomically (temp file, then rename).
+    /// Write the record into `out` atomically and durably (see [`write_durably`]).
     pub fn write(&self, out: &Path) -> Result<(), RecordError> {
-        let path = out.join(RECORD_FILE);
-        let temp = out.join(format!("{RECORD_FILE}.tmp-{}", std::process::id()));
         let mut text = serde_json::to_string_pretty(self).expect("a record serializes");
         text.push('\n');
-        let io_err = |source| RecordError::Io {
-            path: path.clone(),
+        write_durably(out, RECORD_FILE, text.as_bytes()).map_err(|source| RecordError::Io {
+            path: out.join(RECORD_FILE),
             source,
-        };
-        fs::write(&temp, text).map_err(io_err)?;
-        fs::rename(&temp, &path).map_err(|source| {
-            let _ = fs::remove_file(&temp);
-            RecordError::Io {
-                path: path.clone(),
-                source,
-            }
         })
+    }
+}
+
+/// Write `dir/name` so that a crash or a kill at any instant leaves either the old file or
+/// the new one, and once this returns the new one survives a power loss: a temp file
+/// (`{name}.tmp-{pid}`, a leftover the next run removes), fsynced, renamed over `name`,
+/// then the directory fsynced. A few milliseconds, done twice per commit.
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let path = dir.join(name);
+    let temp = dir.join(format!("{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// fsync a directory, so that the renames in it survive a power loss (a no-op where
+/// directories cannot be opened).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 
@@ -171,6 +212,8 @@ pub(crate) mod tests {
             .collect(),
             files: vec!["SHA256SUMS".into(), "idx/a.gz".into(), "report.json".into()],
             sizes: Vec::new(),
+            dirs: vec!["idx".into()],
+            in_progress: false,
         }
     }
 

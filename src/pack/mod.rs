@@ -183,8 +183,9 @@ pub fn pack(
 /// Pack every size of `opts` (its `sizes`, or `size` alone) from one pass over the
 /// images: each is fetched and decoded once, then normalized and encoded per size on the
 /// same pool. One size is written into `out` itself; several each get a complete build in
-/// `out/size-{S}/` (see [`size_dir_name`]), and `out` a record of them written last.
-/// Returns one summary per size, in `opts.sizes` order.
+/// `out/size-{S}/` (see [`size_dir_name`]), committed together with `out`'s record of them.
+/// Returns one summary per size, in `opts.sizes` order. `out` is opened here; a run that
+/// holds it locked passes its handle to [`pack_sizes_in`] instead.
 pub fn pack_sizes(
     dataset: &Dataset,
     source: &dyn ImageSource,
@@ -193,6 +194,22 @@ pub fn pack_sizes(
     out: &Path,
     progress: &Progress,
 ) -> Result<Vec<PackSummary>, PackError> {
+    check_out(out, opts)?;
+    let dir = crate::out::OutDir::create(out)?;
+    pack_sizes_in(dataset, source, chain, opts, &dir, progress)
+}
+
+/// [`pack_sizes`] into `out`, held open since the run began: every write phase first
+/// checks that the path still leads to it.
+pub fn pack_sizes_in(
+    dataset: &Dataset,
+    source: &dyn ImageSource,
+    chain: &ImageChain,
+    opts: &PackOptions,
+    out_dir: &crate::out::OutDir,
+    progress: &Progress,
+) -> Result<Vec<PackSummary>, PackError> {
+    let out = out_dir.path();
     let started = Instant::now();
     let sizes = opts.all_sizes();
     if let Some(&size) = sizes
@@ -217,67 +234,56 @@ pub fn pack_sizes(
     // fetching; the directory may have changed since), and a symlinked or blocked format
     // directory before any image is packed (the commit checks every path again).
     check_out(out, opts)?;
+    out_dir.check_same()?;
     let several = sizes.len() > 1;
-    // One build per size: its options and its directory.
-    let builds: Vec<(PackOptions, PathBuf)> = sizes
+    // One build per size: its options and its directory, relative to `out`.
+    let builds: Vec<(PackOptions, String)> = sizes
         .iter()
         .map(|&size| {
             let dir = if several {
-                out.join(size_dir_name(size))
+                size_dir_name(size)
             } else {
-                out.to_path_buf()
+                String::new()
             };
             (opts.for_size(size), dir)
         })
         .collect();
-    let created: Vec<bool> = builds.iter().map(|(_, dir)| !dir.exists()).collect();
-    let remove_created = || {
-        // A size directory this run created and left empty goes again.
-        for ((_, dir), &created) in builds.iter().zip(&created) {
-            if created && several {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
+    // Any failure while `out` was moved away is that move: a file written through the
+    // old path, say, is now missing.
+    let replaced = |e: PackError| match out_dir.check_same() {
+        Err(moved) => PackError::Out(moved),
+        Ok(()) => e,
     };
-    let prepared = match pack_builds(dataset, source, chain, &builds, &pool, progress) {
-        Ok(p) => p,
-        Err(e) => {
-            remove_created();
-            return Err(e);
-        }
-    };
-    // Every size passed every check of its commit: only now is anything replaced.
+    let prepared =
+        pack_builds(dataset, source, chain, out, &builds, &pool, progress).map_err(replaced)?;
+    // Every size passed every check of its staging: the commit checks every destination,
+    // then replaces the previous build.
     let mut record = build_record(dataset, &builds[0].0, &prepared[0].1);
     if several {
         record.sizes = sizes;
-        let planned: Vec<(u32, &[String])> = builds
-            .iter()
-            .zip(&prepared)
-            .map(|((o, _), (p, _, _))| (o.size, p.files()))
-            .collect();
-        staging::claim_sizes(out, &record, &planned)?;
     }
-    let mut summaries = Vec::new();
-    for (prepared, mut summary, t) in prepared {
-        let (artifacts, removed) = prepared.apply()?;
+    let (prepared, mut summaries): (Vec<_>, Vec<_>) = prepared
+        .into_iter()
+        .map(|(p, summary, t)| (p, (summary, t)))
+        .unzip();
+    let committed = staging::commit(out_dir, record, prepared).map_err(|e| replaced(e.into()))?;
+    let mut result = Vec::new();
+    for ((mut summary, t), (artifacts, removed)) in summaries.drain(..).zip(committed) {
         summary.artifacts = artifacts;
         summary.removed_stale = removed;
         summary.seconds.card_and_checksums = t.elapsed().as_secs_f64();
         summary.seconds.total = started.elapsed().as_secs_f64();
-        summaries.push(summary);
+        result.push(summary);
     }
-    if several {
-        staging::commit_sizes(out, record)?;
-    }
-    Ok(summaries)
+    Ok(result)
 }
 
 /// Refuse, before anything is fetched or packed, an `out` a pack with `opts` could not
-/// commit into: one that is not kaokore's (see [`crate::record::check_out`]), a format
+/// commit into: one that is not kaokore's (see [`crate::out::check_out`]), a format
 /// directory that is a symlink or a file, and with several sizes the same for each
-/// `size-{S}/`.
+/// `size-{S}/` (unless `out`'s record lists it: see [`crate::out::check_size_dir`]).
 pub fn check_out(out: &Path, opts: &PackOptions) -> Result<(), PackError> {
-    crate::out::check_out(out)?;
+    let top = crate::out::check_out(out)?;
     let sizes = opts.all_sizes();
     if let [size] = sizes[..] {
         staging::check_dirs(out, &format_dirs(&opts.for_size(size)))?;
@@ -285,10 +291,9 @@ pub fn check_out(out: &Path, opts: &PackOptions) -> Result<(), PackError> {
     }
     let dirs: Vec<String> = sizes.iter().map(|&s| size_dir_name(s)).collect();
     staging::check_dirs(out, &dirs)?;
-    for (&size, dir) in sizes.iter().zip(&dirs) {
-        let dir = out.join(dir);
-        crate::out::check_out(&dir)?;
-        staging::check_dirs(&dir, &format_dirs(&opts.for_size(size)))?;
+    for (&size, dir_name) in sizes.iter().zip(&dirs) {
+        crate::out::check_size_dir(out, top.as_ref(), dir_name)?;
+        staging::check_dirs(&out.join(dir_name), &format_dirs(&opts.for_size(size)))?;
     }
     Ok(())
 }
@@ -299,14 +304,15 @@ fn pack_builds(
     dataset: &Dataset,
     source: &dyn ImageSource,
     chain: &ImageChain,
-    builds: &[(PackOptions, PathBuf)],
+    out: &Path,
+    builds: &[(PackOptions, String)],
     pool: &rayon::ThreadPool,
     progress: &Progress,
 ) -> Result<Vec<(staging::Prepared, PackSummary, Instant)>, PackError> {
     let mut stagings = Vec::new();
     for (_, dir) in builds {
         // Dropping a staging on any error below removes everything written so far.
-        stagings.push(staging::Staging::create(dir)?);
+        stagings.push(staging::Staging::create_for(out, dir)?);
     }
     // Only the first build reports progress: every build sees the same rows.
     let hidden = Progress::hidden("pack", 0);
@@ -373,6 +379,8 @@ fn build_record(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) ->
             .collect(),
         files: Vec::new(),
         sizes: Vec::new(),
+        dirs: Vec::new(),
+        in_progress: false,
     }
 }
 

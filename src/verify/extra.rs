@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::VerifyReport;
-use crate::layout::{RECORD_FILE, REPORT_FILE, STAGING_PREFIX};
+use crate::layout::{LOCK_FILE, RECORD_FILE, REPORT_FILE, STAGING_PREFIX};
 
 /// Files of the user's listed by name; beyond that only counted.
 pub(super) const MAX_EXTRA_LISTED: usize = 20;
@@ -26,7 +26,9 @@ pub(super) fn find(dir: &Path, expected: &BTreeSet<String>, report: &mut VerifyR
             }
             return !staging;
         }
-        if !expected.contains(inside) && inside != RECORD_FILE && inside != REPORT_FILE {
+        // The lock of a build (running, or killed: the next build takes it over).
+        let kaokores = [RECORD_FILE, REPORT_FILE, LOCK_FILE];
+        if !expected.contains(inside) && !kaokores.contains(&inside.as_str()) {
             extra.push(inside.clone());
         }
         false

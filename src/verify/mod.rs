@@ -95,24 +95,58 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
         return Err(VerifyError::NotADirectory(dir.to_path_buf()));
     }
     let mut report = VerifyReport::default();
-    if let Ok(Some(record)) = BuildRecord::read(dir)
-        && !record.sizes.is_empty()
-    {
-        verify_sizes(dir, &record, &mut report);
-        return Ok(report);
-    }
-    let Some(expected) = Expected::read(dir, &mut report) else {
-        return Ok(report);
-    };
-    let hashes = sums::check(dir, &expected, &mut report);
-    croissant::check(dir, &expected, &hashes, &mut report);
-    extra::find(dir, &expected.files, &mut report);
-    let order = LabelsOrder::read(dir, &mut report.problems);
-    for split in Split::ALL {
-        let rows = check_split(dir, split, &expected, order.as_ref(), &mut report);
-        report.rows.push((split, rows));
+    let record_before = record_identity(dir);
+    verify_build(dir, &mut report);
+    // A build that replaced files while they were read (one that took no lock) shows in
+    // its record, which every commit rewrites twice.
+    if record_identity(dir) != record_before {
+        report.problem(
+            RECORD_FILE,
+            None,
+            "changed while verify read the build (a build ran meanwhile): verify again",
+        );
     }
     Ok(report)
+}
+
+/// What tells one record file from another: device, inode, length and modification time.
+fn record_identity(dir: &Path) -> Option<(u64, u64, u64, Option<std::time::SystemTime>)> {
+    let meta = std::fs::symlink_metadata(dir.join(RECORD_FILE)).ok()?;
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Some((dev, ino, meta.len(), meta.modified().ok()))
+}
+
+fn verify_build(dir: &Path, report: &mut VerifyReport) {
+    let record = BuildRecord::read(dir).ok().flatten();
+    if record.as_ref().is_some_and(|r| r.in_progress) {
+        // Its files are partly the previous build's, partly the next one's.
+        return report.problem(
+            RECORD_FILE,
+            None,
+            "a build was being put in place here and did not finish (stopped, or still \
+             running): run the same kaokore command again to complete it",
+        );
+    }
+    if let Some(record) = record.filter(|r| !r.sizes.is_empty()) {
+        return verify_sizes(dir, &record, report);
+    }
+    let Some(expected) = Expected::read(dir, report) else {
+        return;
+    };
+    let hashes = sums::check(dir, &expected, report);
+    croissant::check(dir, &expected, &hashes, report);
+    extra::find(dir, &expected.files, report);
+    let order = LabelsOrder::read(dir, &mut report.problems);
+    for split in Split::ALL {
+        let rows = check_split(dir, split, &expected, order.as_ref(), report);
+        report.rows.push((split, rows));
+    }
 }
 
 /// Check a build of several sizes: each `size-{S}/` is a build of its own, verified as

@@ -13,6 +13,10 @@ mod metadata;
 #[cfg(unix)]
 mod multi_size;
 #[cfg(unix)]
+mod out_commit;
+#[cfg(unix)]
+mod out_lock;
+#[cfg(unix)]
 mod out_ownership;
 mod pack;
 mod tfds;
