@@ -666,15 +666,20 @@ mod tests {
     #[test]
     fn names_parse_in_registry_order() {
         let f: Formats = "mnist, npz,images,npz".parse().unwrap();
-        assert_eq!(f.names(), ["npz", "images", "mnist"]);
+        assert_eq!(f.names(), ["npz", "images", "mnist", "preview"]);
+        assert_eq!(f.to_string(), "npz,images,mnist");
         assert!(f.contains("images") && !f.contains("idx"));
         assert!(f.need(Payload::GrayPixels) && f.need(Payload::RgbPixels));
         assert!(!f.need(Payload::LosslessFile));
         // The images files and the WebDataset image members are one payload.
         let f: Formats = "webdataset,images".parse().unwrap();
-        assert_eq!(f.names(), ["images", "webdataset"]);
+        assert_eq!(f.to_string(), "images,webdataset");
         assert!(f.need(Payload::JpegFile) && !f.need(Payload::RgbPixels));
-        let known: Vec<&str> = REGISTRY.iter().map(|f| f.name()).collect();
+        let known: Vec<&str> = REGISTRY
+            .iter()
+            .filter(|f| !f.in_every_build())
+            .map(|f| f.name())
+            .collect();
         assert_eq!(
             &known[..6],
             ["idx", "npz", "parquet", "images", "webdataset", "mnist"]
@@ -700,9 +705,72 @@ mod tests {
             assert_eq!(by_name(f.name()).map(|g| g.name()), Some(f.name()));
             assert!(REGISTRY[..i].iter().all(|g| g.name() != f.name()));
             assert!(!f.needs().is_empty(), "{}", f.name());
-            assert!(!f.dirs(64).is_empty(), "{}", f.name());
-            assert!(help().contains(f.name()));
+            // Files of fixed names, or directories of its own (files that depend on the build).
+            assert!(
+                !f.files(64).is_empty() || !f.dirs(64).is_empty(),
+                "{}",
+                f.name()
+            );
+            // `--formats` names a format, or its own flag leaves it out of every build.
+            let named = help().contains(&format!("\n  {} ", f.name()));
+            let flag = opt_outs()
+                .iter()
+                .any(|(flag, _)| Some(*flag) == f.opt_out());
+            assert!(named != flag, "{}", f.name());
         }
+    }
+
+    #[test]
+    fn a_format_of_every_build_comes_with_any_list_until_left_out() {
+        let mut f: Formats = "npz".parse().unwrap();
+        assert_eq!(f.names(), ["npz", "preview"]);
+        assert_eq!(f.to_string(), "npz", "as --formats lists them");
+        assert!(f.need(Payload::Pixels) && Payload::Pixels.sampled());
+        assert!(!f.leave_out("no-npz") && !f.leave_out("preview"));
+        assert!(f.leave_out("no-preview"));
+        assert_eq!(f.names(), ["npz"]);
+        assert!(!f.need(Payload::Pixels));
+        assert!(!f.leave_out("no-preview"));
+        assert_eq!(
+            Formats::default().names(),
+            ["idx", "npz", "parquet", "preview"]
+        );
+        // `--formats` does not name it.
+        assert!(
+            "npz,preview"
+                .parse::<Formats>()
+                .unwrap_err()
+                .starts_with("unknown format 'preview'")
+        );
+        assert_eq!(
+            opt_outs().iter().map(|(flag, _)| *flag).collect::<Vec<_>>(),
+            ["no-preview"]
+        );
+    }
+
+    #[test]
+    fn demand_is_withdrawn_per_class_and_split_once_every_writer_is_satisfied() {
+        let dataset = testing::dataset();
+        let label = |gender, status, split| Label {
+            gender,
+            status,
+            split,
+        };
+        let demand = Demand::new(&dataset, 2);
+        let train = label(1, 3, Split::Train);
+        assert!(demand.wants(train));
+        demand.satisfied(train);
+        assert!(demand.wants(train), "one writer still wants it");
+        demand.satisfied(train);
+        assert!(!demand.wants(train));
+        // Other splits and classes are still wanted; a third mark changes nothing.
+        assert!(demand.wants(label(1, 3, Split::Dev)) && demand.wants(label(1, 2, Split::Train)));
+        demand.satisfied(train);
+        assert!(!demand.wants(train));
+        // A class the names do not have is wanted (the writer decides).
+        assert!(demand.wants(label(9, 9, Split::Test)));
+        // No writer that samples: nothing is wanted.
+        assert!(!Demand::new(&dataset, 0).wants(train));
     }
 
     #[test]

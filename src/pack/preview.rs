@@ -330,3 +330,243 @@ impl FormatWriter for PreviewWriter {
         Ok(vec![PREVIEW_FILE.to_string()])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Dataset, DatasetVersion, MetadataFiles};
+    use crate::pack::format::Payloads;
+    use crate::pack::format::testing::{self, MemorySink};
+    use image::RgbImage;
+
+    #[test]
+    fn tiles_are_64_pixels_below_128_and_half_the_edge_from_there() {
+        for (size, tile) in [
+            (8, 64),
+            (32, 64),
+            (127, 64),
+            (128, 64),
+            (160, 80),
+            (256, 128),
+        ] {
+            assert_eq!(tile_edge(size), tile, "size {size}");
+        }
+        assert_eq!(sheet_dimensions(256, 5), (8 * 128 + 18, 5 * 128 + 12));
+        assert_eq!(sheet_dimensions(32, 0), (8 * 64 + 18, 2));
+    }
+
+    #[test]
+    fn the_box_filter_averages_what_each_output_pixel_covers() {
+        // Halving: each pixel the 2 x 2 mean, rounded half up.
+        let (a, b, c, d) = ([0u8, 10, 255], [1u8, 11, 255], [2u8, 13, 0], [3u8, 13, 0]);
+        let two: Vec<u8> = [a, b, c, d].concat();
+        assert_eq!(box_resize(&two, 2, 1), [2, 12, 128]);
+        // The same edge: unchanged; doubling: each pixel repeated.
+        let pixels: Vec<u8> = (0..4 * 4 * 3).map(|i| (i * 37 % 256) as u8).collect();
+        assert_eq!(box_resize(&pixels, 4, 4), pixels);
+        let doubled = box_resize(&pixels, 4, 8);
+        for y in 0..8 {
+            for x in 0..8 {
+                let (from, to) = (((y / 2) * 4 + x / 2) * 3, (y * 8 + x) * 3);
+                assert_eq!(doubled[to..to + 3], pixels[from..from + 3], "({x}, {y})");
+            }
+        }
+        // 3 -> 2: the middle source pixel counts half to each side.
+        let row = [[0u8; 3], [90; 3], [200; 3]].concat();
+        let square: Vec<u8> = [&row[..], &row[..], &row[..]].concat();
+        // (2 * 0 + 1 * 90) / 3 = 30, (1 * 90 + 2 * 200) / 3 = 163.3
+        assert_eq!(
+            box_resize(&square, 3, 2),
+            [[30u8; 3], [163; 3], [30; 3], [163; 3]].concat()
+        );
+    }
+
+    /// Rows of one class in every split and a few of others, in an order that mixes the
+    /// splits: (id, gender, status, split).
+    const ROWS: &[(u32, u8, u8, &str)] = &[
+        (0, 0, 0, "dev"),
+        (1, 0, 0, "train"),
+        (2, 0, 0, "test"),
+        (3, 1, 1, "test"),
+        (4, 0, 0, "train"),
+        (5, 0, 0, "dev"),
+        (6, 0, 0, "train"),
+        (7, 0, 0, "train"),
+        (8, 0, 0, "train"),
+        (9, 0, 0, "train"),
+        (10, 0, 0, "dev"),
+        (11, 0, 0, "train"),
+        (12, 0, 0, "train"),
+        (13, 1, 1, "dev"),
+        (14, 0, 0, "test"),
+        (15, 1, 1, "train"),
+    ];
+
+    fn dataset() -> Dataset {
+        let mut files = MetadataFiles::embedded(DatasetVersion::V1_3);
+        files.urls = ROWS
+            .iter()
+            .map(|(id, ..)| {
+                format!("http://codh.rois.ac.jp/iiif/{id}.tif/full/256,/0/default.jpg\n")
+            })
+            .collect();
+        files.labels = String::from("image,gender,status,set\n")
+            + &ROWS
+                .iter()
+                .map(|(id, g, s, split)| format!("{id:08}.jpg,{g},{s},{split}\n"))
+                .collect::<String>();
+        files.original_tags = String::new();
+        Dataset::parse(DatasetVersion::V1_3, files).unwrap()
+    }
+
+    /// Image `id`: one flat colour of its own, so a tile says which image it is.
+    fn colour(id: u32) -> [u8; 3] {
+        [(id * 15) as u8, 255 - (id * 15) as u8, 100]
+    }
+
+    const SIZE: u32 = 16;
+
+    /// Write every row through the preview as a pack does, the pixels made only while the
+    /// demand wants them; returns the sheet, decoded, and the ids whose pixels were made.
+    fn write(dataset: &Dataset) -> (RgbImage, Vec<u32>) {
+        let sink = MemorySink::default();
+        let demand = Arc::new(Demand::new(dataset, 1));
+        let opts = testing::options("idx").for_size(SIZE);
+        let ctx = WriterContext {
+            sink: &sink,
+            dataset,
+            opts: &opts,
+            expected: [0; 3],
+            demand: demand.clone(),
+        };
+        let mut writer = Preview.create(&ctx).unwrap();
+        let mut made = Vec::new();
+        for record in dataset.packable() {
+            let label = record.label.unwrap();
+            let pixels = demand.wants(label).then(|| {
+                made.push(record.id.0);
+                colour(record.id.0).repeat((SIZE * SIZE) as usize)
+            });
+            let row = PackedRow {
+                split: label.split,
+                record,
+                label,
+                payloads: Payloads {
+                    pixels,
+                    ..Payloads::default()
+                },
+            };
+            writer.write_row(&row).unwrap();
+        }
+        let mut hashed = Vec::new();
+        let mut finish = FinishContext {
+            sink: &sink,
+            hashed: &mut hashed,
+        };
+        assert_eq!(writer.finish(&mut finish).unwrap(), [PREVIEW_FILE]);
+        assert_eq!(sink.names(), [PREVIEW_FILE]);
+        let sheet = image::load_from_memory(&sink.bytes(PREVIEW_FILE)).unwrap();
+        (sheet.to_rgb8(), made)
+    }
+
+    /// The colour at the centre of tile `col` of row `row`.
+    fn tile(sheet: &RgbImage, row: u32, col: u32) -> [u8; 3] {
+        let t = tile_edge(SIZE);
+        let at = |i: u32| GUTTER + i * (t + GUTTER) + t / 2;
+        sheet.get_pixel(at(col), at(row)).0
+    }
+
+    fn near(got: [u8; 3], want: [u8; 3]) -> bool {
+        got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 4)
+    }
+
+    #[test]
+    fn a_row_takes_train_then_dev_then_test_in_labels_order() {
+        let dataset = dataset();
+        let (sheet, made) = write(&dataset);
+        // Two classes with images: two rows, eight tiles wide.
+        assert_eq!(sheet.dimensions(), sheet_dimensions(SIZE, 2));
+        // Class (0, 0): its eight train images are 1, 4, 6, 7, 8, 9, 11, 12.
+        for (col, id) in [1, 4, 6, 7, 8, 9, 11, 12].into_iter().enumerate() {
+            let got = tile(&sheet, 0, col as u32);
+            assert!(near(got, colour(id)), "tile {col}: {got:?}, image {id}");
+        }
+        // Class (1, 1): train 15, dev 13, test 3, then gutter-coloured tiles.
+        for (col, id) in [15, 13, 3].into_iter().enumerate() {
+            assert!(near(tile(&sheet, 1, col as u32), colour(id)), "tile {col}");
+        }
+        for col in 3..8 {
+            assert!(near(tile(&sheet, 1, col), GUTTER_RGB), "tile {col}");
+        }
+        // Pixels were made for every row until the class's train row filled, and for no
+        // row of that class after (the dev and test rows 10 and 14 came later).
+        assert_eq!(made, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15]);
+    }
+
+    #[test]
+    fn the_sheet_is_the_same_bytes_whenever_the_pool_made_extra_pixels() {
+        // Extra pixels (the pool ran ahead of the demand) change nothing.
+        let dataset = dataset();
+        let sink = |all: bool| {
+            let sink = MemorySink::default();
+            let opts = testing::options("idx").for_size(SIZE);
+            let ctx = WriterContext {
+                sink: &sink,
+                dataset: &dataset,
+                opts: &opts,
+                expected: [0; 3],
+                demand: Arc::new(Demand::new(&dataset, 1)),
+            };
+            let demand = ctx.demand.clone();
+            let mut writer = Preview.create(&ctx).unwrap();
+            for record in dataset.packable() {
+                let label = record.label.unwrap();
+                let pixels = (all || demand.wants(label))
+                    .then(|| colour(record.id.0).repeat((SIZE * SIZE) as usize));
+                let payloads = Payloads {
+                    pixels,
+                    ..Payloads::default()
+                };
+                let row = PackedRow {
+                    split: label.split,
+                    record,
+                    label,
+                    payloads,
+                };
+                writer.write_row(&row).unwrap();
+            }
+            let mut hashed = Vec::new();
+            let mut finish = FinishContext {
+                sink: &sink,
+                hashed: &mut hashed,
+            };
+            writer.finish(&mut finish).unwrap();
+            sink.bytes(PREVIEW_FILE)
+        };
+        assert_eq!(sink(true), sink(false));
+    }
+
+    #[test]
+    fn the_card_shows_the_sheet_and_a_row_per_class_with_images() {
+        let dataset = dataset();
+        let opts = testing::options("idx").for_size(SIZE);
+        let mut summary = crate::pack::PackSummary::default();
+        summary.missing.push(crate::metadata::ImageId(3));
+        let ctx = CardContext {
+            dataset: &dataset,
+            opts: &opts,
+            summary: &summary,
+        };
+        let head = Preview.card_head(&ctx).unwrap();
+        assert!(head.starts_with("![preview](preview.jpg)\n"), "{head}");
+        assert!(head.contains("derived image"), "{head}");
+        // Image 3 was not fetched: class (1, 1) holds two.
+        assert!(
+            head.ends_with(
+                "| row | gender | status | images |\n|---:|---|---|---:|\n\
+                 | 1 | male | noble | 13 |\n| 2 | female | warrior | 2 |\n"
+            ),
+            "{head}"
+        );
+    }
+}

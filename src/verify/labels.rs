@@ -43,19 +43,22 @@ pub(super) fn check(
         }
     }
     // A build whose formats state no ids: a format may know them from its files' names.
-    let ids = ids.or_else(|| {
-        let order = order?;
-        let listed = formats.iter().find_map(|f| f.listed_ids(at, order));
-        Some(listed.unwrap_or_default())
-    });
-    let classes = match (sources.first(), order, &ids) {
-        (Some((_, rows)), ..) => Some(rows.iter().map(|r| (r.gender, r.status)).collect()),
+    let listed = match (&ids, order) {
+        (None, Some(order)) => formats.iter().find_map(|f| f.listed_ids(at, order)),
+        _ => None,
+    };
+    // Classes from a source that read every row the record promises, else from labels.csv
+    // for the listed ids; none when the labels could not be read.
+    let classes = match (sources.first(), order, &listed) {
+        (Some((_, rows)), ..) => (rows.len() as u64 == at.rows)
+            .then(|| rows.iter().map(|r| (r.gender, r.status)).collect()),
         (None, Some(order), Some(ids)) => ids
             .iter()
             .map(|id| order.rows.get(id).map(|&(_, g, s, _)| (g, s)))
             .collect(),
         _ => None,
     };
+    let ids = ids.or_else(|| order.map(|_| listed.unwrap_or_default()));
     SplitRows { ids, classes }
 }
 

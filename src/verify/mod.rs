@@ -2,7 +2,9 @@
 //! [`verify`] runs the checks in order, a file each: what the record promises
 //! (`expected.rs`), SHA256SUMS (`sums.rs`), croissant.json (`croissant.rs`), the user's own
 //! files (`extra.rs`), then split by split the labels (`labels.rs`) and pixels (`pixels.rs`)
-//! that every format re-reads with its own reader; a build of several sizes, size by size.
+//! that every format re-reads with its own reader, and last each format's check of its
+//! files that are not split by split, against the rows the labels hold; a build of several
+//! sizes, size by size.
 //!
 //! Nothing is trusted before it is checked: no symlink is followed and no special file
 //! opened, every size a header or the record states is checked before it is acted on, and
