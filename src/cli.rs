@@ -157,12 +157,15 @@ pub struct OutputArgs {
     pub format_options: FormatArgs,
 }
 
-/// The options the formats declare (`--shard-size`, `--row-group-rows`, ...), collected
-/// from the format registry, each flag once however many formats read it.
+/// The options the formats declare (`--shard-size`, `--row-group-rows`, ...), each flag
+/// once however many formats read it, and the flags that leave out a format every build
+/// makes (`--no-preview`): both collected from the format registry.
 #[derive(Debug, Clone, Default)]
 pub struct FormatArgs {
     /// (flag, value) of every format option.
     pub values: Vec<(&'static str, u64)>,
+    /// The opt-out flags given.
+    pub left_out: Vec<&'static str>,
 }
 
 impl clap::FromArgMatches for FormatArgs {
@@ -171,7 +174,12 @@ impl clap::FromArgMatches for FormatArgs {
             .into_iter()
             .filter_map(|o| matches.get_one::<u64>(o.flag).map(|&v| (o.flag, v)))
             .collect();
-        Ok(FormatArgs { values })
+        let left_out = kaokore::pack::format::opt_outs()
+            .into_iter()
+            .map(|(flag, _)| flag)
+            .filter(|flag| matches.get_flag(flag))
+            .collect();
+        Ok(FormatArgs { values, left_out })
     }
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
@@ -182,6 +190,16 @@ impl clap::FromArgMatches for FormatArgs {
 
 impl Args for FormatArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = kaokore::pack::format::opt_outs()
+            .into_iter()
+            .fold(cmd, |cmd, (flag, help)| {
+                cmd.arg(
+                    clap::Arg::new(flag)
+                        .long(flag)
+                        .help(help)
+                        .action(clap::ArgAction::SetTrue),
+                )
+            });
         kaokore::pack::format::options()
             .into_iter()
             .fold(cmd, |cmd, o| {

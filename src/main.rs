@@ -558,6 +558,9 @@ fn config(
             pack.size = o.size.first().copied().unwrap_or(pack.size);
             pack.sizes = o.size.clone();
             pack.formats = o.formats.clone();
+            for flag in &o.format_options.left_out {
+                pack.formats.leave_out(flag);
+            }
             pack.format_options = o.format_options.values.iter().copied().collect();
             o.out
                 .clone()

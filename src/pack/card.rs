@@ -87,6 +87,9 @@ fn readme(dataset: &Dataset, opts: &PackOptions, summary: &PackSummary) -> Strin
         "> **Built for you; do not redistribute.** {}\n",
         crate::REDISTRIBUTION_REQUEST
     );
+    for head in f.iter().filter_map(|format| format.card_head(&ctx)) {
+        let _ = writeln!(s, "{head}");
+    }
     let _ = writeln!(
         s,
         "Face crops from Japanese picture scrolls and illustrated books, with expert labels \

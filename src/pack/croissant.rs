@@ -197,14 +197,14 @@ fn distribution(opts: &PackOptions, artifacts: &[Artifact]) -> Vec<Value> {
     files
 }
 
-/// The MIME type of an artifact: its format's, or for the files of every build (card,
-/// metadata, provider list), from the extension.
+/// The MIME type of an artifact: its format's (a file in its directories or one it names),
+/// or for the files of every build (card, metadata, provider list), from the extension.
 fn encoding_format(opts: &PackOptions, path: &str) -> &'static str {
     let owner = opts.formats.iter().find(|f| {
         f.dirs(opts.size).iter().any(|d| {
             path.strip_prefix(d.as_str())
                 .is_some_and(|r| r.starts_with('/'))
-        })
+        }) || f.files(opts.size).iter().any(|p| p == path)
     });
     if let Some(format) = owner {
         return format.encoding_format(path);

@@ -15,10 +15,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{Seek, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::PackError;
 use super::PackOptions;
-use super::read::{LabelsOrder, PixelSource, Problems, RowLabels, SplitAt};
+use super::read::{BuildAt, LabelsOrder, PixelSource, Problems, RowLabels, SplitAt};
 use crate::encode::DeflateSegment;
 use crate::metadata::{Dataset, Split};
 use crate::metadata::{ImageRecord, Label};
@@ -37,6 +39,7 @@ pub(crate) const REGISTRY: &[&dyn Format] = &[
     &super::webdataset::WebDataset,
     &super::mnist::Mnist,
     &super::tfds::Tfds,
+    &super::preview::Preview,
 ];
 
 /// An option a format declares: its command-line flag, help and default, and how its value
@@ -172,6 +175,61 @@ pub(crate) enum Payload {
     /// The image as a JPEG file: the fetched JPEG unchanged when it already is S x S RGB,
     /// else a JPEG of the normalized pixels.
     JpegFile,
+    /// The normalized S x S RGB pixels as they are, for a format that samples a few rows
+    /// of each class: made only for the rows still in [`Demand`].
+    Pixels,
+}
+
+impl Payload {
+    /// Whether the pool makes it only for the rows still in [`Demand`].
+    pub fn sampled(self) -> bool {
+        matches!(self, Payload::Pixels)
+    }
+}
+
+/// Which rows, by class (gender x status) and split, a format that samples rows still
+/// wants the sampled payloads of ([`Payload::sampled`]). Its writer marks a class and
+/// split satisfied once it holds all it will keep of them, and the pool stops making
+/// those payloads for the rows of it that follow: a few rows of each class are kept, not
+/// every row's pixels. Output never depends on when the pool sees the mark: a row made
+/// before it is ignored, and no row after it is one the writer would keep.
+pub(crate) struct Demand {
+    /// Per class and split (`class * 3 + split`), how many writers still want its rows.
+    wanting: Vec<AtomicUsize>,
+    statuses: usize,
+}
+
+impl Demand {
+    /// Every row wanted by each of the `writers` formats that need a sampled payload,
+    /// for classes of `dataset`'s class names.
+    pub fn new(dataset: &Dataset, writers: usize) -> Demand {
+        let names = &dataset.class_names;
+        let cells = names.gender.len() * names.status.len() * Split::ALL.len();
+        Demand {
+            wanting: (0..cells).map(|_| AtomicUsize::new(writers)).collect(),
+            statuses: names.status.len(),
+        }
+    }
+
+    fn cell(&self, label: Label) -> Option<&AtomicUsize> {
+        let class = usize::from(label.gender) * self.statuses + usize::from(label.status);
+        self.wanting
+            .get(class * Split::ALL.len() + label.split.index())
+    }
+
+    /// Whether some writer still wants the sampled payloads of a row labelled `label`.
+    pub fn wants(&self, label: Label) -> bool {
+        self.cell(label)
+            .is_none_or(|c| c.load(Ordering::Relaxed) > 0)
+    }
+
+    /// One writer wants no more rows of `label`'s class and split; a writer says so once
+    /// per class and split.
+    pub fn satisfied(&self, label: Label) {
+        if let Some(c) = self.cell(label) {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
 }
 
 /// The payloads of one image (those the chosen formats need).
@@ -181,6 +239,7 @@ pub(crate) struct Payloads {
     pub gray: Option<DeflateSegment>,
     pub lossless: Option<StoredImage>,
     pub jpeg: Option<Vec<u8>>,
+    pub pixels: Option<Vec<u8>>,
 }
 
 impl Payloads {
@@ -199,6 +258,10 @@ impl Payloads {
     pub fn jpeg(&self) -> Result<&[u8], PackError> {
         self.jpeg.as_deref().ok_or(missing(Payload::JpegFile))
     }
+
+    pub fn pixels(&self) -> Result<&[u8], PackError> {
+        self.pixels.as_deref().ok_or(missing(Payload::Pixels))
+    }
 }
 
 fn missing(payload: Payload) -> PackError {
@@ -207,6 +270,7 @@ fn missing(payload: Payload) -> PackError {
         Payload::GrayPixels => "a row without its gray pixels",
         Payload::LosslessFile => "a row without its lossless image file",
         Payload::JpegFile => "a row without its JPEG file",
+        Payload::Pixels => "a sampled row without its pixels",
     })
 }
 
@@ -251,6 +315,8 @@ pub(crate) struct WriterContext<'a> {
     /// Rows per split if every packable image packs; headers written up front are
     /// corrected when fewer arrive.
     pub expected: [u64; 3],
+    /// Which rows the writers of this build still want sampled payloads of.
+    pub demand: Arc<Demand>,
 }
 
 /// One row of the dataset card's file table.
@@ -309,6 +375,15 @@ pub(crate) trait FormatWriter {
 pub(crate) trait Format: Sync {
     /// Its name in `--formats`, the build record and report.json's timings.
     fn name(&self) -> &'static str;
+    /// For a format every build makes without `--formats` naming it: the flag that
+    /// leaves it out (`no-preview`, without dashes).
+    fn opt_out(&self) -> Option<&'static str> {
+        None
+    }
+    /// Whether every build makes it (see [`Format::opt_out`]).
+    fn in_every_build(&self) -> bool {
+        self.opt_out().is_some()
+    }
     /// What it writes, in a few words, for `--formats` help.
     fn about(&self) -> &'static str;
     /// What the pool must make of each image for it (labels and metadata come with
@@ -351,6 +426,11 @@ pub(crate) trait Format: Sync {
     fn encoding_format(&self, _path: &str) -> &'static str {
         "application/octet-stream"
     }
+    /// What it shows at the top of the card, under the title and the request not to
+    /// redistribute.
+    fn card_head(&self, _ctx: &CardContext<'_>) -> Option<String> {
+        None
+    }
     /// Its part of the card's list of changes made to the images.
     fn card_changes(&self, _ctx: &CardContext<'_>) -> Vec<CardChange> {
         Vec::new()
@@ -369,6 +449,9 @@ pub(crate) trait Format: Sync {
     fn listed_ids(&self, _at: &SplitAt<'_>, _order: &LabelsOrder) -> Option<Vec<u32>> {
         None
     }
+    /// For `verify`, after every split was checked: its files that are not split by split,
+    /// against the build's checked rows.
+    fn check_build(&self, _at: &BuildAt<'_>, _report: &mut Problems) {}
     /// Open its files in the context's sink for rows in labels.csv order. The writer may
     /// keep the sink, to create files as rows arrive.
     fn create<'a>(&self, ctx: &WriterContext<'a>) -> Result<Box<dyn FormatWriter + 'a>, PackError>;
@@ -398,15 +481,29 @@ pub(crate) fn by_name(name: &str) -> Option<&'static dyn Format> {
     REGISTRY.iter().copied().find(|f| f.name() == name)
 }
 
-/// The `--formats` help: every registered format with what it writes.
+/// The `--formats` help: every format it can name with what it writes.
 pub fn help() -> String {
     let mut s = String::from("Artifacts to write, comma-separated, any of:");
+    let listed: Vec<&dyn Format> = REGISTRY
+        .iter()
+        .copied()
+        .filter(|f| !f.in_every_build())
+        .collect();
     // Names in one column, as wide as the longest.
-    let width = REGISTRY.iter().map(|f| f.name().len()).max().unwrap_or(0);
-    for f in REGISTRY {
+    let width = listed.iter().map(|f| f.name().len()).max().unwrap_or(0);
+    for f in listed {
         s.push_str(&format!("\n  {:<width$} {}", f.name(), f.about()));
     }
     s
+}
+
+/// The formats every build makes unless left out ([`Format::opt_out`]): each one's flag
+/// and its help.
+pub fn opt_outs() -> Vec<(&'static str, String)> {
+    REGISTRY
+        .iter()
+        .filter_map(|f| Some((f.opt_out()?, format!("Leave out {}", f.about()))))
+        .collect()
 }
 
 /// The formats a build writes: registered formats, in registry order.
@@ -439,6 +536,14 @@ impl Formats {
     pub(crate) fn need(&self, payload: Payload) -> bool {
         self.iter().any(|f| f.needs().contains(&payload))
     }
+
+    /// Leave out the format every build makes that `flag` opts out of (see
+    /// [`opt_outs`]); `false` when no such format is chosen.
+    pub fn leave_out(&mut self, flag: &str) -> bool {
+        let before = self.chosen.len();
+        self.chosen.retain(|&i| REGISTRY[i].opt_out() != Some(flag));
+        self.chosen.len() < before
+    }
 }
 
 impl Default for Formats {
@@ -450,9 +555,15 @@ impl Default for Formats {
     }
 }
 
+/// As `--formats` lists them: without the formats every build makes.
 impl fmt::Display for Formats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.names().join(","))
+        let listed: Vec<&str> = self
+            .iter()
+            .filter(|f| !f.in_every_build())
+            .map(|f| f.name())
+            .collect();
+        f.write_str(&listed.join(","))
     }
 }
 
@@ -465,11 +576,19 @@ impl fmt::Debug for Formats {
 impl std::str::FromStr for Formats {
     type Err = String;
 
+    /// A `--formats` list; the formats every build makes come with it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut chosen = Vec::new();
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let Some(i) = REGISTRY.iter().position(|f| f.name() == name) else {
-                let known: Vec<&str> = REGISTRY.iter().map(|f| f.name()).collect();
+            let Some(i) = REGISTRY
+                .iter()
+                .position(|f| f.name() == name && !f.in_every_build())
+            else {
+                let known: Vec<&str> = REGISTRY
+                    .iter()
+                    .filter(|f| !f.in_every_build())
+                    .map(|f| f.name())
+                    .collect();
                 return Err(format!(
                     "unknown format '{name}' (expected {})",
                     known.join(", ")
@@ -480,6 +599,7 @@ impl std::str::FromStr for Formats {
         if chosen.is_empty() {
             return Err("no format given".into());
         }
+        chosen.extend((0..REGISTRY.len()).filter(|&i| REGISTRY[i].in_every_build()));
         chosen.sort_unstable();
         chosen.dedup();
         Ok(Formats { chosen })
@@ -546,15 +666,20 @@ mod tests {
     #[test]
     fn names_parse_in_registry_order() {
         let f: Formats = "mnist, npz,images,npz".parse().unwrap();
-        assert_eq!(f.names(), ["npz", "images", "mnist"]);
+        assert_eq!(f.names(), ["npz", "images", "mnist", "preview"]);
+        assert_eq!(f.to_string(), "npz,images,mnist");
         assert!(f.contains("images") && !f.contains("idx"));
         assert!(f.need(Payload::GrayPixels) && f.need(Payload::RgbPixels));
         assert!(!f.need(Payload::LosslessFile));
         // The images files and the WebDataset image members are one payload.
         let f: Formats = "webdataset,images".parse().unwrap();
-        assert_eq!(f.names(), ["images", "webdataset"]);
+        assert_eq!(f.to_string(), "images,webdataset");
         assert!(f.need(Payload::JpegFile) && !f.need(Payload::RgbPixels));
-        let known: Vec<&str> = REGISTRY.iter().map(|f| f.name()).collect();
+        let known: Vec<&str> = REGISTRY
+            .iter()
+            .filter(|f| !f.in_every_build())
+            .map(|f| f.name())
+            .collect();
         assert_eq!(
             &known[..6],
             ["idx", "npz", "parquet", "images", "webdataset", "mnist"]
@@ -580,9 +705,72 @@ mod tests {
             assert_eq!(by_name(f.name()).map(|g| g.name()), Some(f.name()));
             assert!(REGISTRY[..i].iter().all(|g| g.name() != f.name()));
             assert!(!f.needs().is_empty(), "{}", f.name());
-            assert!(!f.dirs(64).is_empty(), "{}", f.name());
-            assert!(help().contains(f.name()));
+            // Files of fixed names, or directories of its own (files that depend on the build).
+            assert!(
+                !f.files(64).is_empty() || !f.dirs(64).is_empty(),
+                "{}",
+                f.name()
+            );
+            // `--formats` names a format, or its own flag leaves it out of every build.
+            let named = help().contains(&format!("\n  {} ", f.name()));
+            let flag = opt_outs()
+                .iter()
+                .any(|(flag, _)| Some(*flag) == f.opt_out());
+            assert!(named != flag, "{}", f.name());
         }
+    }
+
+    #[test]
+    fn a_format_of_every_build_comes_with_any_list_until_left_out() {
+        let mut f: Formats = "npz".parse().unwrap();
+        assert_eq!(f.names(), ["npz", "preview"]);
+        assert_eq!(f.to_string(), "npz", "as --formats lists them");
+        assert!(f.need(Payload::Pixels) && Payload::Pixels.sampled());
+        assert!(!f.leave_out("no-npz") && !f.leave_out("preview"));
+        assert!(f.leave_out("no-preview"));
+        assert_eq!(f.names(), ["npz"]);
+        assert!(!f.need(Payload::Pixels));
+        assert!(!f.leave_out("no-preview"));
+        assert_eq!(
+            Formats::default().names(),
+            ["idx", "npz", "parquet", "preview"]
+        );
+        // `--formats` does not name it.
+        assert!(
+            "npz,preview"
+                .parse::<Formats>()
+                .unwrap_err()
+                .starts_with("unknown format 'preview'")
+        );
+        assert_eq!(
+            opt_outs().iter().map(|(flag, _)| *flag).collect::<Vec<_>>(),
+            ["no-preview"]
+        );
+    }
+
+    #[test]
+    fn demand_is_withdrawn_per_class_and_split_once_every_writer_is_satisfied() {
+        let dataset = testing::dataset();
+        let label = |gender, status, split| Label {
+            gender,
+            status,
+            split,
+        };
+        let demand = Demand::new(&dataset, 2);
+        let train = label(1, 3, Split::Train);
+        assert!(demand.wants(train));
+        demand.satisfied(train);
+        assert!(demand.wants(train), "one writer still wants it");
+        demand.satisfied(train);
+        assert!(!demand.wants(train));
+        // Other splits and classes are still wanted; a third mark changes nothing.
+        assert!(demand.wants(label(1, 3, Split::Dev)) && demand.wants(label(1, 2, Split::Train)));
+        demand.satisfied(train);
+        assert!(!demand.wants(train));
+        // A class the names do not have is wanted (the writer decides).
+        assert!(demand.wants(label(9, 9, Split::Test)));
+        // No writer that samples: nothing is wanted.
+        assert!(!Demand::new(&dataset, 0).wants(train));
     }
 
     #[test]

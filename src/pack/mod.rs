@@ -19,6 +19,7 @@ mod mnist;
 mod npz;
 mod options;
 mod parquet;
+mod preview;
 mod produce;
 pub mod read;
 mod schedule;

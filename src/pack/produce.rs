@@ -36,6 +36,7 @@ fn step_name(payload: Payload) -> &'static str {
         Payload::GrayPixels => "gray",
         Payload::LosslessFile => "png",
         Payload::JpegFile => "jpeg",
+        Payload::Pixels => "pixels",
     }
 }
 
@@ -57,12 +58,12 @@ pub(crate) enum Outcome {
 }
 
 /// Run `delivered` through `chain` once, then encode it for each of `sizes` into the
-/// payloads in `needs`: one outcome per size.
+/// payloads in `needs` of that size: one outcome per size.
 pub(crate) fn produce(
     chain: &ImageChain,
     delivered: Delivered,
     sizes: &[u32],
-    needs: &[Payload],
+    needs: &[Vec<Payload>],
 ) -> Vec<Outcome> {
     let t = Instant::now();
     let bytes = &delivered.bytes[..];
@@ -112,7 +113,7 @@ pub(crate) fn produce(
                     source,
                     resized,
                 };
-                encode_size(bytes, &image, source, needs, times)
+                encode_size(bytes, &image, source, &needs[i], times)
             }
             Some(Err(e)) => Outcome::Undecodable(e.to_string()),
             None => Outcome::Failed(EncodeError::Internal("the pixels of a size were taken")),
@@ -169,6 +170,10 @@ fn encode_size(
                 };
                 jpeg.map(|j| p.jpeg = Some(j))
             }
+            Payload::Pixels => {
+                p.pixels = Some(image.pixels.clone());
+                Ok(())
+            }
         };
         if let Err(err) = made {
             return Outcome::Failed(err);
@@ -189,6 +194,7 @@ pub(crate) fn needs(formats: &super::Formats) -> Vec<Payload> {
         Payload::GrayPixels,
         Payload::LosslessFile,
         Payload::JpegFile,
+        Payload::Pixels,
     ]
     .into_iter()
     .filter(|&p| formats.need(p))
@@ -210,10 +216,16 @@ mod tests {
         encode::encode_jpeg(&pixels, size).unwrap()
     }
 
+    fn file_pixels(file: &[u8]) -> Vec<u8> {
+        let decoded = crate::decode::decode(file).unwrap();
+        normalize::to_rgb(decoded.image).into_raw()
+    }
+
     #[test]
     fn one_decode_every_size_and_only_the_payloads_needed() {
         let file = jpeg(16);
         let needs = [Payload::RgbPixels, Payload::LosslessFile];
+        let needs = [needs.to_vec(), [&needs[..], &[Payload::Pixels]].concat()];
         let outcomes = produce(&CHAIN, Delivered::from(file.clone()), &[8, 16], &needs);
         let [Outcome::Packed(small), Outcome::Packed(same)] = &outcomes[..] else {
             panic!("both sizes pack");
@@ -225,6 +237,9 @@ mod tests {
         assert_eq!(small.payloads.lossless().unwrap().extension, "png");
         assert_eq!(small.payloads.rgb().unwrap().len, 8 * 8 * 3);
         assert!(small.payloads.gray.is_none() && small.payloads.jpeg.is_none());
+        // Pixels only for the size whose needs asked for them.
+        assert!(small.payloads.pixels.is_none());
+        assert_eq!(same.payloads.pixels().unwrap(), file_pixels(&file));
         // Steps are timed by name; the decode counts once, with the first size done.
         let steps: Vec<&str> = small.times.keys().copied().collect();
         assert_eq!(steps, ["decode", "deflate", "png", "resize"]);
@@ -240,7 +255,7 @@ mod tests {
             &CHAIN,
             Delivered::from(b"<html>".to_vec()),
             &[8, 16],
-            &[Payload::RgbPixels],
+            &[vec![Payload::RgbPixels], vec![Payload::RgbPixels]],
         );
         assert_eq!(outcomes.len(), 2);
         assert!(

@@ -4,7 +4,7 @@
 //! before it allocates (a stated shape against the record and the file's size). Opening
 //! goes through [`crate::fs`]: no symlink is followed and no special file opened.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -126,6 +126,19 @@ pub struct SplitAt<'a> {
     /// The image id of each row, in row order, when an artifact states them (npz labels,
     /// Parquet, WebDataset) or, failing that, labels.csv's order of the listed files.
     pub ids: Option<&'a [u32]>,
+}
+
+/// Where a format's reader finds a whole build, for the checks of files that are not
+/// split by split, with what the split checks found.
+#[derive(Clone, Copy)]
+pub struct BuildAt<'a> {
+    pub dir: &'a Path,
+    /// Every file the build's record lists.
+    pub files: &'a BTreeSet<String>,
+    pub size: u32,
+    /// Rows per (gender, status) class over every split, as the checked labels state
+    /// them; `None` when some split's labels could not be read.
+    pub class_rows: Option<&'a BTreeMap<(u8, u8), u64>>,
 }
 
 /// What a format's pixel rows hold per pixel.

@@ -4,13 +4,15 @@
 //! memory stays bounded by the chunks in flight, whose rows are bounded by their pixels.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::format::{FinishContext, FormatWriter, PackedRow, WriterContext};
+use super::format::Payload;
+use super::format::{Demand, FinishContext, FormatWriter, PackedRow, WriterContext};
 use super::produce::{self, ImageChain, Outcome};
 use super::summary::{PackSummary, Tally, Undecodable};
 use super::{Artifact, ImageSource, PackError, PackOptions};
@@ -50,15 +52,29 @@ pub(crate) fn run_chunks(
     let needs = &needs[..];
     let sizes: Vec<u32> = sinks.iter().map(|s| s.summary.size).collect();
     let sizes = &sizes[..];
+    let demands: Vec<Arc<Demand>> = sinks.iter().map(|s| s.demand.clone()).collect();
+    let demands = &demands[..];
     // One outcome per size, in `sinks` order.
     let work = |record: &&ImageRecord| -> Vec<Outcome> {
         if abort.load(Ordering::Relaxed) {
             // The pack failed; nothing will be written.
             return sizes.iter().map(|_| Outcome::Missing).collect();
         }
+        // Per size, the payloads needed: sampled ones only while a writer wants them.
+        let per_size: Vec<Vec<Payload>> = demands
+            .iter()
+            .map(|demand| {
+                let wanted = record.label.is_some_and(|l| demand.wants(l));
+                needs
+                    .iter()
+                    .copied()
+                    .filter(|p| wanted || !p.sampled())
+                    .collect()
+            })
+            .collect();
         match source.image(record) {
             None => sizes.iter().map(|_| Outcome::Missing).collect(),
-            Some(delivered) => produce::produce(chain, delivered, sizes, needs),
+            Some(delivered) => produce::produce(chain, delivered, sizes, &per_size),
         }
     };
     let work = &work;
@@ -108,6 +124,8 @@ pub(crate) struct RowSink<'a> {
     writers: Vec<(&'static str, Box<dyn FormatWriter + 'a>)>,
     tally: Tally,
     pub summary: PackSummary,
+    /// Which rows the writers still want sampled payloads of.
+    demand: Arc<Demand>,
     progress: &'a Progress,
 }
 
@@ -122,11 +140,18 @@ impl<'a> RowSink<'a> {
         for label in dataset.packable().filter_map(|r| r.label) {
             expected[label.split.index()] += 1;
         }
+        let sampling = opts
+            .formats
+            .iter()
+            .filter(|f| f.needs().iter().any(|p| p.sampled()))
+            .count();
+        let demand = Arc::new(Demand::new(dataset, sampling));
         let ctx = WriterContext {
             sink: staging,
             dataset,
             opts,
             expected,
+            demand: demand.clone(),
         };
         let writers = opts
             .formats
@@ -141,6 +166,7 @@ impl<'a> RowSink<'a> {
                 size: opts.size,
                 ..PackSummary::default()
             },
+            demand,
             progress,
         })
     }

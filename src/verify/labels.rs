@@ -7,16 +7,25 @@ use crate::metadata::Split;
 use crate::pack::format::Format;
 use crate::pack::read::{LabelsOrder, MAX_ROW_PROBLEMS_PER_FILE, RowLabels, SplitAt};
 
+/// What the labels of a split say of its rows.
+pub(super) struct SplitRows {
+    /// The image id of each row as an artifact states them (npz labels, Parquet,
+    /// WebDataset; idx carries none) or, when none does, as a format knows them from its
+    /// files' names and labels.csv's order.
+    pub ids: Option<Vec<u32>>,
+    /// The (gender, status) class of each row, as the first format that states labels
+    /// states them or, failing that, as labels.csv gives them for `ids`.
+    pub classes: Option<Vec<(u8, u8)>>,
+}
+
 /// Check the labels of the split `at` in each of `formats` against each other and
-/// against labels.csv (`order`, when it could be read). Returns the image id of each row
-/// as an artifact states them (npz labels, Parquet, WebDataset; idx carries none) or,
-/// when none does, as a format knows them from its files' names and labels.csv's order.
+/// against labels.csv (`order`, when it could be read); returns the rows' ids and classes.
 pub(super) fn check(
     at: &SplitAt<'_>,
     formats: &[&'static dyn Format],
     order: Option<&LabelsOrder>,
     report: &mut VerifyReport,
-) -> Option<Vec<u32>> {
+) -> SplitRows {
     // Labels from each format, in full (they are one or a few bytes per row, and each
     // reader checked the count against the record and the file size first).
     let sources: Vec<(String, Vec<RowLabels>)> = formats
@@ -34,11 +43,23 @@ pub(super) fn check(
         }
     }
     // A build whose formats state no ids: a format may know them from its files' names.
-    ids.or_else(|| {
-        let order = order?;
-        let listed = formats.iter().find_map(|f| f.listed_ids(at, order));
-        Some(listed.unwrap_or_default())
-    })
+    let listed = match (&ids, order) {
+        (None, Some(order)) => formats.iter().find_map(|f| f.listed_ids(at, order)),
+        _ => None,
+    };
+    // Classes from a source that read every row the record promises, else from labels.csv
+    // for the listed ids; none when the labels could not be read.
+    let classes = match (sources.first(), order, &listed) {
+        (Some((_, rows)), ..) => (rows.len() as u64 == at.rows)
+            .then(|| rows.iter().map(|r| (r.gender, r.status)).collect()),
+        (None, Some(order), Some(ids)) => ids
+            .iter()
+            .map(|id| order.rows.get(id).map(|&(_, g, s, _)| (g, s)))
+            .collect(),
+        _ => None,
+    };
+    let ids = ids.or_else(|| order.map(|_| listed.unwrap_or_default()));
+    SplitRows { ids, classes }
 }
 
 /// Compare every source's labels with the first's, row by row; where a source carries no

@@ -2,7 +2,9 @@
 //! [`verify`] runs the checks in order, a file each: what the record promises
 //! (`expected.rs`), SHA256SUMS (`sums.rs`), croissant.json (`croissant.rs`), the user's own
 //! files (`extra.rs`), then split by split the labels (`labels.rs`) and pixels (`pixels.rs`)
-//! that every format re-reads with its own reader; a build of several sizes, size by size.
+//! that every format re-reads with its own reader, and last each format's check of its
+//! files that are not split by split, against the rows the labels hold; a build of several
+//! sizes, size by size.
 //!
 //! Nothing is trusted before it is checked: no symlink is followed and no special file
 //! opened, every size a header or the record states is checked before it is acted on, and
@@ -16,7 +18,7 @@ mod labels;
 mod pixels;
 mod sums;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::fs::PathState;
@@ -24,7 +26,7 @@ use crate::layout::{RECORD_FILE, STAGING_PREFIX, size_dir_name};
 use crate::metadata::Split;
 use crate::normalize::MAX_IMAGE_EDGE;
 use crate::out::BuildRecord;
-use crate::pack::read::{LabelsOrder, Problems, SplitAt};
+use crate::pack::read::{BuildAt, LabelsOrder, Problems, SplitAt};
 
 use expected::Expected;
 
@@ -143,9 +145,28 @@ fn verify_build(dir: &Path, report: &mut VerifyReport) {
     croissant::check(dir, &expected, &hashes, report);
     extra::find(dir, &expected.files, report);
     let order = LabelsOrder::read(dir, &mut report.problems);
+    // Rows per class over every split, while every split's labels could be read.
+    let mut class_rows = Some(BTreeMap::new());
     for split in Split::ALL {
-        let rows = check_split(dir, split, &expected, order.as_ref(), report);
+        let (rows, classes) = check_split(dir, split, &expected, order.as_ref(), report);
         report.rows.push((split, rows));
+        match (classes, &mut class_rows) {
+            (Some(classes), Some(counts)) => {
+                for class in classes {
+                    *counts.entry(class).or_insert(0u64) += 1;
+                }
+            }
+            _ => class_rows = None,
+        }
+    }
+    let at = BuildAt {
+        dir,
+        files: &expected.files,
+        size: expected.size,
+        class_rows: class_rows.as_ref(),
+    };
+    for format in &expected.formats {
+        format.check_build(&at, &mut report.problems);
     }
 }
 
@@ -259,14 +280,14 @@ fn verify_sizes(dir: &Path, record: &BuildRecord, report: &mut VerifyReport) {
 
 /// Check one split across formats, labels first (they give the rows' image ids), then
 /// pixels; returns its row count (the record's, once each format was checked to hold
-/// that many).
+/// that many) and the class of each row, when its labels could be read.
 fn check_split(
     dir: &Path,
     split: Split,
     expected: &Expected,
     order: Option<&LabelsOrder>,
     report: &mut VerifyReport,
-) -> u64 {
+) -> (u64, Option<Vec<(u8, u8)>>) {
     let at = SplitAt {
         dir,
         files: &expected.files,
@@ -275,13 +296,13 @@ fn check_split(
         size: expected.size,
         ids: None,
     };
-    let ids = labels::check(&at, &expected.formats, order, report);
+    let rows = labels::check(&at, &expected.formats, order, report);
     let at = SplitAt {
-        ids: ids.as_deref(),
+        ids: rows.ids.as_deref(),
         ..at
     };
     pixels::check(&at, &expected.formats, report);
-    at.rows
+    (at.rows, rows.classes)
 }
 
 #[cfg(test)]

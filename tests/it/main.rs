@@ -19,6 +19,7 @@ mod out_lock;
 #[cfg(unix)]
 mod out_ownership;
 mod pack;
+mod preview;
 mod tfds;
 mod verify;
 mod webdataset;

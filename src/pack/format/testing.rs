@@ -150,6 +150,7 @@ pub(crate) fn payloads(id: u32) -> Payloads {
             extension: "png",
         }),
         jpeg: Some(encode_jpeg(&rgb, SIZE).unwrap()),
+        pixels: Some(rgb),
     }
 }
 
@@ -193,6 +194,7 @@ pub(crate) fn write(
         dataset,
         opts,
         expected,
+        demand: std::sync::Arc::new(super::Demand::new(dataset, 1)),
     };
     let mut writer = format.create(&ctx).unwrap();
     for record in dataset.packable().filter(|r| !missing.contains(&r.id.0)) {

@@ -96,6 +96,7 @@ fn builds_every_artifact(version: &str, metadata: Option<&Path>, rerun: bool) {
         "labels.metadata.en.txt".into(),
         "labels.metadata.ja.txt".into(),
         "original_tags.txt".into(),
+        "preview.jpg".into(),
         "report.json".into(),
     ];
     for s in SPLITS {

@@ -304,7 +304,10 @@ fn mnist_holds_the_gray_of_the_rgb_rows_as_torchvision_reads_it() {
         "| `mnist/kaokore-dev-images-idx3-ubyte.gz` | uint8 (N, {S}, {S}) gray, magic 0x00000803 |"
     )));
     let record = kaokore::out::BuildRecord::read(&out).unwrap().unwrap();
-    assert_eq!(record.formats, ["idx", "npz", "parquet", "mnist"]);
+    assert_eq!(
+        record.formats,
+        ["idx", "npz", "parquet", "mnist", "preview"]
+    );
     assert!(
         record
             .files
