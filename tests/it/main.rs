@@ -15,6 +15,7 @@ mod multi_size;
 #[cfg(unix)]
 mod out_ownership;
 mod pack;
+mod reference;
 mod tfds;
 mod verify;
 mod webdataset;
