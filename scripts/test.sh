@@ -5,7 +5,8 @@
 #   scripts/test.sh          Rust tests on small metadata sets and fixture images, then the
 #                            real-clients test on a fixture build of part of KaoKore 1.0
 #   scripts/test.sh --full   the same, then the whole-version runs (every URL of 1.3 fetched,
-#                            all of 1.0 built, packed and verified)
+#                            all of 1.0 built, packed and verified) and the reference build
+#                            under qemu-x86_64 as older CPUs (skipped without qemu-user)
 #   scripts/test.sh --tf     also install TensorFlow and TensorFlow Datasets into the venv
 #                            (scripts/requirements-tf.txt, large), so the real-clients test
 #                            reads the tfds format with them; CI runs --full --tf
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --full) full=1 ;;
         --tf) tf=(--tf) ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -58,17 +59,28 @@ fi
 # in the fixture server's crate (fixture/) too. The tests build in the release profile:
 # they reuse what `cargo build --release` (README's first command) compiled, and the
 # binary they drive is the one users run.
+# With --full, the same bytes on other CPUs: the reference build run by qemu-x86_64 as
+# an SSE2-only and an SSE4.2 CPU (tests/it/reference.rs), where qemu-user is installed.
+ignored=()
+if [[ $full -eq 1 ]]; then
+    # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
+    ignored+=(whole_version_)
+    if command -v qemu-x86_64 >/dev/null 2>&1; then
+        ignored+=(same_bytes_on_every_cpu_under_qemu)
+    else
+        skipped+=("the same-bytes-on-every-CPU test: no qemu-x86_64 (Debian: apt-get install qemu-user)")
+    fi
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --workspace --all-targets
-    if [[ $full -eq 1 ]]; then
-        # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
-        cargo nextest run --release --workspace --all-targets --run-ignored only whole_version_
-    fi
+    for name in "${ignored[@]}"; do
+        cargo nextest run --release --workspace --all-targets --run-ignored only "$name"
+    done
 else
     cargo test --release --workspace --all-targets
-    if [[ $full -eq 1 ]]; then
-        cargo test --release --workspace --all-targets -- --ignored whole_version_
-    fi
+    for name in "${ignored[@]}"; do
+        cargo test --release --workspace --all-targets -- --ignored "$name"
+    done
 fi
 
 if [[ -n "$python" ]]; then
