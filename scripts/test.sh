@@ -65,20 +65,34 @@ fi
 # in the fixture server's crate (fixture/) too. The tests build in the release profile:
 # they reuse what `cargo build --release` (README's first command) compiled, and the
 # binary they drive is the one users run.
+# With --full, the same bytes on other CPUs: the reference build run by qemu-x86_64 as
+# an SSE2-only and an SSE4.2 CPU (tests/it/reference.rs), where qemu-user is installed.
+ignored=()
+if [[ $full -eq 1 ]]; then
+    # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
+    ignored+=(whole_version_)
+    # A pack killed before each of its renames in turn, then resumed: kill_sweep_*.
+    if command -v strace >/dev/null 2>&1; then
+        ignored+=(kill_sweep_)
+    else
+        skipped+=("the kill sweeps: no strace (Debian: apt-get install strace)")
+    fi
+    if command -v qemu-x86_64 >/dev/null 2>&1; then
+        ignored+=(same_bytes_on_every_cpu_under_qemu)
+    else
+        skipped+=("the same-bytes-on-every-CPU test: no qemu-x86_64 (Debian: apt-get install qemu-user)")
+    fi
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --release --workspace --all-targets
-    if [[ $full -eq 1 ]]; then
-        # Whole dataset versions, each once: tests named whole_version_*, ignored by default.
-        cargo nextest run --release --workspace --all-targets --run-ignored only whole_version_
-        # A pack killed before each of its renames in turn, then resumed: kill_sweep_*.
-        cargo nextest run --release --workspace --all-targets --run-ignored only kill_sweep_
+    if [[ ${#ignored[@]} -gt 0 ]]; then
+        cargo nextest run --release --workspace --all-targets --run-ignored only "${ignored[@]}"
     fi
 else
     cargo test --release --workspace --all-targets
-    if [[ $full -eq 1 ]]; then
-        cargo test --release --workspace --all-targets -- --ignored whole_version_
-        cargo test --release --workspace --all-targets -- --ignored kill_sweep_
-    fi
+    for name in "${ignored[@]}"; do
+        cargo test --release --workspace --all-targets -- --ignored "$name"
+    done
 fi
 
 if [[ -n "$python" ]]; then

@@ -20,6 +20,7 @@ mod out_lock;
 mod out_ownership;
 mod pack;
 mod preview;
+mod reference;
 mod tfds;
 mod verify;
 mod webdataset;
