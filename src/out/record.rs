@@ -126,6 +126,7 @@ impl BuildRecord {
                     .sizes
                     .iter()
                     .any(|&s| **f == format!("{}/{RECORD_FILE}", size_dir_name(s)))
+                && !(record.in_progress && is_size_record(f))
         };
         if let Some(bad) = record.files.iter().chain(&record.dirs).find(working) {
             return Err(invalid(format!(
@@ -178,6 +179,18 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
         let _ = dir;
         Ok(())
     }
+}
+
+/// Whether `path` is the record of a size directory (`size-{S}/.kaokore-build.json`): a
+/// record in progress lists those of the previous build too, whatever its sizes.
+fn is_size_record(path: &str) -> bool {
+    path.split_once('/').is_some_and(|(dir, name)| {
+        name == RECORD_FILE
+            && dir
+                .strip_prefix("size-")
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|s| size_dir_name(s) == dir)
+    })
 }
 
 /// Whether `path` is relative and made only of plain names (no `..`, `.`, root or
@@ -254,6 +267,15 @@ pub(crate) mod tests {
         r.sizes = vec![32, 48];
         r.write(dir.path()).unwrap();
         assert_eq!(BuildRecord::read(dir.path()).unwrap(), Some(r.clone()));
+        // A record in progress lists the size records of the build it replaces.
+        let mut claim = record();
+        claim.files.push("size-64/.kaokore-build.json".into());
+        claim.in_progress = true;
+        claim.write(dir.path()).unwrap();
+        assert_eq!(BuildRecord::read(dir.path()).unwrap(), Some(claim.clone()));
+        claim.files.push("size-64/.kaokore-staging-1-0/x".into());
+        claim.write(dir.path()).unwrap();
+        assert!(BuildRecord::read(dir.path()).is_err(), "a staging file");
         r.files.push("size-48/.kaokore-staging-1-0/x".into());
         r.write(dir.path()).unwrap();
         assert!(BuildRecord::read(dir.path()).is_err(), "a staging file");
